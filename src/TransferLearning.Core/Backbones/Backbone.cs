@@ -1,0 +1,157 @@
+using TorchSharp;
+using TorchSharp.Modules;
+using TransferLearning.Datasets;
+using static TorchSharp.torch;
+
+namespace TransferLearning.Backbones;
+
+/// <summary>
+/// A pretrained network cut at its pooled feature vector: a TorchSharp module mapping a float batch
+/// <c>[N, 3, H, W]</c> (prepared as <see cref="InputSpec"/> says) to features <c>[N, FeatureSize]</c>.
+/// Its top-level child modules, in forward order, are its <see cref="Blocks"/>; freezing works per block.
+/// </summary>
+/// <remarks>The backbone owns its module and the native memory behind it; dispose it (or the model that took it).</remarks>
+public sealed class Backbone : IDisposable
+{
+    private readonly List<(string Name, nn.Module Module)> _blocks;
+    private int _firstTrainableBlock;
+    private bool _disposed;
+
+    /// <summary>Wraps a TorchSharp module as a backbone.</summary>
+    /// <param name="source">Where it came from (URL, path or short name); recorded in saved models.</param>
+    /// <param name="module">Module mapping <c>[N, 3, H, W]</c> to <c>[N, featureSize]</c>. The backbone takes ownership.</param>
+    /// <param name="featureSize">Length of the feature vector.</param>
+    /// <param name="inputSpec">How images must be prepared for this module.</param>
+    public Backbone(string source, nn.Module<Tensor, Tensor> module, int featureSize, InputSpec inputSpec)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(source);
+        ArgumentNullException.ThrowIfNull(module);
+        ArgumentNullException.ThrowIfNull(inputSpec);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(featureSize);
+        Source = source;
+        Module = module;
+        FeatureSize = featureSize;
+        InputSpec = inputSpec;
+        _blocks = module.named_children().Select(c => (c.name, c.module)).ToList();
+    }
+
+    /// <summary>Where the backbone came from (URL, path or short name).</summary>
+    public string Source { get; }
+
+    /// <summary>The network: <c>[N, 3, H, W]</c> → <c>[N, FeatureSize]</c>.</summary>
+    public nn.Module<Tensor, Tensor> Module { get; }
+
+    /// <summary>Length of the feature vector.</summary>
+    public int FeatureSize { get; }
+
+    /// <summary>How images must be prepared for this network.</summary>
+    public InputSpec InputSpec { get; }
+
+    /// <summary>Names of the top-level blocks in forward order (what <see cref="Unfreeze(string)"/> accepts).</summary>
+    public IReadOnlyList<string> Blocks => _blocks.Select(b => b.Name).ToList();
+
+    /// <summary>True when no parameter of the backbone is trainable.</summary>
+    public bool IsFrozen => !Module.parameters().Any(p => p.requires_grad);
+
+    /// <summary>True when at least one block is frozen (its weights get no gradient and its BatchNorm runs in inference mode).</summary>
+    public bool HasFrozenBlocks => _firstTrainableBlock > 0 || (_blocks.Count == 0 && IsFrozen);
+
+    /// <summary>Freezes every weight: no gradients, BatchNorm in inference mode (as Keras's <c>trainable = False</c>).</summary>
+    public void Freeze()
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        foreach (var p in Module.parameters())
+        {
+            p.requires_grad = false;
+        }
+
+        _firstTrainableBlock = _blocks.Count;
+    }
+
+    /// <summary>Makes every weight trainable.</summary>
+    public void Unfreeze() => Unfreeze(0);
+
+    /// <summary>Makes the blocks from <paramref name="fromBlock"/> (inclusive) to the end trainable; earlier blocks stay frozen.</summary>
+    /// <param name="fromBlock">Index into <see cref="Blocks"/> (0 unfreezes everything).</param>
+    public void Unfreeze(int fromBlock)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (fromBlock < 0 || (fromBlock > 0 && fromBlock >= _blocks.Count))
+        {
+            throw new ArgumentOutOfRangeException(
+                nameof(fromBlock), fromBlock, $"The backbone has {_blocks.Count} blocks; give an index from 0 to {Math.Max(0, _blocks.Count - 1)}.");
+        }
+
+        for (var i = 0; i < _blocks.Count; i++)
+        {
+            foreach (var p in _blocks[i].Module.parameters())
+            {
+                p.requires_grad = i >= fromBlock;
+            }
+        }
+
+        if (_blocks.Count == 0)
+        {
+            foreach (var p in Module.parameters())
+            {
+                p.requires_grad = true;
+            }
+        }
+
+        _firstTrainableBlock = fromBlock;
+    }
+
+    /// <summary>Makes the blocks from the one named <paramref name="fromBlock"/> to the end trainable.</summary>
+    /// <param name="fromBlock">A name from <see cref="Blocks"/>.</param>
+    public void Unfreeze(string fromBlock)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(fromBlock);
+        var index = _blocks.FindIndex(b => b.Name == fromBlock);
+        if (index < 0)
+        {
+            throw new ArgumentException(
+                $"The backbone has no block named '{fromBlock}'. Its blocks are: {string.Join(", ", _blocks.Select(b => b.Name))}.", nameof(fromBlock));
+        }
+
+        Unfreeze(index);
+    }
+
+    /// <summary>Sets training or inference mode; frozen blocks always stay in inference mode.</summary>
+    /// <param name="training">True for training mode.</param>
+    public void SetTrainingMode(bool training)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (!training || IsFrozen)
+        {
+            Module.eval();
+            return;
+        }
+
+        Module.train();
+        for (var i = 0; i < _firstTrainableBlock && i < _blocks.Count; i++)
+        {
+            _blocks[i].Module.eval();
+        }
+    }
+
+    /// <summary>Runs the network on a prepared batch.</summary>
+    /// <param name="images">Float tensor <c>[N, 3, H, W]</c>.</param>
+    /// <returns>Features <c>[N, FeatureSize]</c>.</returns>
+    public Tensor Forward(Tensor images)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        return Module.forward(images);
+    }
+
+    /// <inheritdoc />
+    public void Dispose()
+    {
+        if (_disposed)
+        {
+            return;
+        }
+
+        _disposed = true;
+        Module.Dispose();
+    }
+}
