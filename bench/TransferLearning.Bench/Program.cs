@@ -1,0 +1,27 @@
+// Benchmarks: each compares against a baseline measured in the same run and prints ratios.
+// Usage: dotnet run -c Release --project bench/TransferLearning.Bench -- <benchmark> [options]
+namespace TransferLearning.Bench;
+
+internal static class Program
+{
+    private static readonly Dictionary<string, (string Help, Func<string[], Task<int>> Run)> Benchmarks = new(StringComparer.OrdinalIgnoreCase)
+    {
+        // Each benchmark registers one line here: ["name"] = ("what it measures", args => Xxx.RunAsync(args)),
+    };
+
+    private static async Task<int> Main(string[] args)
+    {
+        if (args.Length == 0 || !Benchmarks.TryGetValue(args[0], out var bench))
+        {
+            Console.WriteLine("usage: TransferLearning.Bench <benchmark> [options]");
+            foreach (var (name, (help, _)) in Benchmarks)
+            {
+                Console.WriteLine($"  {name,-12} {help}");
+            }
+
+            return args.Length == 0 ? 0 : 2;
+        }
+
+        return await bench.Run(args[1..]).ConfigureAwait(false);
+    }
+}
