@@ -85,6 +85,7 @@ internal static class Plots
         plot.Title(title);
         plot.XLabel("epoch");
         plot.YLabel(title.ToLowerInvariant());
-        plot.ShowLegend(Alignment.UpperRight);
+        plot.Axes.Bottom.TickGenerator = new ScottPlot.TickGenerators.NumericAutomatic { IntegerTicksOnly = true };
+        plot.ShowLegend(title == "Loss" ? Alignment.UpperRight : Alignment.LowerRight);
     }
 }
