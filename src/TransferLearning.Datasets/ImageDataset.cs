@@ -79,4 +79,64 @@ public class ImageDataset
 
         return counts;
     }
+
+    /// <summary>
+    /// Splits into training and validation sets, stratified by class, reproducibly: within each class the samples are
+    /// sorted by path (ordinal) and shuffled with a fixed-algorithm PRNG (SplitMix64) seeded by <paramref name="seed"/>,
+    /// so the same seed gives the same split on every machine and runtime.
+    /// </summary>
+    /// <param name="trainFraction">Fraction of each class for training (0..1); the rest is validation. 0.7 gives the usual 70/30.</param>
+    /// <param name="seed">Seed of the shuffle.</param>
+    /// <returns>The split (its <see cref="DatasetSplit.Test"/> is empty).</returns>
+    public DatasetSplit Split(double trainFraction = 0.7, int seed = 42) => Split(trainFraction, 1.0 - trainFraction, seed);
+
+    /// <summary>
+    /// Splits into training, validation and (remainder) test sets, stratified by class and reproducible (see
+    /// <see cref="Split(double, int)"/>). Per class, the training count is <c>round(n × trainFraction)</c> and the validation
+    /// count <c>round(n × validationFraction)</c> (halves away from zero), capped so they never exceed <c>n</c>; the rest goes to
+    /// <see cref="DatasetSplit.Test"/>.
+    /// </summary>
+    /// <param name="trainFraction">Fraction of each class for training (0..1).</param>
+    /// <param name="validationFraction">Fraction of each class for validation (0..1); the two fractions sum to at most 1.</param>
+    /// <param name="seed">Seed of the shuffle.</param>
+    /// <returns>The split.</returns>
+    /// <exception cref="ArgumentOutOfRangeException">A fraction is outside 0..1 or they sum to more than 1.</exception>
+    public DatasetSplit Split(double trainFraction, double validationFraction, int seed)
+    {
+        if (!(trainFraction >= 0 && trainFraction <= 1))
+        {
+            throw new ArgumentOutOfRangeException(nameof(trainFraction), trainFraction, "The training fraction must be between 0 and 1.");
+        }
+
+        if (!(validationFraction >= -1e-12 && validationFraction <= 1))
+        {
+            throw new ArgumentOutOfRangeException(nameof(validationFraction), validationFraction, "The validation fraction must be between 0 and 1.");
+        }
+
+        if (trainFraction + validationFraction > 1 + 1e-9)
+        {
+            throw new ArgumentOutOfRangeException(nameof(validationFraction), validationFraction,
+                $"The fractions sum to {trainFraction + validationFraction}, more than 1.");
+        }
+
+        validationFraction = Math.Max(0, validationFraction);
+        var rng = new Pipeline.SplitMix64(unchecked((ulong)seed) ^ 0x5DEECE66DUL);
+        List<ImageSample> train = [], validation = [], test = [];
+        for (var c = 0; c < Classes.Count; c++)
+        {
+            var items = Samples.Where(s => s.Label == c).OrderBy(s => s.Path, StringComparer.Ordinal).ToList();
+            rng.Shuffle(items);
+            var n = items.Count;
+            var nTrain = Math.Min(n, (int)Math.Round(n * trainFraction, MidpointRounding.AwayFromZero));
+            var nVal = Math.Min(n - nTrain, (int)Math.Round(n * validationFraction, MidpointRounding.AwayFromZero));
+            train.AddRange(items.Take(nTrain));
+            validation.AddRange(items.Skip(nTrain).Take(nVal));
+            test.AddRange(items.Skip(nTrain + nVal));
+        }
+
+        return new DatasetSplit(Ordered(train), Ordered(validation), Ordered(test));
+    }
+
+    private ImageDataset Ordered(List<ImageSample> samples) =>
+        new(Classes, [.. samples.OrderBy(s => s.Label).ThenBy(s => s.Path, StringComparer.Ordinal)]);
 }

@@ -194,6 +194,23 @@ public static class ImageTensor
         }
     }
 
+    /// <summary>Copies float values into a new float32 tensor of the given shape (no memory shared with the array).</summary>
+    internal static torch.Tensor CopyToTensor(ReadOnlySpan<float> values, long[] shape)
+    {
+        var t = torch.empty(shape, torch.float32);
+        try
+        {
+            using var acc = t.data<float>();
+            acc.CopyFrom(values, 0, 0);
+            return t;
+        }
+        catch
+        {
+            t.Dispose();
+            throw;
+        }
+    }
+
     private static torch.Tensor ToTensor(float[] chw, InputSpec spec) =>
-        torch.tensor(chw, [3L, spec.Height, spec.Width], torch.float32);
+        CopyToTensor(chw, [3L, spec.Height, spec.Width]);
 }
