@@ -17,6 +17,12 @@ public sealed record ImageDecodeOptions
     /// </summary>
     public long MaxPixels { get; init; } = DefaultMaxPixels;
 
+    /// <summary>
+    /// Whether a JPEG that ends before its end-of-image marker is accepted (the missing part decodes as grey/black).
+    /// Default false: such a file is refused as truncated, as libjpeg-based loaders (TensorFlow, PIL) do.
+    /// </summary>
+    public bool AllowTruncatedJpeg { get; init; }
+
     /// <summary>Resize mode to use instead of the spec's <see cref="InputSpec.ResizeMode"/>; null keeps the spec's.</summary>
     public ResizeMode? ResizeMode { get; init; }
 

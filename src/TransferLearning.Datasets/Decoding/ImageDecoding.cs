@@ -1,6 +1,13 @@
 using SixLabors.ImageSharp;
 using SixLabors.ImageSharp.Formats;
+using SixLabors.ImageSharp.Formats.Bmp;
 using SixLabors.ImageSharp.Formats.Gif;
+using SixLabors.ImageSharp.Formats.Jpeg;
+using SixLabors.ImageSharp.Formats.Pbm;
+using SixLabors.ImageSharp.Formats.Png;
+using SixLabors.ImageSharp.Formats.Tga;
+using SixLabors.ImageSharp.Formats.Tiff;
+using SixLabors.ImageSharp.Formats.Webp;
 using SixLabors.ImageSharp.Metadata;
 using SixLabors.ImageSharp.PixelFormats;
 
@@ -23,7 +30,17 @@ internal static class ImageDecoding
 
     public static Configuration CreateConfiguration(int maxDegreeOfParallelism)
     {
-        var config = Configuration.Default.Clone();
+        // A new Configuration (not Configuration.Default.Clone(), which shares the format manager) so that changing
+        // the GIF decoder does not touch the application's global configuration.
+        var config = new Configuration(
+            new PngConfigurationModule(),
+            new JpegConfigurationModule(),
+            new GifConfigurationModule(),
+            new BmpConfigurationModule(),
+            new PbmConfigurationModule(),
+            new TgaConfigurationModule(),
+            new TiffConfigurationModule(),
+            new WebpConfigurationModule());
         if (maxDegreeOfParallelism > 0)
         {
             config.MaxDegreeOfParallelism = maxDegreeOfParallelism;
@@ -114,6 +131,11 @@ internal static class ImageDecoding
                 string.Join(", ", config.ImageFormats.Select(f => f.Name)) + ")", null);
         }
 
+        if (format is JpegFormat && !options.AllowTruncatedJpeg && !IsCompleteJpeg(data))
+        {
+            throw new InvalidImageException(source, "the JPEG data is truncated (it ends before the end-of-image marker)", null);
+        }
+
         IImageInfo? info;
         try
         {
@@ -165,6 +187,73 @@ internal static class ImageDecoding
             image.Dispose();
             throw;
         }
+    }
+
+    /// <summary>
+    /// Walks the JPEG marker structure from SOI to EOI (segments by their lengths, entropy-coded data up to the next
+    /// real marker) and tells whether the end-of-image marker is reached. Data appended after EOI is ignored.
+    /// </summary>
+    internal static bool IsCompleteJpeg(ReadOnlySpan<byte> d)
+    {
+        if (d.Length < 4 || d[0] != 0xFF || d[1] != 0xD8)
+        {
+            return false;
+        }
+
+        var i = 2;
+        while (i < d.Length)
+        {
+            if (d[i] != 0xFF)
+            {
+                // Inside entropy-coded data: skip to the next 0xFF.
+                var next = d[i..].IndexOf((byte)0xFF);
+                if (next < 0)
+                {
+                    return false;
+                }
+
+                i += next;
+                continue;
+            }
+
+            // Skip fill bytes.
+            while (i + 1 < d.Length && d[i + 1] == 0xFF)
+            {
+                i++;
+            }
+
+            if (i + 1 >= d.Length)
+            {
+                return false;
+            }
+
+            var marker = d[i + 1];
+            i += 2;
+            if (marker == 0xD9)
+            {
+                return true;
+            }
+
+            if (marker == 0x00 || marker is >= 0xD0 and <= 0xD7 || marker == 0x01)
+            {
+                continue; // stuffed byte, restart marker or TEM: no length
+            }
+
+            if (i + 2 > d.Length)
+            {
+                return false;
+            }
+
+            var length = (d[i] << 8) | d[i + 1];
+            if (length < 2)
+            {
+                return false;
+            }
+
+            i += length; // after SOS this lands at the start of entropy-coded data
+        }
+
+        return false;
     }
 
     private static bool IsDecodeFailure(Exception ex) =>
