@@ -105,6 +105,7 @@ public sealed class ImageLoader : IDisposable
         using var run = Start(epoch, cancellationToken);
         for (var b = 0; b < run.BatchCount; b++)
         {
+            cancellationToken.ThrowIfCancellationRequested();
             var slot = run.Slots[b];
             try
             {
@@ -136,6 +137,7 @@ public sealed class ImageLoader : IDisposable
         using var run = Start(epoch, cancellationToken);
         for (var b = 0; b < run.BatchCount; b++)
         {
+            cancellationToken.ThrowIfCancellationRequested();
             await run.Slots[b].Done.Task.WaitAsync(cancellationToken).ConfigureAwait(false);
             var batch = run.Take(b, progress);
             if (batch is not null)
