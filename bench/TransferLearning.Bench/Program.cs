@@ -7,6 +7,7 @@ internal static class Program
     private static readonly Dictionary<string, (string Help, Func<string[], Task<int>> Run)> Benchmarks = new(StringComparer.OrdinalIgnoreCase)
     {
         // Each benchmark registers one line here: ["name"] = ("what it measures", args => Xxx.RunAsync(args)),
+        ["mlnet"] = ("ours vs ML.NET ResNet18 featurizer + LbfgsMaximumEntropy: same data, same split (--data DIR [--limit N])", args => MlNetComparison.RunAsync(args)),
     };
 
     private static async Task<int> Main(string[] args)
