@@ -70,7 +70,23 @@ internal static class TorchVisionBackbones
     }
 
     /// <summary>Creates the full classifier (random weights) for an architecture.</summary>
-    public static nn.Module<Tensor, Tensor> Create(string architecture, int numClasses = 1000, double widthMult = 1.0) => architecture switch
+    public static nn.Module<Tensor, Tensor> Create(string architecture, int numClasses = 1000, double widthMult = 1.0)
+    {
+        var model = CreateRaw(architecture, numClasses, widthMult);
+        if (architecture.StartsWith("mobilenet_v3", StringComparison.Ordinal))
+        {
+            // torchvision's MobileNetV3 uses BatchNorm eps 0.001 (momentum 0.01); match it for parity with PyTorch weights.
+            foreach (var m in model.modules().OfType<TorchSharp.Modules.BatchNorm>())
+            {
+                m.eps = 0.001;
+                m.momentum = 0.01;
+            }
+        }
+
+        return model;
+    }
+
+    private static nn.Module<Tensor, Tensor> CreateRaw(string architecture, int numClasses, double widthMult) => architecture switch
     {
         "resnet18" => torchvision.models.resnet18(numClasses),
         "resnet34" => torchvision.models.resnet34(numClasses),
