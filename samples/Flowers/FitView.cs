@@ -99,10 +99,19 @@ internal sealed class FitMonitor(int trainCount, int validationCount) : IProgres
 /// <summary>Draws a running fit: a featurizing progress bar, then a live table with a row per epoch.</summary>
 internal static class FitView
 {
-    public static async Task<FitResult> RunAsync(IAnsiConsole console, FitMonitor monitor, Table table, string stage, int lastEpoch, Task<FitResult> fit)
+    public static async Task<FitResult> RunAsync(IAnsiConsole console, FitMonitor monitor, Table table, string stage, int lastEpoch, bool featurizes, Task<FitResult> fit)
     {
         // Phase 1: the frozen backbone runs once over every image (its features are cached for all epochs).
-        await console.Progress()
+        if (featurizes)
+        {
+            await FeaturizingAsync(console, monitor, fit);
+        }
+
+        return await EpochsAsync(console, monitor, table, stage, lastEpoch, fit);
+    }
+
+    private static Task FeaturizingAsync(IAnsiConsole console, FitMonitor monitor, Task<FitResult> fit) =>
+        console.Progress()
             .AutoClear(false)
             .HideCompleted(false)
             .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new ElapsedTimeColumn(), new SpinnerColumn())
@@ -130,19 +139,44 @@ internal static class FitView
                 }
             });
 
-        // Phase 2: epochs.
+    private static async Task<FitResult> EpochsAsync(IAnsiConsole console, FitMonitor monitor, Table table, string stage, int lastEpoch, Task<FitResult> fit)
+    {
+        // Phase 2: epochs. Without an interactive terminal (output redirected), print one plain line per epoch instead.
+        if (!console.Profile.Capabilities.Interactive)
+        {
+            console.WriteLine("epoch  stage          loss  accuracy  val_loss  val_accuracy  seconds");
+            while (true)
+            {
+                while (monitor.Completed.TryDequeue(out var e))
+                {
+                    Report.AddEpochRow(table, e, stage);
+                    console.WriteLine(string.Create(
+                        CultureInfo.InvariantCulture,
+                        $"{e.Epoch,5}  {stage,-9} {Report.F4(e.Loss),9} {Report.F4(e.Accuracy),9} {Report.F4(e.ValLoss),9} {Report.F4(e.ValAccuracy),13} {e.Seconds,8:F2}"));
+                }
+
+                if (fit.IsCompleted)
+                {
+                    return await fit;
+                }
+
+                await Task.WhenAny(fit, Task.Delay(150));
+            }
+        }
+
         await console.Live(table).AutoClear(false).StartAsync(async ctx =>
         {
             while (true)
             {
+                var done = fit.IsCompleted;
                 while (monitor.Completed.TryDequeue(out var epoch))
                 {
                     Report.AddEpochRow(table, epoch, stage);
                 }
 
-                table.Caption(fit.IsCompleted ? string.Empty : Status(monitor, stage, lastEpoch));
+                table.Caption(done ? string.Empty : Status(monitor, stage, lastEpoch));
                 ctx.Refresh();
-                if (fit.IsCompleted)
+                if (done)
                 {
                     break;
                 }

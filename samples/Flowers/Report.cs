@@ -49,7 +49,7 @@ internal static class Report
             F4(e.Accuracy),
             F4(e.ValLoss),
             $"[bold]{F4(e.ValAccuracy)}[/]",
-            e.Seconds.ToString("F1", CultureInfo.InvariantCulture));
+            e.Seconds.ToString("F2", CultureInfo.InvariantCulture));
 
     public static async Task<Evaluation> EvaluateWithProgressAsync(IAnsiConsole console, TrainedModel model, ImageDataset data, string title, CancellationToken cancellationToken)
     {

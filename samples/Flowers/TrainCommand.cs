@@ -114,6 +114,7 @@ internal static class TrainCommand
                 table,
                 "frozen",
                 settings.Epochs,
+                featurizes: true,
                 learner.FitAsync(split, settings.Epochs, monitor, cancellationToken));
             featurizePerSecond = monitor.FeaturizeImagesPerSecond;
         }
@@ -139,6 +140,7 @@ internal static class TrainCommand
                     table,
                     "fine-tune",
                     frozenEpochs + settings.FineTuneEpochs,
+                    featurizes: false,
                     fineTuner.FitAsync(split, settings.FineTuneEpochs, monitor, cancellationToken));
                 var tuned = model.History.Last!.ValAccuracy;
                 var colour = tuned >= frozenAccuracy ? "green" : "red";
