@@ -43,7 +43,7 @@ internal static class MlNetComparison
         if (options is null)
         {
             Console.Error.WriteLine(
-                "usage: mlnet --data DIR [--limit N (per class)] [--epochs 6] [--fine-tune-epochs 2] [--seed 42]");
+                "usage: mlnet --data DIR [--limit N (images per class)] [--epochs 6] [--fine-tune-epochs N (ours only, e.g. 2; default 0)] [--seed 42]");
             return 2;
         }
 
@@ -322,7 +322,7 @@ internal static class MlNetComparison
         public string? Data { get; set; }
         public int? Limit { get; set; }
         public int Epochs { get; set; } = 6;
-        public int FineTuneEpochs { get; set; } = 2;
+        public int FineTuneEpochs { get; set; }
         public int Seed { get; set; } = 42;
         public string? Side { get; set; }
         public string? SplitFile { get; set; }
