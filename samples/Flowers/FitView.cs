@@ -142,6 +142,11 @@ internal static class FitView
     private static async Task<FitResult> EpochsAsync(IAnsiConsole console, FitMonitor monitor, Table table, string stage, int lastEpoch, Task<FitResult> fit)
     {
         // Phase 2: epochs. Without an interactive terminal (output redirected), print one plain line per epoch instead.
+        if (fit.IsFaulted || fit.IsCanceled)
+        {
+            return await fit;
+        }
+
         if (!console.Profile.Capabilities.Interactive)
         {
             console.WriteLine("epoch  stage          loss  accuracy  val_loss  val_accuracy  seconds");

@@ -97,7 +97,14 @@ internal static class TrainCommand
         TransferLearner learner = null!;
         await console.Status().StartAsync($"Loading backbone {Markup.Escape(settings.Model)}…", async _ =>
         {
-            learner = await TransferLearner.FromAsync(settings.Model, cancellationToken: cancellationToken);
+            try
+            {
+                learner = await TransferLearner.FromAsync(settings.Model, cancellationToken: cancellationToken);
+            }
+            catch (HttpRequestException e)
+            {
+                throw new InvalidOperationException($"Could not download the backbone '{settings.Model}': {e.Message}", e);
+            }
         });
 
         FitResult result;
