@@ -1,0 +1,89 @@
+using System.Security.Cryptography;
+using TorchSharp;
+using TransferLearning.Native;
+
+namespace TransferLearning.Datasets.Tests.Native;
+
+public class TorchNativeLoaderTests
+{
+    [Fact]
+    public void EnsureLoaded_FromTestHost_TorchSharpRunsAConvolution()
+    {
+        TorchNativeLoader.EnsureLoaded();
+
+        using var input = torch.ones(1, 1, 3, 3);
+        using var kernel = torch.ones(1, 1, 2, 2);
+        using var output = torch.nn.functional.conv2d(input, kernel);
+
+        Assert.Equal(new long[] { 1, 1, 2, 2 }, output.shape);
+        Assert.All(output.data<float>().ToArray(), v => Assert.Equal(4f, v));
+        Assert.NotNull(TorchNativeLoader.Status);
+    }
+
+    [Fact]
+    public void MarkWeak_RealTorchSharpLibrary_OnlyNewLibstdcxxNeedsBecomeWeak()
+    {
+        var path = TorchNativeLoader.FindLibrary("libLibTorchSharp.so");
+        Assert.NotNull(path);
+        var image = File.ReadAllBytes(path);
+        var before = ElfVersionNeedPatcher.ReadNeeds(image, path);
+        Assert.Contains(before, n => n.Version == "GLIBCXX_3.4.32" && !n.IsWeak);
+
+        var changed = ElfVersionNeedPatcher.MarkWeak(image, path, ElfVersionNeedPatcher.IsNewerThanGcc12);
+
+        var after = ElfVersionNeedPatcher.ReadNeeds(image, path);
+        Assert.Contains("GLIBCXX_3.4.32", changed);
+        Assert.Equal(before.Count, after.Count);
+        for (var i = 0; i < before.Count; i++)
+        {
+            Assert.Equal(before[i].Version, after[i].Version);
+            var shouldBeWeak = before[i].IsWeak || ElfVersionNeedPatcher.IsNewerThanGcc12(before[i].File, before[i].Version);
+            Assert.Equal(shouldBeWeak, after[i].IsWeak);
+        }
+
+        Assert.Contains(after, n => n.Version == "GLIBCXX_3.4.30" && !n.IsWeak);
+        Assert.Equal(before.Count(n => !n.IsWeak) - changed.Count, after.Count(n => !n.IsWeak));
+    }
+
+    [Fact]
+    public void WritePatchedCopy_RealLibrary_OriginalUntouchedAndCopyPatched()
+    {
+        var path = TorchNativeLoader.FindLibrary("libLibTorchSharp.so");
+        Assert.NotNull(path);
+        var hashBefore = SHA256.HashData(File.ReadAllBytes(path));
+
+        var copy = TorchNativeLoader.WritePatchedCopy(path, "test");
+
+        Assert.NotEqual(Path.GetFullPath(path), Path.GetFullPath(copy));
+        Assert.Equal(hashBefore, SHA256.HashData(File.ReadAllBytes(path)));
+        var needs = ElfVersionNeedPatcher.ReadNeeds(File.ReadAllBytes(copy), copy);
+        Assert.Contains(needs, n => n.Version == "GLIBCXX_3.4.32" && n.IsWeak);
+        Assert.Equal(copy, TorchNativeLoader.WritePatchedCopy(path, "test"));
+    }
+
+    [Fact]
+    public void ReadNeeds_NotAnElfFile_ThrowsNamingTheFile()
+    {
+        var ex = Assert.Throws<InvalidDataException>(() => ElfVersionNeedPatcher.ReadNeeds(new byte[100], "lib.so"));
+        Assert.Equal("'lib.so' is not an ELF file.", ex.Message);
+    }
+
+    [Fact]
+    public void ReadNeeds_TruncatedSectionTable_Throws()
+    {
+        var path = TorchNativeLoader.FindLibrary("libLibTorchSharp.so")!;
+        var head = File.ReadAllBytes(path).AsSpan(0, 4096).ToArray();
+        var ex = Assert.Throws<InvalidDataException>(() => ElfVersionNeedPatcher.ReadNeeds(head, "head.so"));
+        Assert.Equal("'head.so' has a truncated or missing section header table.", ex.Message);
+    }
+
+    [Theory]
+    [InlineData("libstdc++.so.6", "GLIBCXX_3.4.32", true)]
+    [InlineData("libstdc++.so.6", "GLIBCXX_3.4.31", true)]
+    [InlineData("libstdc++.so.6", "GLIBCXX_3.4.30", false)]
+    [InlineData("libstdc++.so.6", "CXXABI_1.3.14", true)]
+    [InlineData("libstdc++.so.6", "CXXABI_1.3.13", false)]
+    [InlineData("libc.so.6", "GLIBC_2.34", false)]
+    public void IsNewerThanGcc12_Versions_AsExpected(string file, string version, bool expected) =>
+        Assert.Equal(expected, ElfVersionNeedPatcher.IsNewerThanGcc12(file, version));
+}
