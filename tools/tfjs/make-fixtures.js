@@ -148,12 +148,14 @@ function convSameEven() {
   return tf.model({ inputs: input, outputs: f });
 }
 
-// DepthwiseConv2D with multiplier 2 and dilation, SeparableConv2D same/valid with bias.
+// DepthwiseConv2D with multiplier 2, SeparableConv2D same (dilated, multiplier 2)/valid with and without bias.
 function depthwise() {
   const input = tf.input({ shape: [10, 9, 4], name: 'in_dw' });
   let h = L.depthwiseConv2d({ kernelSize: 3, strides: 2, padding: 'same', depthMultiplier: 2, useBias: true, activation: 'relu6', name: 'dw_m2_s2' }).apply(input);
-  h = L.depthwiseConv2d({ kernelSize: 3, strides: 1, padding: 'same', dilationRate: 2, useBias: false, name: 'dw_dil2' }).apply(h);
-  h = L.separableConv2d({ filters: 6, kernelSize: 3, strides: 1, padding: 'same', depthMultiplier: 2, useBias: true, activation: 'swish', name: 'sep_same' }).apply(h);
+  // tfjs-layers 4.22 ignores dilation_rate in DepthwiseConv2D (TODO in its source), so no dilation here.
+  h = L.depthwiseConv2d({ kernelSize: 2, strides: 1, padding: 'valid', useBias: false, name: 'dw_valid' }).apply(h);
+  // tfjs-layers omits depth_multiplier from SeparableConv2D's saved config; the loader takes it from the kernel shape.
+  h = L.separableConv2d({ filters: 6, kernelSize: 3, strides: 1, padding: 'same', depthMultiplier: 2, dilationRate: 2, useBias: true, activation: 'swish', name: 'sep_same' }).apply(h);
   h = L.separableConv2d({ filters: 5, kernelSize: 2, strides: 2, padding: 'valid', useBias: false, name: 'sep_valid' }).apply(h);
   return tf.model({ inputs: input, outputs: h });
 }
