@@ -205,3 +205,39 @@ public sealed class TfjsModelTests : IDisposable
         return Path.Combine(_temp, "model.json");
     }
 }
+
+public sealed class TfjsWeightsTests
+{
+    [Fact]
+    public void Read_MixedDtypesAcrossTwoShards_DecodesInManifestOrder()
+    {
+        // One group split over two shards: float32 [2], uint16-quantized [3], float16 [2], uint8-quantized [2].
+        var bytes = new List<byte>();
+        bytes.AddRange(BitConverter.GetBytes(1.5f));
+        bytes.AddRange(BitConverter.GetBytes(-2.25f));
+        foreach (ushort q in new ushort[] { 0, 1000, 65535 })
+        {
+            bytes.AddRange(BitConverter.GetBytes(q));
+        }
+
+        bytes.AddRange(BitConverter.GetBytes((Half)0.5f));
+        bytes.AddRange(BitConverter.GetBytes((Half)(-3f)));
+        bytes.Add(0);
+        bytes.Add(255);
+        var all = bytes.ToArray();
+        var shards = new Dictionary<string, byte[]> { ["a.bin"] = all[..5], ["b.bin"] = all[5..] };
+        var manifest = (System.Text.Json.Nodes.JsonArray)System.Text.Json.Nodes.JsonNode.Parse("""
+            [{"paths": ["a.bin", "b.bin"], "weights": [
+              {"name": "f", "shape": [2], "dtype": "float32"},
+              {"name": "q16", "shape": [3], "dtype": "float32", "quantization": {"scale": 0.001, "min": -1, "dtype": "uint16"}},
+              {"name": "h", "shape": [2, 1], "dtype": "float32", "quantization": {"dtype": "float16"}},
+              {"name": "q8", "shape": [1, 2], "dtype": "float32", "quantization": {"scale": 0.5, "min": 2, "dtype": "uint8"}}]}]
+            """)!;
+        var weights = TfjsWeights.Read(manifest, p => new MemoryStream(shards[p]), "model.json");
+        Assert.Equal([1.5f, -2.25f], weights["f"].Values);
+        Assert.Equal([-1f, 0f, (float)((65535 * 0.001) - 1)], weights["q16"].Values);
+        Assert.Equal([0.5f, -3f], weights["h"].Values);
+        Assert.Equal([2L, 1L], weights["h"].Shape);
+        Assert.Equal([2f, 129.5f], weights["q8"].Values);
+    }
+}
