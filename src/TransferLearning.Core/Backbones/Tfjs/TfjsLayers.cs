@@ -83,6 +83,12 @@ internal static class TfjsOps
     /// <summary>Keras ReLU with max_value, negative_slope and threshold.</summary>
     public static Tensor KerasRelu(Tensor x, double? maxValue, double negativeSlope, double threshold)
     {
+        if (negativeSlope == 0 && threshold == 0)
+        {
+            // Plain ReLU / ReLU6 / clipped ReLU: one fused op.
+            return maxValue is double m ? (m == 6 ? F.relu6(x) : x.clamp(0.0, m)) : F.relu(x);
+        }
+
         using var scope = NewDisposeScope();
         Tensor y;
         if (negativeSlope == 0 && threshold == 0)

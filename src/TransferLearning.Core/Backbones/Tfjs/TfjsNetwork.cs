@@ -17,6 +17,12 @@ internal sealed class TfjsNetwork : nn.Module<Tensor, Tensor>
     private readonly int _output;
     private readonly int _valueCount;
 
+    // For each step, the values whose last reader it is (freed right after it runs to keep peak memory low).
+    private readonly List<int[]> _releaseAfter = [];
+
+    // In-place variants (plain ReLU/ReLU6) used when nothing else reads the input and no gradient is recorded for it.
+    private readonly List<Action<Tensor>?> _inPlace = [];
+
     public TfjsNetwork(TfjsGraph graph, int output, IReadOnlyDictionary<string, TfjsWeight> weights, string source)
         : base("tfjs")
     {
@@ -59,9 +65,23 @@ internal sealed class TfjsNetwork : nn.Module<Tensor, Tensor>
             }
 
             _steps.Add((run, step.Inputs, step.Output));
+            _inPlace.Add(TfjsLayerFactory.CreateInPlaceOp(step));
         }
 
         _valueCount = graph.Steps.Count == 0 ? 1 : graph.Steps.Max(s => s.Output) + 1;
+        var lastUse = new Dictionary<int, int>();
+        for (var i = 0; i < _steps.Count; i++)
+        {
+            foreach (var v in _steps[i].Inputs)
+            {
+                lastUse[v] = i;
+            }
+        }
+
+        for (var i = 0; i < _steps.Count; i++)
+        {
+            _releaseAfter.Add(lastUse.Where(kv => kv.Value == i && kv.Key != 0 && kv.Key != _output).Select(kv => kv.Key).Distinct().ToArray());
+        }
     }
 
     public override Tensor forward(Tensor input)
@@ -69,15 +89,36 @@ internal sealed class TfjsNetwork : nn.Module<Tensor, Tensor>
         using var scope = NewDisposeScope();
         var values = new Tensor[_valueCount];
         values[0] = input;
-        foreach (var (run, inputs, output) in _steps)
+        for (var s = 0; s < _steps.Count; s++)
         {
+            var (run, inputs, output) = _steps[s];
             var args = new Tensor[inputs.Length];
             for (var i = 0; i < inputs.Length; i++)
             {
                 args[i] = values[inputs[i]];
             }
 
-            values[output] = run(args, training);
+            Tensor produced;
+            if (_inPlace[s] is { } inPlace && inputs[0] != 0 && _releaseAfter[s].Contains(inputs[0]) && (!is_grad_enabled() || !args[0].requires_grad))
+            {
+                inPlace(args[0]);
+                produced = args[0];
+            }
+            else
+            {
+                produced = run(args, training);
+            }
+
+            values[output] = produced;
+            foreach (var v in _releaseAfter[s])
+            {
+                if (!ReferenceEquals(values[v], produced))
+                {
+                    values[v].Dispose();
+                }
+
+                values[v] = null!;
+            }
         }
 
         var result = values[_output];
@@ -169,6 +210,25 @@ internal static class TfjsLayerFactory
             default:
                 return null;
         }
+    }
+
+    /// <summary>An in-place version of a plain ReLU / ReLU6 / clipped ReLU layer, or null.</summary>
+    public static Action<Tensor>? CreateInPlaceOp(TfjsStep step)
+    {
+        var c = step.Config;
+        var activation = step.ClassName switch
+        {
+            "ReLU" when Double(c, "negative_slope", 0) == 0 && Double(c, "threshold", 0) == 0 =>
+                c["max_value"] is JsonNode m ? ((double)m == 6 ? "relu6" : null) : "relu",
+            "Activation" => ((string?)c["activation"])?.ToUpperInvariant() switch { "RELU" => "relu", "RELU6" => "relu6", _ => null },
+            _ => null,
+        };
+        return activation switch
+        {
+            "relu" => x => x.relu_(),
+            "relu6" => x => x.clamp_(0.0, 6.0),
+            _ => null,
+        };
     }
 
     public static Func<Tensor[], bool, Tensor> CreateOp(TfjsStep step, string source)
