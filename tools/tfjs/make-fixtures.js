@@ -230,6 +230,21 @@ function nested() {
   return outer;
 }
 
+// Shared layers: one Conv2D and one nested functional model each called twice (several inbound nodes).
+function shared() {
+  const subIn = tf.input({ shape: [6, 6, 4], name: 'sh_sub_in' });
+  const subOut = L.conv2d({ filters: 4, kernelSize: 3, padding: 'same', activation: 'tanh', name: 'sh_sub_conv' }).apply(subIn);
+  const sub = tf.model({ inputs: subIn, outputs: subOut, name: 'sh_sub' });
+  const input = tf.input({ shape: [6, 6, 4], name: 'sh_in' });
+  const conv = L.conv2d({ filters: 4, kernelSize: 3, padding: 'same', name: 'sh_conv' });
+  const a = conv.apply(input);
+  const b = conv.apply(L.reLU({ name: 'sh_relu' }).apply(a));
+  const c = sub.apply(b);
+  const d = sub.apply(L.add({ name: 'sh_add' }).apply([a, c]));
+  const out = L.globalAveragePooling2d({ name: 'sh_gap' }).apply(L.multiply({ name: 'sh_mul' }).apply([c, d]));
+  return tf.model({ inputs: input, outputs: out });
+}
+
 // Plain Sequential with Flatten + Dense (also written in the old tfjs 1.x style without "format" and
 // with the Sequential config as a bare list of layers).
 function seqFlatten() {
@@ -291,6 +306,7 @@ async function main() {
   await fixture('bn_act', bnAct(), [2, 7, 6, 3]);
   await fixture('merge_reshape', mergeReshape(), [2, 6, 5, 2], { featureLayer: 'm_cat_out' });
   await fixture('nested', nested(), [2, 8, 8, 3]);
+  await fixture('shared', shared(), [2, 6, 6, 4]);
   await fixture('seq_flatten_old', seqFlatten(), [2, 5, 6, 2], { mutate: oldStyle });
   await fixture('quantized_uint8', seqFlatten(), [2, 5, 6, 2], { quantize: true });
   await teachableMachineReference();

@@ -19,6 +19,7 @@ public sealed class TfjsParityTests(ITestOutputHelper output)
     [InlineData("bn_act")]
     [InlineData("merge_reshape")]
     [InlineData("nested")]
+    [InlineData("shared")]
     [InlineData("seq_flatten_old")]
     [InlineData("quantized_uint8")]
     public void LoadNetwork_Fixture_MatchesTfjsOutput(string name)
@@ -35,6 +36,58 @@ public sealed class TfjsParityTests(ITestOutputHelper output)
         Assert.Equal(expectedShape.Length, y.dim());
         var diff = TfjsTestData.AssertClose(reference, TfjsTestData.KerasOrder(y));
         output.WriteLine($"{name}: max |diff| {diff:G4}, max |ref| {reference.Max(Math.Abs):G4}");
+    }
+
+    [Fact]
+    public void LoadNetwork_KerasPythonStyleTopology_MatchesTfjsOutput()
+    {
+        // The nested fixture rewritten as tensorflowjs_converter writes a tf.keras model: topology under model_config,
+        // a Keras 2 version, nested-model calls numbered from 0, an InputLayer in each Sequential, and weight names
+        // prefixed with their model's name.
+        var dir = Directory.CreateTempSubdirectory("tfjs-keras-").FullName;
+        try
+        {
+            var root = (JsonObject)JsonNode.Parse(File.ReadAllText(TfjsTestData.ModelJson("nested")))!;
+            var topology = (JsonObject)root["modelTopology"]!;
+            root["modelTopology"] = new JsonObject
+            {
+                ["keras_version"] = "2.15.0",
+                ["backend"] = "tensorflow",
+                ["model_config"] = topology.DeepClone(),
+            };
+            var json = root.ToJsonString()
+                .Replace("[\"n_inner_seq\",1,0,{}]", "[\"n_inner_seq\",0,0,{}]", StringComparison.Ordinal)
+                .Replace("{\"class_name\":\"Sequential\",\"config\":{\"name\":\"n_head\",\"layers\":[", "{\"class_name\":\"Sequential\",\"config\":{\"name\":\"n_head\",\"layers\":[{\"class_name\":\"InputLayer\",\"config\":{\"batch_input_shape\":[null,4],\"name\":\"n_head_in\"}},", StringComparison.Ordinal)
+                .Replace("\"name\":\"n_seq_", "\"name\":\"n_base/n_seq_", StringComparison.Ordinal);
+            Assert.Contains("n_head_in", json, StringComparison.Ordinal);
+            Assert.Contains("[\"n_inner_seq\",0,0,{}]", json, StringComparison.Ordinal);
+            File.WriteAllText(Path.Combine(dir, "model.json"), json.Replace("\"name\":\"n_base/n_seq_conv\",\"trainable\"", "\"name\":\"n_seq_conv\",\"trainable\"", StringComparison.Ordinal)
+                .Replace("\"name\":\"n_base/n_seq_bn\",\"trainable\"", "\"name\":\"n_seq_bn\",\"trainable\"", StringComparison.Ordinal)
+                .Replace("\"name\":\"n_base/n_seq_relu\",\"trainable\"", "\"name\":\"n_seq_relu\",\"trainable\"", StringComparison.Ordinal));
+            File.Copy(Path.Combine(TfjsTestData.FixtureDir("nested"), "weights.bin"), Path.Combine(dir, "weights.bin"));
+            Assert.Contains("n_base/n_seq_bn/moving_mean", File.ReadAllText(Path.Combine(dir, "model.json")), StringComparison.Ordinal);
+
+            var input = TfjsTestData.ReadFloats(Path.Combine(TfjsTestData.FixtureDir("nested"), "input.bin"));
+            var reference = TfjsTestData.ReadFloats(Path.Combine(TfjsTestData.FixtureDir("nested"), "output.bin"));
+            using var network = TfjsModel.LoadNetwork(Path.Combine(dir, "model.json"));
+            network.eval();
+            using var noGrad = no_grad();
+            using var x = TfjsTestData.NchwFromNhwc(input, [2, 8, 8, 3]);
+            using var y = network.forward(x);
+            TfjsTestData.AssertClose(reference, TfjsTestData.KerasOrder(y));
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    [Fact]
+    public void Load_InputSpecOverride_Used()
+    {
+        var spec = InputSpec.ImageNet(8);
+        using var backbone = TfjsModel.Load(TfjsTestData.ModelJson("nested"), new TfjsLoadOptions { InputSpec = spec });
+        Assert.Equal(spec, backbone.InputSpec);
     }
 
     [Fact]
