@@ -75,9 +75,11 @@ public sealed class Evaluation
     /// <summary>The confusion matrix as aligned text.</summary>
     public string FormatConfusionMatrix()
     {
+        const string corner = "true \\ predicted";
         var width = Math.Max(6, Classes.Max(c => c.Length) + 1);
+        var first = Math.Max(corner.Length, Classes.Max(c => c.Length)) + 1;
         var sb = new StringBuilder();
-        sb.Append("true \\ predicted".PadRight(width + 2));
+        sb.Append(corner.PadRight(first));
         foreach (var c in Classes)
         {
             sb.Append(c.PadLeft(width));
@@ -86,7 +88,7 @@ public sealed class Evaluation
         sb.AppendLine();
         for (var i = 0; i < Classes.Count; i++)
         {
-            sb.Append(Classes[i].PadRight(width + 2));
+            sb.Append(Classes[i].PadRight(first));
             for (var j = 0; j < Classes.Count; j++)
             {
                 sb.Append(ConfusionMatrix[i, j].ToString(CultureInfo.InvariantCulture).PadLeft(width));

@@ -247,17 +247,18 @@ internal sealed class Trainer
 
     private Dictionary<string, Tensor> Snapshot(bool headOnly)
     {
+        using var scope = NewDisposeScope();
         var snapshot = new Dictionary<string, Tensor>();
         foreach (var (name, value) in _head.state_dict())
         {
-            snapshot["head." + name] = value.detach().clone();
+            snapshot["head." + name] = value.detach().clone().MoveToOuterDisposeScope();
         }
 
         if (!headOnly && !_backbone.IsFrozen)
         {
             foreach (var (name, value) in _backbone.Module.state_dict())
             {
-                snapshot["backbone." + name] = value.detach().clone();
+                snapshot["backbone." + name] = value.detach().clone().MoveToOuterDisposeScope();
             }
         }
 
