@@ -245,6 +245,23 @@ function shared() {
   return tf.model({ inputs: input, outputs: out });
 }
 
+// Views: a linear Activation, a Reshape and a Dropout pass their input through (views in TorchSharp); a ReLU after
+// them must not run in place while the original value is still needed.
+function views() {
+  const input = tf.input({ shape: [4, 4, 3], name: 'v_in' });
+  const conv = L.conv2d({ filters: 3, kernelSize: 1, name: 'v_conv' }).apply(input);
+  const lin = L.activation({ activation: 'linear', name: 'v_linear' }).apply(conv);
+  const r1 = L.reLU({ name: 'v_relu1' }).apply(lin);
+  const flat = L.flatten({ name: 'v_flat' }).apply(L.add({ name: 'v_add1' }).apply([conv, r1]));
+  const dense = L.dense({ units: 6, name: 'v_dense' }).apply(flat);
+  const resh = L.reshape({ targetShape: [6], name: 'v_reshape' }).apply(dense);
+  const drop = L.dropout({ rate: 0.3, name: 'v_drop' }).apply(resh);
+  const r2 = L.reLU({ maxValue: 6, name: 'v_relu2' }).apply(drop);
+  const r3 = L.activation({ activation: 'relu', name: 'v_relu3' }).apply(resh);
+  const out = L.concatenate({ name: 'v_cat' }).apply([dense, r2, r3]);
+  return tf.model({ inputs: input, outputs: out });
+}
+
 // Plain Sequential with Flatten + Dense (also written in the old tfjs 1.x style without "format" and
 // with the Sequential config as a bare list of layers).
 function seqFlatten() {
@@ -307,6 +324,7 @@ async function main() {
   await fixture('merge_reshape', mergeReshape(), [2, 6, 5, 2], { featureLayer: 'm_cat_out' });
   await fixture('nested', nested(), [2, 8, 8, 3]);
   await fixture('shared', shared(), [2, 6, 6, 4]);
+  await fixture('views', views(), [2, 4, 4, 3]);
   await fixture('seq_flatten_old', seqFlatten(), [2, 5, 6, 2], { mutate: oldStyle });
   await fixture('quantized_uint8', seqFlatten(), [2, 5, 6, 2], { quantize: true });
   await teachableMachineReference();

@@ -20,6 +20,7 @@ public sealed class TfjsParityTests(ITestOutputHelper output)
     [InlineData("merge_reshape")]
     [InlineData("nested")]
     [InlineData("shared")]
+    [InlineData("views")]
     [InlineData("seq_flatten_old")]
     [InlineData("quantized_uint8")]
     public void LoadNetwork_Fixture_MatchesTfjsOutput(string name)

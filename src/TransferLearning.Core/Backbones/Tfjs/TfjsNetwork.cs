@@ -23,6 +23,14 @@ internal sealed class TfjsNetwork : nn.Module<Tensor, Tensor>
     // In-place variants (plain ReLU/ReLU6) used when nothing else reads the input and no gradient is recorded for it.
     private readonly List<Action<Tensor>?> _inPlace = [];
 
+    // Values produced by layers that always return new storage (never a view of another value), so in-place is safe.
+    private readonly HashSet<int> _freshValues = [];
+
+    private static readonly HashSet<string> FreshProducers = new(
+        ["Conv2D", "DepthwiseConv2D", "SeparableConv2D", "Dense", "BatchNormalization", "Add", "Subtract", "Multiply", "Average",
+         "Maximum", "Minimum", "Concatenate", "ZeroPadding2D", "AveragePooling2D", "MaxPooling2D", "GlobalAveragePooling2D", "GlobalMaxPooling2D"],
+        StringComparer.Ordinal);
+
     public TfjsNetwork(TfjsGraph graph, int output, IReadOnlyDictionary<string, TfjsWeight> weights, string source)
         : base("tfjs")
     {
@@ -66,6 +74,11 @@ internal sealed class TfjsNetwork : nn.Module<Tensor, Tensor>
 
             _steps.Add((run, step.Inputs, step.Output));
             _inPlace.Add(TfjsLayerFactory.CreateInPlaceOp(step));
+            if (FreshProducers.Contains(step.ClassName))
+            {
+                _freshValues.Add(step.Output);
+            }
+
         }
 
         _valueCount = graph.Steps.Count == 0 ? 1 : graph.Steps.Max(s => s.Output) + 1;
@@ -99,7 +112,7 @@ internal sealed class TfjsNetwork : nn.Module<Tensor, Tensor>
             }
 
             Tensor produced;
-            if (_inPlace[s] is { } inPlace && inputs[0] != 0 && _releaseAfter[s].Contains(inputs[0]) && (!is_grad_enabled() || !args[0].requires_grad))
+            if (_inPlace[s] is { } inPlace && _freshValues.Contains(inputs[0]) && _releaseAfter[s].Contains(inputs[0]) && (!is_grad_enabled() || !args[0].requires_grad))
             {
                 inPlace(args[0]);
                 produced = args[0];
