@@ -241,3 +241,22 @@ public sealed class TfjsWeightsTests
         Assert.Equal([2f, 129.5f], weights["q8"].Values);
     }
 }
+
+public sealed class TfjsModuleConversionTests
+{
+    [Fact]
+    public void ModuleTo_Float64_ForwardUsesConvertedWeights()
+    {
+        using var backbone = TfjsModel.Load(TfjsTestData.ModelJson("nested"));
+        backbone.SetTrainingMode(false);
+        using var x32 = randn(2, 3, 8, 8, generator: new Generator(11));
+        using var y32 = backbone.Forward(x32);
+        backbone.Module.to(ScalarType.Float64);
+        Assert.All(backbone.Module.parameters(), p => Assert.Equal(ScalarType.Float64, p.dtype));
+        Assert.All(backbone.Module.buffers(), b => Assert.Equal(ScalarType.Float64, b.dtype));
+        using var x64 = x32.to(ScalarType.Float64);
+        using var y64 = backbone.Forward(x64);
+        Assert.Equal(ScalarType.Float64, y64.dtype);
+        Assert.True(y64.to(ScalarType.Float32).allclose(y32, 1e-5, 1e-6));
+    }
+}

@@ -3,6 +3,8 @@ using TorchSharp.Modules;
 using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
 
+// Module fields are named exactly as registered (weight, bias, running_mean, ...): TorchSharp's Module.to() re-binds fields by name.
+
 namespace TransferLearning.Backbones.Tfjs;
 
 /// <summary>
@@ -145,23 +147,23 @@ internal static class TfjsOps
 /// <summary>Keras Conv2D / DepthwiseConv2D (weights converted to OIHW, depthwise as grouped convolution).</summary>
 internal sealed class TfjsConv2d : nn.Module<Tensor, Tensor>
 {
-    private readonly Parameter _weight;
-    private readonly Parameter? _bias;
+    private Parameter weight;
+    private Parameter? bias;
     private readonly long[] _strides;
     private readonly long[] _dilation;
     private readonly bool _same;
     private readonly long _groups;
     private readonly Func<Tensor, Tensor> _activation;
 
-    public TfjsConv2d(string name, Tensor weight, Tensor? bias, long[] strides, long[] dilation, bool same, long groups, Func<Tensor, Tensor> activation)
+    public TfjsConv2d(string name, Tensor weightValues, Tensor? biasValues, long[] strides, long[] dilation, bool same, long groups, Func<Tensor, Tensor> activation)
         : base(name)
     {
-        _weight = new Parameter(weight);
-        register_parameter("weight", _weight);
-        if (bias is not null)
+        weight = new Parameter(weightValues);
+        register_parameter("weight", weight);
+        if (biasValues is not null)
         {
-            _bias = new Parameter(bias);
-            register_parameter("bias", _bias);
+            bias = new Parameter(biasValues);
+            register_parameter("bias", bias);
         }
 
         _strides = strides;
@@ -173,7 +175,7 @@ internal sealed class TfjsConv2d : nn.Module<Tensor, Tensor>
 
     public override Tensor forward(Tensor input)
     {
-        using var conv = TfjsOps.Conv(input, _weight, _bias, _strides, _dilation, _same, _groups);
+        using var conv = TfjsOps.Conv(input, weight, bias, _strides, _dilation, _same, _groups);
         return _activation(conv);
     }
 }
@@ -181,25 +183,25 @@ internal sealed class TfjsConv2d : nn.Module<Tensor, Tensor>
 /// <summary>Keras SeparableConv2D: depthwise convolution (with the layer's padding/strides) then a 1×1 pointwise convolution.</summary>
 internal sealed class TfjsSeparableConv2d : nn.Module<Tensor, Tensor>
 {
-    private readonly Parameter _depthwise;
-    private readonly Parameter _pointwise;
-    private readonly Parameter? _bias;
+    private Parameter depthwise_weight;
+    private Parameter pointwise_weight;
+    private Parameter? bias;
     private readonly long[] _strides;
     private readonly long[] _dilation;
     private readonly bool _same;
     private readonly Func<Tensor, Tensor> _activation;
 
-    public TfjsSeparableConv2d(string name, Tensor depthwise, Tensor pointwise, Tensor? bias, long[] strides, long[] dilation, bool same, Func<Tensor, Tensor> activation)
+    public TfjsSeparableConv2d(string name, Tensor depthwiseValues, Tensor pointwiseValues, Tensor? biasValues, long[] strides, long[] dilation, bool same, Func<Tensor, Tensor> activation)
         : base(name)
     {
-        _depthwise = new Parameter(depthwise);
-        _pointwise = new Parameter(pointwise);
-        register_parameter("depthwise_weight", _depthwise);
-        register_parameter("pointwise_weight", _pointwise);
-        if (bias is not null)
+        depthwise_weight = new Parameter(depthwiseValues);
+        pointwise_weight = new Parameter(pointwiseValues);
+        register_parameter("depthwise_weight", depthwise_weight);
+        register_parameter("pointwise_weight", pointwise_weight);
+        if (biasValues is not null)
         {
-            _bias = new Parameter(bias);
-            register_parameter("bias", _bias);
+            bias = new Parameter(biasValues);
+            register_parameter("bias", bias);
         }
 
         _strides = strides;
@@ -210,8 +212,8 @@ internal sealed class TfjsSeparableConv2d : nn.Module<Tensor, Tensor>
 
     public override Tensor forward(Tensor input)
     {
-        using var dw = TfjsOps.Conv(input, _depthwise, null, _strides, _dilation, _same, input.shape[1]);
-        using var pw = F.conv2d(dw, _pointwise, _bias);
+        using var dw = TfjsOps.Conv(input, depthwise_weight, null, _strides, _dilation, _same, input.shape[1]);
+        using var pw = F.conv2d(dw, pointwise_weight, bias);
         return _activation(pw);
     }
 }
@@ -219,19 +221,19 @@ internal sealed class TfjsSeparableConv2d : nn.Module<Tensor, Tensor>
 /// <summary>Keras Dense on the last Keras axis (weights [out, in]).</summary>
 internal sealed class TfjsDense : nn.Module<Tensor, Tensor>
 {
-    private readonly Parameter _weight;
-    private readonly Parameter? _bias;
+    private Parameter weight;
+    private Parameter? bias;
     private readonly Func<Tensor, Tensor> _activation;
 
-    public TfjsDense(string name, Tensor weight, Tensor? bias, Func<Tensor, Tensor> activation)
+    public TfjsDense(string name, Tensor weightValues, Tensor? biasValues, Func<Tensor, Tensor> activation)
         : base(name)
     {
-        _weight = new Parameter(weight);
-        register_parameter("weight", _weight);
-        if (bias is not null)
+        weight = new Parameter(weightValues);
+        register_parameter("weight", weight);
+        if (biasValues is not null)
         {
-            _bias = new Parameter(bias);
-            register_parameter("bias", _bias);
+            bias = new Parameter(biasValues);
+            register_parameter("bias", bias);
         }
 
         _activation = activation;
@@ -240,7 +242,7 @@ internal sealed class TfjsDense : nn.Module<Tensor, Tensor>
     public override Tensor forward(Tensor input)
     {
         using var scope = NewDisposeScope();
-        var y = TfjsOps.FromKerasOrder(F.linear(TfjsOps.ToKerasOrder(input), _weight, _bias));
+        var y = TfjsOps.FromKerasOrder(F.linear(TfjsOps.ToKerasOrder(input), weight, bias));
         return _activation(y).MoveToOuterDisposeScope();
     }
 }
@@ -248,10 +250,10 @@ internal sealed class TfjsDense : nn.Module<Tensor, Tensor>
 /// <summary>Keras BatchNormalization on the channel axis; batch statistics and running-stat updates in training mode.</summary>
 internal sealed class TfjsBatchNorm : nn.Module<Tensor, Tensor>
 {
-    private readonly Parameter? _weight;
-    private readonly Parameter? _bias;
-    private readonly Tensor _runningMean;
-    private readonly Tensor _runningVar;
+    private Parameter? weight;
+    private Parameter? bias;
+    private Tensor running_mean;
+    private Tensor running_var;
     private readonly double _epsilon;
     private readonly double _momentum;
     private readonly long _axis;
@@ -262,20 +264,20 @@ internal sealed class TfjsBatchNorm : nn.Module<Tensor, Tensor>
     {
         if (gamma is not null)
         {
-            _weight = new Parameter(gamma);
-            register_parameter("weight", _weight);
+            weight = new Parameter(gamma);
+            register_parameter("weight", weight);
         }
 
         if (beta is not null)
         {
-            _bias = new Parameter(beta);
-            register_parameter("bias", _bias);
+            bias = new Parameter(beta);
+            register_parameter("bias", bias);
         }
 
-        _runningMean = movingMean;
-        _runningVar = movingVariance;
-        register_buffer("running_mean", _runningMean);
-        register_buffer("running_var", _runningVar);
+        running_mean = movingMean;
+        running_var = movingVariance;
+        register_buffer("running_mean", running_mean);
+        register_buffer("running_var", running_var);
         _epsilon = epsilon;
         _momentum = 1 - kerasMomentum;
         _axis = axis;
@@ -293,12 +295,12 @@ internal sealed class TfjsBatchNorm : nn.Module<Tensor, Tensor>
 
         if (rank == 2 || rank == 4)
         {
-            return F.batch_norm(input, _runningMean, _runningVar, _weight, _bias, training, _momentum, _epsilon);
+            return F.batch_norm(input, running_mean, running_var, weight, bias, training, _momentum, _epsilon);
         }
 
         // Other ranks: move the channel axis to dim 1 for batch_norm and back.
         using var moved = input.movedim([rank - 1], [1L]);
-        using var normed = F.batch_norm(moved, _runningMean, _runningVar, _weight, _bias, training, _momentum, _epsilon);
+        using var normed = F.batch_norm(moved, running_mean, running_var, weight, bias, training, _momentum, _epsilon);
         return normed.movedim([1L], [rank - 1]);
     }
 }
