@@ -259,4 +259,40 @@ public sealed class TfjsModuleConversionTests
         Assert.Equal(ScalarType.Float64, y64.dtype);
         Assert.True(y64.to(ScalarType.Float32).allclose(y32, 1e-5, 1e-6));
     }
+
+    [Fact]
+    public void ModuleSaveLoad_AfterTraining_RestoresWeightsAndRunningStats()
+    {
+        var file = Path.Combine(Path.GetTempPath(), $"tfjs-state-{Guid.NewGuid():N}.dat");
+        try
+        {
+            using var trained = TfjsModel.Load(TfjsTestData.ModelJson("nested"));
+            trained.Unfreeze();
+            trained.SetTrainingMode(true);
+            using (var optimizer = optim.SGD(trained.Module.parameters(), 0.5))
+            using (var x = randn(4, 3, 8, 8, generator: new Generator(9)))
+            using (var loss = trained.Forward(x).square().sum())
+            {
+                loss.backward();
+                optimizer.step();
+            }
+
+            trained.SetTrainingMode(false);
+            trained.Module.save(file);
+            using var probe = randn(2, 3, 8, 8, generator: new Generator(10));
+            using var expected = trained.Forward(probe);
+
+            using var fresh = TfjsModel.Load(TfjsTestData.ModelJson("nested"));
+            fresh.SetTrainingMode(false);
+            using var before = fresh.Forward(probe);
+            Assert.False(before.allclose(expected, 1e-4, 1e-5));
+            fresh.Module.load(file);
+            using var after = fresh.Forward(probe);
+            Assert.True(after.allclose(expected, 1e-6, 1e-7));
+        }
+        finally
+        {
+            File.Delete(file);
+        }
+    }
 }
