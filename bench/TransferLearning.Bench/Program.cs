@@ -7,6 +7,7 @@ internal static class Program
     private static readonly Dictionary<string, (string Help, Func<string[], Task<int>> Run)> Benchmarks = new(StringComparer.OrdinalIgnoreCase)
     {
         // Each benchmark registers one line here: ["name"] = ("what it measures", args => Xxx.RunAsync(args)),
+        ["forward"] = ("imported ONNX ResNet18 forward vs ONNX Runtime (img/s)", args => ForwardBench.RunAsync(args)),
     };
 
     private static async Task<int> Main(string[] args)
