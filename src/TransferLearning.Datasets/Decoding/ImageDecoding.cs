@@ -1,0 +1,263 @@
+using SixLabors.ImageSharp;
+using SixLabors.ImageSharp.Formats;
+using SixLabors.ImageSharp.Formats.Bmp;
+using SixLabors.ImageSharp.Formats.Gif;
+using SixLabors.ImageSharp.Formats.Jpeg;
+using SixLabors.ImageSharp.Formats.Pbm;
+using SixLabors.ImageSharp.Formats.Png;
+using SixLabors.ImageSharp.Formats.Tga;
+using SixLabors.ImageSharp.Formats.Tiff;
+using SixLabors.ImageSharp.Formats.Webp;
+using SixLabors.ImageSharp.Metadata;
+using SixLabors.ImageSharp.PixelFormats;
+
+namespace TransferLearning.Datasets.Decoding;
+
+/// <summary>Content sniffing and safe decoding of encoded images to RGB.</summary>
+internal static class ImageDecoding
+{
+    private static readonly Lazy<Configuration> DefaultConfig = new(() => CreateConfiguration(-1));
+    private static readonly Lazy<Configuration> SerialConfig = new(() => CreateConfiguration(1));
+
+    /// <summary>Library default: all cores inside one decode; animations decode only the first frame.</summary>
+    public static Configuration Default => DefaultConfig.Value;
+
+    /// <summary>One thread per decode, for pipelines that parallelise across images.</summary>
+    public static Configuration Serial => SerialConfig.Value;
+
+    /// <summary>Number of leading bytes needed to recognise any supported format.</summary>
+    public const int HeaderSize = 1024;
+
+    public static Configuration CreateConfiguration(int maxDegreeOfParallelism)
+    {
+        // A new Configuration (not Configuration.Default.Clone(), which shares the format manager) so that changing
+        // the GIF decoder does not touch the application's global configuration.
+        var config = new Configuration(
+            new PngConfigurationModule(),
+            new JpegConfigurationModule(),
+            new GifConfigurationModule(),
+            new BmpConfigurationModule(),
+            new PbmConfigurationModule(),
+            new TgaConfigurationModule(),
+            new TiffConfigurationModule(),
+            new WebpConfigurationModule());
+        if (maxDegreeOfParallelism > 0)
+        {
+            config.MaxDegreeOfParallelism = maxDegreeOfParallelism;
+        }
+
+        config.ImageFormatsManager.SetDecoder(GifFormat.Instance, new GifDecoder { DecodingMode = FrameDecodingMode.First });
+        return config;
+    }
+
+    /// <summary>Recognises an image format from the first bytes of a file; null when it is not an image.</summary>
+    public static IImageFormat? DetectFormat(ReadOnlySpan<byte> header) =>
+        header.IsEmpty ? null : Image.DetectFormat(Default, header);
+
+    /// <summary>Reads the first bytes of a file and recognises its format; null when it is not an image.</summary>
+    public static IImageFormat? DetectFileFormat(string path)
+    {
+        Span<byte> header = stackalloc byte[HeaderSize];
+        using var fs = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1, FileOptions.None);
+        var total = 0;
+        while (total < header.Length)
+        {
+            var n = fs.Read(header[total..]);
+            if (n == 0)
+            {
+                break;
+            }
+
+            total += n;
+        }
+
+        return DetectFormat(header[..total]);
+    }
+
+    /// <summary>Reads a whole file, turning I/O failures into <see cref="InvalidImageException"/>.</summary>
+    public static byte[] ReadFile(string path)
+    {
+        try
+        {
+            if (Directory.Exists(path))
+            {
+                throw new InvalidImageException(path, "the path is a directory, not a file", null);
+            }
+
+            return File.ReadAllBytes(path);
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or NotSupportedException or System.Security.SecurityException)
+        {
+            throw new InvalidImageException(path, $"the file could not be read ({ex.GetType().Name}: {ex.Message})", ex);
+        }
+    }
+
+    /// <summary>Reads a stream to its end.</summary>
+    public static byte[] ReadStream(Stream stream, string source)
+    {
+        try
+        {
+            if (stream is MemoryStream ms && ms.TryGetBuffer(out var seg) && ms.Position == 0)
+            {
+                return seg.AsSpan(0, (int)ms.Length).ToArray();
+            }
+
+            using var copy = new MemoryStream();
+            stream.CopyTo(copy);
+            return copy.ToArray();
+        }
+        catch (Exception ex) when (ex is IOException or NotSupportedException or ObjectDisposedException)
+        {
+            throw new InvalidImageException(source, $"the stream could not be read ({ex.GetType().Name}: {ex.Message})", ex);
+        }
+    }
+
+    /// <summary>
+    /// Decodes encoded bytes to a single-frame RGB image after checking the format and the pixel limit.
+    /// Greyscale, palette, CMYK, alpha (dropped) and 16-bit inputs all come out as 8-bit RGB.
+    /// </summary>
+    public static Image<Rgb24> Decode(byte[] data, string source, ImageDecodeOptions options)
+    {
+        if (data.Length == 0)
+        {
+            throw new InvalidImageException(source, "the file is empty (0 bytes)", null);
+        }
+
+        var config = options.Configuration ?? Default;
+        var format = Image.DetectFormat(config, data);
+        if (format is null)
+        {
+            throw new InvalidImageException(source, "the content is not a recognised image format (supported: " +
+                string.Join(", ", config.ImageFormats.Select(f => f.Name)) + ")", null);
+        }
+
+        if (format is JpegFormat && !options.AllowTruncatedJpeg && !IsCompleteJpeg(data))
+        {
+            throw new InvalidImageException(source, "the JPEG data is truncated (it ends before the end-of-image marker)", null);
+        }
+
+        IImageInfo? info;
+        try
+        {
+            info = Image.Identify(config, data, out _);
+        }
+        catch (Exception ex) when (IsDecodeFailure(ex))
+        {
+            throw new InvalidImageException(source, $"the {format.Name} header is corrupt ({ex.Message})", ex);
+        }
+
+        if (info is null)
+        {
+            throw new InvalidImageException(source, $"the {format.Name} header could not be read", null);
+        }
+
+        if (info.Width <= 0 || info.Height <= 0)
+        {
+            throw new InvalidImageException(source, $"the {format.Name} header declares an empty size {info.Width}x{info.Height}", null);
+        }
+
+        var pixels = (long)info.Width * info.Height;
+        if (pixels > options.MaxPixels)
+        {
+            throw new InvalidImageException(source,
+                $"the {format.Name} header declares {info.Width}x{info.Height} = {pixels:N0} pixels, above the limit of {options.MaxPixels:N0} (ImageDecodeOptions.MaxPixels)", null);
+        }
+
+        Image<Rgb24> image;
+        try
+        {
+            image = Image.Load<Rgb24>(config, data);
+        }
+        catch (Exception ex) when (IsDecodeFailure(ex))
+        {
+            throw new InvalidImageException(source, $"the {format.Name} data is corrupt or unsupported ({ex.Message})", ex);
+        }
+
+        try
+        {
+            while (image.Frames.Count > 1)
+            {
+                image.Frames.RemoveFrame(image.Frames.Count - 1);
+            }
+
+            return image;
+        }
+        catch
+        {
+            image.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// Walks the JPEG marker structure from SOI to EOI (segments by their lengths, entropy-coded data up to the next
+    /// real marker) and tells whether the end-of-image marker is reached. Data appended after EOI is ignored.
+    /// </summary>
+    internal static bool IsCompleteJpeg(ReadOnlySpan<byte> d)
+    {
+        if (d.Length < 4 || d[0] != 0xFF || d[1] != 0xD8)
+        {
+            return false;
+        }
+
+        var i = 2;
+        while (i < d.Length)
+        {
+            if (d[i] != 0xFF)
+            {
+                // Inside entropy-coded data: skip to the next 0xFF.
+                var next = d[i..].IndexOf((byte)0xFF);
+                if (next < 0)
+                {
+                    return false;
+                }
+
+                i += next;
+                continue;
+            }
+
+            // Skip fill bytes.
+            while (i + 1 < d.Length && d[i + 1] == 0xFF)
+            {
+                i++;
+            }
+
+            if (i + 1 >= d.Length)
+            {
+                return false;
+            }
+
+            var marker = d[i + 1];
+            i += 2;
+            if (marker == 0xD9)
+            {
+                return true;
+            }
+
+            if (marker == 0x00 || marker is >= 0xD0 and <= 0xD7 || marker == 0x01)
+            {
+                continue; // stuffed byte, restart marker or TEM: no length
+            }
+
+            if (i + 2 > d.Length)
+            {
+                return false;
+            }
+
+            var length = (d[i] << 8) | d[i + 1];
+            if (length < 2)
+            {
+                return false;
+            }
+
+            i += length; // after SOS this lands at the start of entropy-coded data
+        }
+
+        return false;
+    }
+
+    private static bool IsDecodeFailure(Exception ex) =>
+        ex is ImageFormatException or NotSupportedException or InvalidDataException or ArgumentException
+            or IndexOutOfRangeException or InvalidOperationException or EndOfStreamException or OverflowException
+            or NullReferenceException;
+}

@@ -1,0 +1,216 @@
+using SixLabors.ImageSharp;
+using SixLabors.ImageSharp.PixelFormats;
+using SixLabors.ImageSharp.Processing;
+using TorchSharp;
+using TransferLearning.Datasets.Decoding;
+using SharpResizeMode = SixLabors.ImageSharp.Processing.ResizeMode;
+
+namespace TransferLearning.Datasets;
+
+/// <summary>
+/// The one path from an image to a network input, used alike for training, evaluation and prediction:
+/// decode (content-sniffed, pixel limit checked, first frame, any pixel format to RGB) → apply EXIF orientation →
+/// resize to the <see cref="InputSpec"/> size (bilinear) → float CHW with the spec's value range, channel order and
+/// mean/std (see <see cref="InputSpec"/> for the formula).
+/// </summary>
+public static class ImageTensor
+{
+    /// <summary>Decodes an image file into a float32 tensor of shape [3, Height, Width].</summary>
+    /// <param name="path">Image file; its format is recognised from the content, not the extension.</param>
+    /// <param name="spec">What the network expects.</param>
+    /// <param name="options">Decode options (pixel limit, resize override); null for defaults.</param>
+    /// <returns>A new tensor the caller owns (dispose it or use a dispose scope).</returns>
+    /// <exception cref="InvalidImageException">The file cannot be read, is not an image, is corrupt or is too large.</exception>
+    public static torch.Tensor FromFile(string path, InputSpec spec, ImageDecodeOptions? options = null) =>
+        ToTensor(ToChw(path, spec, options), spec);
+
+    /// <summary>Decodes an encoded image (JPEG, PNG, GIF, BMP, WebP, TIFF, TGA, PBM) from a stream into a [3, Height, Width] tensor.</summary>
+    /// <param name="stream">Stream positioned at the start of the encoded image; read to its end, not disposed.</param>
+    /// <param name="spec">What the network expects.</param>
+    /// <param name="options">Decode options; null for defaults.</param>
+    /// <returns>A new tensor the caller owns.</returns>
+    /// <exception cref="InvalidImageException">The content is not a usable image.</exception>
+    public static torch.Tensor FromStream(Stream stream, InputSpec spec, ImageDecodeOptions? options = null) =>
+        ToTensor(ToChw(stream, spec, options), spec);
+
+    /// <summary>Converts an in-memory image into a [3, Height, Width] tensor (EXIF orientation applied; the image is not changed).</summary>
+    /// <param name="image">The image.</param>
+    /// <param name="spec">What the network expects.</param>
+    /// <param name="options">Options (only <see cref="ImageDecodeOptions.ResizeMode"/> applies); null for defaults.</param>
+    /// <returns>A new tensor the caller owns.</returns>
+    public static torch.Tensor FromImage(Image<Rgb24> image, InputSpec spec, ImageDecodeOptions? options = null) =>
+        ToTensor(ToChw(image, spec, options), spec);
+
+    /// <summary>Decodes an image file into normalised float CHW values (length 3 × Height × Width).</summary>
+    /// <param name="path">Image file.</param>
+    /// <param name="spec">What the network expects.</param>
+    /// <param name="options">Decode options; null for defaults.</param>
+    /// <returns>The values in channel, row, column order.</returns>
+    /// <exception cref="InvalidImageException">The file is not a usable image.</exception>
+    public static float[] ToChw(string path, InputSpec spec, ImageDecodeOptions? options = null)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(path);
+        ArgumentNullException.ThrowIfNull(spec);
+        var dst = new float[3 * spec.Width * spec.Height];
+        var rgb = DecodeResized(ImageDecoding.ReadFile(path), path, spec, options ?? ImageDecodeOptions.Default);
+        Normalize(rgb, spec, dst);
+        return dst;
+    }
+
+    /// <summary>Decodes an encoded image from a stream into normalised float CHW values.</summary>
+    /// <param name="stream">Stream positioned at the start of the encoded image; read to its end, not disposed.</param>
+    /// <param name="spec">What the network expects.</param>
+    /// <param name="options">Decode options; null for defaults.</param>
+    /// <returns>The values in channel, row, column order.</returns>
+    /// <exception cref="InvalidImageException">The content is not a usable image.</exception>
+    public static float[] ToChw(Stream stream, InputSpec spec, ImageDecodeOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(stream);
+        ArgumentNullException.ThrowIfNull(spec);
+        const string source = "<stream>";
+        var dst = new float[3 * spec.Width * spec.Height];
+        var rgb = DecodeResized(ImageDecoding.ReadStream(stream, source), source, spec, options ?? ImageDecodeOptions.Default);
+        Normalize(rgb, spec, dst);
+        return dst;
+    }
+
+    /// <summary>Converts an in-memory image into normalised float CHW values (the image is not changed).</summary>
+    /// <param name="image">The image.</param>
+    /// <param name="spec">What the network expects.</param>
+    /// <param name="options">Options (only <see cref="ImageDecodeOptions.ResizeMode"/> applies); null for defaults.</param>
+    /// <returns>The values in channel, row, column order.</returns>
+    public static float[] ToChw(Image<Rgb24> image, InputSpec spec, ImageDecodeOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(image);
+        ArgumentNullException.ThrowIfNull(spec);
+        var dst = new float[3 * spec.Width * spec.Height];
+        var rgb = ResizeToRgb(image, spec, (options ?? ImageDecodeOptions.Default).ResizeMode ?? spec.ResizeMode, mayMutate: false);
+        Normalize(rgb, spec, dst);
+        return dst;
+    }
+
+    /// <summary>Decodes, orients and resizes encoded bytes to packed RGB bytes (Height × Width × 3).</summary>
+    internal static byte[] DecodeResized(byte[] data, string source, InputSpec spec, ImageDecodeOptions options)
+    {
+        using var image = ImageDecoding.Decode(data, source, options);
+        try
+        {
+            return ResizeToRgb(image, spec, options.ResizeMode ?? spec.ResizeMode, mayMutate: true);
+        }
+        catch (Exception ex) when (ex is ImageProcessingException or InvalidOperationException or ArgumentException)
+        {
+            throw new InvalidImageException(source, $"the image could not be resized ({ex.Message})", ex);
+        }
+    }
+
+    /// <summary>Applies EXIF orientation and resizes to the spec size, returning packed RGB bytes (Height × Width × 3).</summary>
+    internal static byte[] ResizeToRgb(Image<Rgb24> image, InputSpec spec, ResizeMode mode, bool mayMutate)
+    {
+        var needsOrient = image.Metadata.ExifProfile is not null;
+        Image<Rgb24>? owned = null;
+        try
+        {
+            var current = image;
+            if (needsOrient)
+            {
+                if (mayMutate)
+                {
+                    current.Mutate(c => c.AutoOrient());
+                }
+                else
+                {
+                    owned = current.Clone(c => c.AutoOrient());
+                    current = owned;
+                }
+            }
+
+            if (current.Width != spec.Width || current.Height != spec.Height)
+            {
+                var resize = new ResizeOptions
+                {
+                    Size = new Size(spec.Width, spec.Height),
+                    Mode = mode == ResizeMode.CenterCrop ? SharpResizeMode.Crop : SharpResizeMode.Stretch,
+                    Position = AnchorPositionMode.Center,
+                    Sampler = KnownResamplers.Triangle,
+                    Compand = false,
+                };
+                if (mayMutate || owned is not null)
+                {
+                    current.Mutate(c => c.Resize(resize));
+                }
+                else
+                {
+                    owned = current.Clone(c => c.Resize(resize));
+                    current = owned;
+                }
+            }
+
+            var rgb = new byte[spec.Width * spec.Height * 3];
+            current.CopyPixelDataTo(rgb);
+            return rgb;
+        }
+        finally
+        {
+            owned?.Dispose();
+        }
+    }
+
+    /// <summary>
+    /// Converts packed RGB bytes (Height × Width × 3) to float CHW in the spec's channel order, value range and mean/std:
+    /// <c>((RangeMin + p / 255 * (RangeMax - RangeMin)) - Mean[c]) / Std[c]</c>.
+    /// </summary>
+    internal static void Normalize(ReadOnlySpan<byte> rgb, InputSpec spec, Span<float> destination)
+    {
+        var plane = spec.Width * spec.Height;
+        if (rgb.Length != plane * 3 || destination.Length < plane * 3)
+        {
+            throw new ArgumentException($"Expected {plane * 3} RGB bytes and room for {plane * 3} floats; got {rgb.Length} and {destination.Length}.");
+        }
+
+        Span<float> lut = stackalloc float[3 * 256];
+        var scale = ((double)spec.RangeMax - spec.RangeMin) / 255.0;
+        for (var c = 0; c < 3; c++)
+        {
+            double mean = spec.Mean[c], std = spec.Std[c];
+            for (var p = 0; p < 256; p++)
+            {
+                lut[(c * 256) + p] = (float)(((spec.RangeMin + (p * scale)) - mean) / std);
+            }
+        }
+
+        var d0 = destination[..plane];
+        var d1 = destination.Slice(plane, plane);
+        var d2 = destination.Slice(2 * plane, plane);
+        var l0 = lut[..256];
+        var l1 = lut.Slice(256, 256);
+        var l2 = lut.Slice(512, 256);
+        var bgr = spec.ChannelOrder == ChannelOrder.Bgr;
+        for (int i = 0, j = 0; i < plane; i++, j += 3)
+        {
+            byte r = rgb[j], g = rgb[j + 1], b = rgb[j + 2];
+            d0[i] = l0[bgr ? b : r];
+            d1[i] = l1[g];
+            d2[i] = l2[bgr ? r : b];
+        }
+    }
+
+    /// <summary>Copies float values into a new float32 tensor of the given shape (no memory shared with the array).</summary>
+    internal static torch.Tensor CopyToTensor(ReadOnlySpan<float> values, long[] shape)
+    {
+        var t = torch.empty(shape, torch.float32);
+        try
+        {
+            using var acc = t.data<float>();
+            acc.CopyFrom(values, 0, 0);
+            return t;
+        }
+        catch
+        {
+            t.Dispose();
+            throw;
+        }
+    }
+
+    private static torch.Tensor ToTensor(float[] chw, InputSpec spec) =>
+        CopyToTensor(chw, [3L, spec.Height, spec.Width]);
+}

@@ -1,0 +1,274 @@
+using System.Formats.Tar;
+using System.IO.Compression;
+using System.Net;
+using System.Net.Sockets;
+using System.Security.Cryptography;
+using SixLabors.ImageSharp;
+using SixLabors.ImageSharp.PixelFormats;
+
+namespace TransferLearning.Datasets.Tests.Catalog;
+
+/// <summary>A tiny HTTP server on 127.0.0.1 whose answers the test scripts.</summary>
+internal sealed class LoopbackServer : IDisposable
+{
+    private readonly HttpListener listener = new();
+    private readonly Func<HttpListenerContext, int, Task> handler;
+    private readonly Task loop;
+    private int requests;
+
+    public LoopbackServer(Func<HttpListenerContext, int, Task> handler)
+    {
+        this.handler = handler;
+        var probe = new TcpListener(IPAddress.Loopback, 0);
+        probe.Start();
+        var port = ((IPEndPoint)probe.LocalEndpoint).Port;
+        probe.Stop();
+        Url = new Uri($"http://127.0.0.1:{port}/flower_photos.tgz");
+        listener.Prefixes.Add($"http://127.0.0.1:{port}/");
+        listener.Start();
+        loop = Task.Run(LoopAsync);
+    }
+
+    public Uri Url { get; }
+
+    public List<string?> RangeHeaders { get; } = [];
+
+    public int Requests => Volatile.Read(ref requests);
+
+    /// <summary>Serves <paramref name="body"/>, honouring "Range: bytes=N-".</summary>
+    public static async Task ServeAsync(HttpListenerContext ctx, byte[] body, int? dropAfter = null)
+    {
+        var start = 0;
+        var range = ctx.Request.Headers["Range"];
+        if (range is not null && range.StartsWith("bytes=", StringComparison.Ordinal) && range.EndsWith('-'))
+        {
+            start = int.Parse(range[6..^1], System.Globalization.CultureInfo.InvariantCulture);
+            ctx.Response.StatusCode = 206;
+            ctx.Response.Headers["Content-Range"] = $"bytes {start}-{body.Length - 1}/{body.Length}";
+        }
+
+        ctx.Response.ContentLength64 = body.Length - start;
+        if (dropAfter is { } drop)
+        {
+            await ctx.Response.OutputStream.WriteAsync(body.AsMemory(start, drop));
+            await ctx.Response.OutputStream.FlushAsync();
+            ctx.Response.Abort();
+            return;
+        }
+
+        await ctx.Response.OutputStream.WriteAsync(body.AsMemory(start));
+        ctx.Response.Close();
+    }
+
+    public void Dispose()
+    {
+        listener.Stop();
+        listener.Close();
+        try
+        {
+            loop.Wait(TimeSpan.FromSeconds(5));
+        }
+        catch (AggregateException)
+        {
+        }
+    }
+
+    private async Task LoopAsync()
+    {
+        while (listener.IsListening)
+        {
+            HttpListenerContext ctx;
+            try
+            {
+                ctx = await listener.GetContextAsync();
+            }
+            catch (Exception ex) when (ex is HttpListenerException or ObjectDisposedException or InvalidOperationException)
+            {
+                return;
+            }
+
+            var n = Interlocked.Increment(ref requests);
+            lock (RangeHeaders)
+            {
+                RangeHeaders.Add(ctx.Request.Headers["Range"]);
+            }
+
+            try
+            {
+                await handler(ctx, n);
+            }
+            catch (Exception ex) when (ex is HttpListenerException or IOException or ObjectDisposedException)
+            {
+                // The client went away.
+            }
+        }
+    }
+}
+
+public sealed class TfFlowersTests : IDisposable
+{
+    private readonly TempDir dir = new();
+
+    public void Dispose() => dir.Dispose();
+
+    private static byte[] MakeArchive(bool traversal = false)
+    {
+        using var ms = new MemoryStream();
+        using (var gz = new GZipStream(ms, CompressionLevel.Fastest, leaveOpen: true))
+        using (var tar = new TarWriter(gz, TarEntryFormat.Pax, leaveOpen: true))
+        {
+            tar.WriteEntry(new PaxTarEntry(TarEntryType.Directory, "flower_photos/"));
+            AddFile(tar, "flower_photos/LICENSE.txt", "CC-BY photos"u8.ToArray());
+            foreach (var (cls, colour) in new[] { ("daisy", new Rgb24(250, 250, 250)), ("roses", new Rgb24(200, 10, 30)) })
+            {
+                tar.WriteEntry(new PaxTarEntry(TarEntryType.Directory, $"flower_photos/{cls}/"));
+                for (var i = 0; i < 2; i++)
+                {
+                    using var img = new Image<Rgb24>(6, 6, colour);
+                    using var png = new MemoryStream();
+                    img.SaveAsPng(png);
+                    AddFile(tar, $"flower_photos/{cls}/{i}.png", png.ToArray());
+                }
+            }
+
+            // Incompressible padding so the transfer is large enough to be cut in the middle.
+            var padding = new byte[200_000];
+            new Random(1).NextBytes(padding);
+            AddFile(tar, "flower_photos/padding.bin", padding);
+            tar.WriteEntry(new PaxTarEntry(TarEntryType.SymbolicLink, "flower_photos/daisy/link.jpg") { LinkName = "/etc/passwd" });
+            if (traversal)
+            {
+                AddFile(tar, "../evil", "pwned"u8.ToArray());
+            }
+        }
+
+        return ms.ToArray();
+    }
+
+    private static void AddFile(TarWriter tar, string name, byte[] content) =>
+        tar.WriteEntry(new PaxTarEntry(TarEntryType.RegularFile, name) { DataStream = new MemoryStream(content) });
+
+    private static string Sha(byte[] data) => Convert.ToHexStringLower(SHA256.HashData(data));
+
+    private TfFlowersOptions Options(Uri url, string sha) => new()
+    {
+        CacheDirectory = dir.Combine("cache"),
+        Url = url,
+        Sha256 = sha,
+        RetryDelay = TimeSpan.Zero,
+        MaxRetries = 2,
+    };
+
+    [Fact]
+    public async Task LoadAsync_DownloadsVerifiesExtractsAndCaches()
+    {
+        var archive = MakeArchive();
+        using var server = new LoopbackServer((ctx, _) => LoopbackServer.ServeAsync(ctx, archive));
+        var progress = new ListProgress<DownloadProgress>();
+        var folder = await TfFlowers.LoadAsync(Options(server.Url, Sha(archive)), progress);
+        Assert.Equal(["daisy", "roses"], folder.Classes);
+        Assert.Equal(4, folder.Count);
+        Assert.Equal("flower_photos", Path.GetFileName(folder.Root));
+        Assert.True(File.Exists(Path.Combine(folder.Root, "LICENSE.txt")));
+        Assert.False(File.Exists(Path.Combine(folder.Root, "daisy", "link.jpg")), "links are never extracted");
+        Assert.Contains(progress.Items, p => p.Stage == DownloadStage.Downloading && p.BytesReceived == archive.Length);
+        Assert.Equal(DownloadStage.Done, progress.Items[^1].Stage);
+
+        var again = await TfFlowers.LoadAsync(Options(server.Url, Sha(archive)));
+        Assert.Equal(folder.Root, again.Root);
+        Assert.Equal(1, server.Requests);
+    }
+
+    [Fact]
+    public async Task LoadAsync_DroppedConnection_ResumesWithRange()
+    {
+        var archive = MakeArchive();
+        var half = archive.Length / 2;
+        using var server = new LoopbackServer((ctx, n) => LoopbackServer.ServeAsync(ctx, archive, n == 1 ? half : null));
+        var folder = await TfFlowers.LoadAsync(Options(server.Url, Sha(archive)));
+        Assert.Equal(4, folder.Count);
+        Assert.Equal(2, server.Requests);
+        Assert.Null(server.RangeHeaders[0]);
+        Assert.Matches(@"^bytes=\d+-$", server.RangeHeaders[1]);
+        Assert.True(int.Parse(server.RangeHeaders[1]![6..^1], System.Globalization.CultureInfo.InvariantCulture) > 0);
+    }
+
+    [Fact]
+    public async Task LoadAsync_NotFound_ThrowsClearErrorWithoutRetrying()
+    {
+        using var server = new LoopbackServer((ctx, _) =>
+        {
+            ctx.Response.StatusCode = 404;
+            ctx.Response.Close();
+            return Task.CompletedTask;
+        });
+        var ex = await Assert.ThrowsAsync<DatasetDownloadException>(() => TfFlowers.LoadAsync(Options(server.Url, new string('0', 64))));
+        Assert.Equal($"Downloading {server.Url} failed: HTTP 404 Not Found. Check the URL (TfFlowersOptions.Url).", ex.Message);
+        Assert.Equal(1, server.Requests);
+    }
+
+    [Fact]
+    public async Task LoadAsync_WrongHash_ThrowsAndLeavesNothingThatLooksComplete()
+    {
+        var archive = MakeArchive();
+        using var server = new LoopbackServer((ctx, _) => LoopbackServer.ServeAsync(ctx, archive));
+        var wrong = new string('a', 64);
+        var ex = await Assert.ThrowsAsync<DatasetDownloadException>(() => TfFlowers.LoadAsync(Options(server.Url, wrong)));
+        Assert.Contains($"has SHA-256 {Sha(archive)}, expected {wrong}; the file was deleted", ex.Message, StringComparison.Ordinal);
+        Assert.Empty(Directory.EnumerateFileSystemEntries(dir.Combine("cache", "tf_flowers")));
+    }
+
+    [Fact]
+    public async Task LoadAsync_TraversalEntry_IsRefusedAndNothingExtracted()
+    {
+        var archive = MakeArchive(traversal: true);
+        using var server = new LoopbackServer((ctx, _) => LoopbackServer.ServeAsync(ctx, archive));
+        var ex = await Assert.ThrowsAsync<DatasetDownloadException>(() => TfFlowers.LoadAsync(Options(server.Url, Sha(archive))));
+        Assert.Contains("contains an unsafe entry '../evil'", ex.Message, StringComparison.Ordinal);
+        var cache = dir.Combine("cache", "tf_flowers");
+        Assert.Equal(["flower_photos.tgz"], Directory.EnumerateFileSystemEntries(cache).Select(Path.GetFileName));
+        Assert.False(File.Exists(dir.Combine("cache", "evil")));
+        Assert.False(File.Exists(Path.Combine(cache, "evil")));
+    }
+
+    [Fact]
+    public async Task LoadAsync_ServerKeepsFailing_ThrowsAfterRetriesKeepingPartialFile()
+    {
+        var archive = MakeArchive();
+        using var server = new LoopbackServer((ctx, _) => LoopbackServer.ServeAsync(ctx, archive, 1000));
+        var ex = await Assert.ThrowsAsync<DatasetDownloadException>(() => TfFlowers.LoadAsync(Options(server.Url, Sha(archive))));
+        Assert.StartsWith($"Downloading {server.Url} failed after 3 attempt(s)", ex.Message, StringComparison.Ordinal);
+        Assert.Equal(3, server.Requests);
+        Assert.True(File.Exists(dir.Combine("cache", "tf_flowers", "flower_photos.tgz.part")));
+        Assert.False(Directory.EnumerateDirectories(dir.Combine("cache", "tf_flowers")).Any());
+    }
+
+    [Fact]
+    public void DefaultDirectory_HonoursEnvironmentVariable()
+    {
+        var old = Environment.GetEnvironmentVariable(DatasetCache.EnvironmentVariable);
+        try
+        {
+            Environment.SetEnvironmentVariable(DatasetCache.EnvironmentVariable, dir.Combine("custom"));
+            Assert.Equal(dir.Combine("custom"), DatasetCache.DefaultDirectory);
+            Environment.SetEnvironmentVariable(DatasetCache.EnvironmentVariable, null);
+            Assert.EndsWith(Path.Combine("transferlearning", "datasets"), DatasetCache.DefaultDirectory, StringComparison.Ordinal);
+        }
+        finally
+        {
+            Environment.SetEnvironmentVariable(DatasetCache.EnvironmentVariable, old);
+        }
+    }
+
+    [Theory]
+    [InlineData("../evil")]
+    [InlineData("/etc/passwd")]
+    [InlineData("a/../../evil")]
+    [InlineData("a/b/../../../evil")]
+    public void SafePath_EscapingNames_AreRefused(string name) =>
+        Assert.Throws<DatasetDownloadException>(() => DatasetCache.SafePath(dir.Path, name, "x.tgz"));
+
+    [Fact]
+    public void SafePath_NormalName_StaysInside() =>
+        Assert.Equal(Path.Combine(dir.Path, "a", "b.jpg"), DatasetCache.SafePath(dir.Path, "a/b.jpg", "x.tgz"));
+}

@@ -1,0 +1,283 @@
+using SixLabors.ImageSharp.PixelFormats;
+
+namespace TransferLearning.Datasets.Tests.Pipeline;
+
+public sealed class ImageLoaderTests : IDisposable
+{
+    private static readonly InputSpec Spec = new(4, 4, 0f, 255f);
+    private readonly TempDir dir = new();
+
+    public void Dispose() => dir.Dispose();
+
+    /// <summary>Class c has counts[c] images; image i is a solid PNG whose red value is its global number i.</summary>
+    private ImageFolder MakeFolder(params int[] counts)
+    {
+        var n = 0;
+        for (var c = 0; c < counts.Length; c++)
+        {
+            for (var i = 0; i < counts[c]; i++, n++)
+            {
+                TestImages.SolidPng(dir.Combine("class" + c, $"img{n:D3}.png"), 4, 4, new Rgb24((byte)n, (byte)(c * 40), 7));
+            }
+        }
+
+        return ImageFolder.Load(dir.Path);
+    }
+
+    private static int NumberOf(string path) => int.Parse(Path.GetFileNameWithoutExtension(path)[3..], System.Globalization.CultureInfo.InvariantCulture);
+
+    [Fact]
+    public void Batches_SizesIncludeLastPartialBatch()
+    {
+        var folder = MakeFolder(6, 5);
+        using var loader = new ImageLoader(folder, Spec, new ImageLoaderOptions { BatchSize = 4 });
+        var sizes = new List<int>();
+        foreach (var batch in loader.Batches())
+        {
+            using (batch)
+            {
+                sizes.Add(batch.Count);
+                Assert.Equal([batch.Count, 3L, 4, 4], batch.Images.shape);
+                Assert.Equal(TorchSharp.torch.ScalarType.Float32, batch.Images.dtype);
+                Assert.Equal([(long)batch.Count], batch.Labels.shape);
+                Assert.Equal(TorchSharp.torch.ScalarType.Int64, batch.Labels.dtype);
+            }
+        }
+
+        Assert.Equal([4, 4, 3], sizes);
+        Assert.Equal(3, loader.BatchCount);
+    }
+
+    [Fact]
+    public void Batches_DropLast_OmitsPartialBatch()
+    {
+        var folder = MakeFolder(6, 5);
+        using var loader = new ImageLoader(folder, Spec, new ImageLoaderOptions { BatchSize = 4, DropLast = true });
+        Assert.Equal([4, 4], loader.Batches().Select(b => { using (b) { return b.Count; } }));
+        Assert.Equal(2, loader.BatchCount);
+    }
+
+    [Fact]
+    public void Batches_ImagesLabelsAndPathsLineUp()
+    {
+        var folder = MakeFolder(7, 6, 5);
+        using var loader = new ImageLoader(folder, Spec, new ImageLoaderOptions { BatchSize = 5, Shuffle = true, Seed = 9, DegreeOfParallelism = 3, PrefetchBatches = 1 });
+        var seen = new List<string>();
+        foreach (var batch in loader.Batches(epoch: 2))
+        {
+            using (batch)
+            {
+                var images = batch.Images.data<float>().ToArray();
+                var labels = batch.Labels.data<long>().ToArray();
+                for (var k = 0; k < batch.Count; k++)
+                {
+                    var path = batch.Paths[k];
+                    Assert.Equal(NumberOf(path), images[k * 48]); // red plane, pixel (0,0)
+                    Assert.Equal(labels[k] * 40, images[(k * 48) + 16]); // green plane encodes the class
+                    Assert.Equal(folder.ClassToIndex[Path.GetFileName(Path.GetDirectoryName(path))!], labels[k]);
+                    Assert.Equal(labels[k], batch.LabelValues[k]);
+                    seen.Add(path);
+                }
+            }
+        }
+
+        Assert.Equal(folder.Samples.Select(s => s.Path).Order(StringComparer.Ordinal), seen.Order(StringComparer.Ordinal));
+    }
+
+    [Fact]
+    public void Batches_WithoutShuffle_KeepDatasetOrder()
+    {
+        var folder = MakeFolder(3, 3);
+        using var loader = new ImageLoader(folder, Spec, new ImageLoaderOptions { BatchSize = 4 });
+        Assert.Equal(folder.Samples.Select(s => s.Path), loader.Batches().SelectMany(b => { using (b) { return b.Paths; } }));
+    }
+
+    [Fact]
+    public void Shuffle_DiffersByEpoch_ButIsReproducible()
+    {
+        var folder = MakeFolder(10, 10);
+        using var a = new ImageLoader(folder, Spec, new ImageLoaderOptions { Shuffle = true, Seed = 1 });
+        using var b = new ImageLoader(folder, Spec, new ImageLoaderOptions { Shuffle = true, Seed = 1 });
+        using var c = new ImageLoader(folder, Spec, new ImageLoaderOptions { Shuffle = true, Seed = 2 });
+        Assert.Equal(a.EpochOrder(0), b.EpochOrder(0));
+        Assert.Equal(a.EpochOrder(3), b.EpochOrder(3));
+        Assert.NotEqual(a.EpochOrder(0), a.EpochOrder(1));
+        Assert.NotEqual(a.EpochOrder(0), c.EpochOrder(0));
+        Assert.Equal(Enumerable.Range(0, 20), a.EpochOrder(1).Order());
+
+        var delivered = a.Batches(1).SelectMany(x => { using (x) { return x.Paths; } }).ToList();
+        Assert.Equal(a.EpochOrder(1).Select(i => folder.Samples[i].Path), delivered);
+    }
+
+    [Fact]
+    public void Batches_Cancelled_ThrowsOperationCanceled()
+    {
+        var folder = MakeFolder(10, 10);
+        using var loader = new ImageLoader(folder, Spec, new ImageLoaderOptions { BatchSize = 2 });
+        using var cts = new CancellationTokenSource();
+        var count = 0;
+        Assert.ThrowsAny<OperationCanceledException>(() =>
+        {
+            foreach (var batch in loader.Batches(0, cts.Token))
+            {
+                batch.Dispose();
+                if (++count == 2)
+                {
+                    cts.Cancel();
+                }
+            }
+        });
+        Assert.Equal(2, count);
+
+        // The loader is usable again afterwards.
+        Assert.Equal(10, loader.Batches().Count(b => { b.Dispose(); return true; }));
+    }
+
+    [Fact]
+    public async Task BatchesAsync_ReportsProgressAndCancels()
+    {
+        var folder = MakeFolder(5, 4);
+        using var loader = new ImageLoader(folder, Spec, new ImageLoaderOptions { BatchSize = 4 });
+        var progress = new ListProgress<LoaderProgress>();
+        var total = 0;
+        await foreach (var batch in loader.BatchesAsync(3, progress))
+        {
+            using (batch)
+            {
+                total += batch.Count;
+            }
+        }
+
+        Assert.Equal(9, total);
+        Assert.Equal(
+            [new LoaderProgress(3, 1, 4, 9, 0), new LoaderProgress(3, 2, 8, 9, 0), new LoaderProgress(3, 3, 9, 9, 0)],
+            progress.Items);
+
+        using var cts = new CancellationTokenSource();
+        await cts.CancelAsync();
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(async () =>
+        {
+            await foreach (var batch in loader.BatchesAsync(0, null, cts.Token))
+            {
+                batch.Dispose();
+            }
+        });
+    }
+
+    [Fact]
+    public void CacheDecoded_SecondEpochReadsNoFiles()
+    {
+        var folder = MakeFolder(4, 4);
+        using var loader = new ImageLoader(folder, Spec, new ImageLoaderOptions { BatchSize = 3, CacheDecoded = true, Shuffle = true });
+        var first = loader.Batches(0).SelectMany(b => { using (b) { return b.Images.data<float>().ToArray(); } }).Sum();
+        Assert.Equal(8, loader.CachedCount);
+        foreach (var s in folder.Samples)
+        {
+            File.Delete(s.Path);
+        }
+
+        var second = loader.Batches(1).Select(b => { using (b) { return (b.Count, Sum: b.Images.data<float>().ToArray().Sum()); } }).ToList();
+        Assert.Equal(8, second.Sum(x => x.Count));
+        Assert.Equal(first, second.Sum(x => x.Sum), 1);
+    }
+
+    [Fact]
+    public void Batches_BadImage_FailPolicy_ThrowsNamingFile()
+    {
+        var folder = MakeFolder(4, 4);
+        var victim = folder.Samples[5].Path;
+        File.WriteAllBytes(victim, TestImages.NoiseJpegBytes(16, 16, 1)[..300]);
+        using var loader = new ImageLoader(folder, Spec, new ImageLoaderOptions { BatchSize = 2 });
+        var ex = Assert.Throws<InvalidImageException>(() => loader.Batches().ToList().ForEach(b => b.Dispose()));
+        Assert.Equal(victim, ex.FilePath);
+    }
+
+    [Fact]
+    public void Batches_BadImages_SkipPolicy_LeavesThemOutAndReports()
+    {
+        var folder = MakeFolder(4, 4);
+        var truncated = folder.Samples[1].Path;
+        var deleted = folder.Samples[6].Path;
+        File.WriteAllBytes(truncated, TestImages.NoiseJpegBytes(16, 16, 1)[..300]);
+        File.Delete(deleted);
+        var progress = new ListProgress<LoaderProgress>();
+        using var loader = new ImageLoader(folder, Spec, new ImageLoaderOptions { BatchSize = 4, BadImages = BadImagePolicy.Skip });
+        var paths = loader.Batches(0, progress).SelectMany(b => { using (b) { return b.Paths; } }).ToList();
+        Assert.Equal(6, paths.Count);
+        Assert.DoesNotContain(truncated, paths);
+        Assert.DoesNotContain(deleted, paths);
+        Assert.Equal([truncated, deleted], loader.Skipped.Select(s => s.Path));
+        Assert.Equal("the JPEG data is truncated (it ends before the end-of-image marker)", loader.Skipped[0].Reason);
+        Assert.StartsWith("the file could not be read (FileNotFoundException", loader.Skipped[1].Reason, StringComparison.Ordinal);
+        Assert.Equal(2, progress.Items[^1].Skipped);
+    }
+
+    [Fact]
+    public void Batches_PathIsDirectory_SkippedWithReason()
+    {
+        TestImages.SolidPng(dir.Combine("a.png"), 4, 4, new Rgb24(1, 2, 3));
+        Directory.CreateDirectory(dir.Combine("folder.jpg"));
+        var data = new ImageDataset(["x"], [new ImageSample(dir.Combine("a.png"), 0), new ImageSample(dir.Combine("folder.jpg"), 0)]);
+        using var loader = new ImageLoader(data, Spec, new ImageLoaderOptions { BadImages = BadImagePolicy.Skip });
+        var batches = loader.Batches().ToList();
+        Assert.Single(batches);
+        Assert.Equal(1, batches[0].Count);
+        batches[0].Dispose();
+        Assert.Equal("the path is a directory, not a file", Assert.Single(loader.Skipped).Reason);
+    }
+
+    [Fact]
+    public void Batches_AllImagesBadInBatch_BatchIsOmitted()
+    {
+        var folder = MakeFolder(2, 2);
+        File.WriteAllText(folder.Samples[0].Path, "x");
+        File.WriteAllText(folder.Samples[1].Path, "y");
+        using var loader = new ImageLoader(folder, Spec, new ImageLoaderOptions { BatchSize = 2, BadImages = BadImagePolicy.Skip });
+        var batches = loader.Batches().ToList();
+        Assert.Equal([1], batches.Select(b => b.Index));
+        batches.ForEach(b => b.Dispose());
+    }
+
+    [Fact]
+    public void Batches_SameValuesAsImageTensor()
+    {
+        var folder = MakeFolder(2, 2);
+        var spec = InputSpec.ImageNet(3);
+        using var loader = new ImageLoader(folder, spec, new ImageLoaderOptions { BatchSize = 4 });
+        using var batch = loader.Batches().Single();
+        var all = batch.Images.data<float>().ToArray();
+        for (var k = 0; k < 4; k++)
+        {
+            Assert.Equal(ImageTensor.ToChw(batch.Paths[k], spec), all[(k * 27)..((k + 1) * 27)]);
+        }
+    }
+
+    [Fact]
+    public void Batches_EnumeratedTwiceAtOnce_Throws()
+    {
+        var folder = MakeFolder(2, 2);
+        using var loader = new ImageLoader(folder, Spec, new ImageLoaderOptions { BatchSize = 1 });
+        using var e = loader.Batches().GetEnumerator();
+        Assert.True(e.MoveNext());
+        e.Current.Dispose();
+        var ex = Assert.Throws<InvalidOperationException>(() => loader.Batches().First());
+        Assert.StartsWith("This ImageLoader is already enumerating an epoch", ex.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Batches_TensorsSurviveCallerDisposeScope()
+    {
+        var folder = MakeFolder(2, 2);
+        using var loader = new ImageLoader(folder, Spec);
+        ImageBatch batch;
+        using (TorchSharp.torch.NewDisposeScope())
+        {
+            batch = loader.Batches().Single();
+        }
+
+        using (batch)
+        {
+            Assert.Equal(4, batch.Images.shape[0]); // still alive: the batch owns its tensors
+        }
+    }
+}
