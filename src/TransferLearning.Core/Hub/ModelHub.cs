@@ -72,7 +72,20 @@ public static class ModelHub
         }
     }
 
-    /// <summary>Synchronous <see cref="LoadBackboneAsync"/>.</summary>
+    /// <summary>
+    /// <see cref="LoadBackboneAsync(string, BackboneLoadOptions?, IProgress{DownloadProgress}?, CancellationToken)"/> reporting
+    /// only the bytes received (kept for callers written against the early stub; prefer <see cref="DownloadProgress"/>).
+    /// </summary>
+    /// <param name="source">http(s) URL, local path, or short name.</param>
+    /// <param name="options">Load options.</param>
+    /// <param name="progress">Receives the bytes received so far.</param>
+    /// <param name="cancellationToken">Cancels a download.</param>
+    /// <returns>The backbone; the caller owns and disposes it.</returns>
+    [System.ComponentModel.EditorBrowsable(System.ComponentModel.EditorBrowsableState.Never)]
+    public static Task<Backbone> LoadBackboneAsync(string source, BackboneLoadOptions? options, IProgress<long>? progress, CancellationToken cancellationToken) =>
+        LoadBackboneAsync(source, options, progress is null ? null : new Progress<DownloadProgress>(p => progress.Report(p.BytesReceived)), cancellationToken);
+
+    /// <summary>Synchronous <see cref="LoadBackboneAsync(string, BackboneLoadOptions?, IProgress{DownloadProgress}?, CancellationToken)"/>.</summary>
     /// <param name="source">http(s) URL, local path, or short name.</param>
     /// <param name="options">Load options.</param>
     /// <returns>The backbone; the caller owns and disposes it.</returns>
