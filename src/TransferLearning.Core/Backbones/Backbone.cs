@@ -47,6 +47,12 @@ public sealed class Backbone : IDisposable
     /// <summary>How images must be prepared for this network.</summary>
     public InputSpec InputSpec { get; }
 
+    /// <summary>
+    /// True when the network only accepts <see cref="InputSpec"/>'s exact size (e.g. a graph with a fixed mean image);
+    /// false when any size of at least 32 pixels works (convolutions followed by global pooling).
+    /// </summary>
+    public bool FixedInputSize { get; init; }
+
     /// <summary>Names of the top-level blocks in forward order (what <see cref="Unfreeze(string)"/> accepts).</summary>
     public IReadOnlyList<string> Blocks => _blocks.Select(b => b.Name).ToList();
 

@@ -1,0 +1,287 @@
+using System.IO.Compression;
+using System.Security.Cryptography;
+using System.Text.Json;
+using System.Text.Json.Serialization;
+using TorchSharp;
+using TransferLearning.Backbones;
+using TransferLearning.Datasets;
+using TransferLearning.Heads;
+using TransferLearning.Hub;
+using TransferLearning.Training;
+using static TorchSharp.torch;
+
+namespace TransferLearning.Models;
+
+/// <summary>A model file cannot be read: truncated, tampered with, from a newer version, or not a model file.</summary>
+public sealed class ModelFileException : Exception
+{
+    /// <summary>Creates the exception.</summary>
+    public ModelFileException()
+    {
+    }
+
+    /// <summary>Creates the exception with a message.</summary>
+    /// <param name="message">What is wrong and with which file.</param>
+    public ModelFileException(string message)
+        : base(message)
+    {
+    }
+
+    /// <summary>Creates the exception with a message and the underlying error.</summary>
+    /// <param name="message">What is wrong and with which file.</param>
+    /// <param name="innerException">The underlying error.</param>
+    public ModelFileException(string message, Exception innerException)
+        : base(message, innerException)
+    {
+    }
+}
+
+/// <summary>
+/// The model file: a zip archive holding <c>manifest.json</c> (format, classes, backbone source, input spec, head
+/// shape, history and the SHA-256 of each weights entry), <c>backbone.bin</c> and <c>head.bin</c> (TorchSharp weights).
+/// </summary>
+internal static class ModelFile
+{
+    internal const string Format = "transferlearning-model";
+    internal const int Version = 1;
+    private const string ManifestEntry = "manifest.json";
+    private const string BackboneEntry = "backbone.bin";
+    private const string HeadEntry = "head.bin";
+
+    private static readonly JsonSerializerOptions Json = new()
+    {
+        WriteIndented = true,
+        PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
+        NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals,
+        Converters = { new JsonStringEnumConverter(JsonNamingPolicy.SnakeCaseLower) },
+    };
+
+    public static void Save(TrainedModel model, string path)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(path);
+        var full = Path.GetFullPath(path);
+        var directory = Path.GetDirectoryName(full)!;
+        Directory.CreateDirectory(directory);
+        var temp = Path.Combine(directory, $".{Path.GetFileName(full)}.{Guid.NewGuid():N}.tmp");
+        try
+        {
+            var backbone = Serialize(model.Backbone.Module);
+            var head = Serialize(model.Head);
+            var manifest = new Manifest
+            {
+                Format = Format,
+                Version = Version,
+                Classes = [.. model.Classes],
+                Backbone = new BackboneInfo { Source = model.Backbone.Source, FeatureSize = model.Backbone.FeatureSize, InputSpec = SpecDto.From(model.Backbone.InputSpec) },
+                InputSpec = SpecDto.From(model.InputSpec),
+                Head = new HeadDto { HiddenUnits = [.. model.HeadOptions.HiddenUnits], Dropout = model.HeadOptions.Dropout, Activation = model.HeadOptions.Activation },
+                History = [.. model.History.Epochs],
+                Sha256 = new Dictionary<string, string> { [BackboneEntry] = Hash(backbone), [HeadEntry] = Hash(head) },
+            };
+
+            using (var file = new FileStream(temp, FileMode.CreateNew, FileAccess.Write))
+            using (var zip = new ZipArchive(file, ZipArchiveMode.Create))
+            {
+                Write(zip, ManifestEntry, JsonSerializer.SerializeToUtf8Bytes(manifest, Json), CompressionLevel.Optimal);
+                Write(zip, BackboneEntry, backbone, CompressionLevel.NoCompression);
+                Write(zip, HeadEntry, head, CompressionLevel.NoCompression);
+            }
+
+            File.Move(temp, full, overwrite: true);
+        }
+        finally
+        {
+            if (File.Exists(temp))
+            {
+                File.Delete(temp);
+            }
+        }
+    }
+
+    public static TrainedModel Load(string path, ModelLoadOptions options)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(path);
+        if (!File.Exists(path))
+        {
+            throw new FileNotFoundException($"Model file '{path}' does not exist.", path);
+        }
+
+        Manifest manifest;
+        byte[] backboneWeights;
+        byte[] headWeights;
+        try
+        {
+            using var zip = ZipFile.OpenRead(path);
+            var manifestBytes = Read(zip, ManifestEntry, path);
+            manifest = JsonSerializer.Deserialize<Manifest>(manifestBytes, Json)
+                ?? throw new ModelFileException($"'{path}' is not a TransferLearning model file: its manifest is empty.");
+            if (manifest.Format != Format)
+            {
+                throw new ModelFileException($"'{path}' is not a TransferLearning model file (format '{manifest.Format}').");
+            }
+
+            if (manifest.Version > Version)
+            {
+                throw new ModelFileException($"'{path}' was written by a newer TransferLearning (model file version {manifest.Version}); update the library to read it.");
+            }
+
+            backboneWeights = Read(zip, BackboneEntry, path);
+            headWeights = Read(zip, HeadEntry, path);
+        }
+        catch (InvalidDataException e)
+        {
+            throw new ModelFileException($"'{path}' is truncated or is not a TransferLearning model file: {e.Message}", e);
+        }
+        catch (JsonException e)
+        {
+            throw new ModelFileException($"'{path}' has a damaged manifest: {e.Message}", e);
+        }
+
+        if (manifest.Classes is not { Count: > 0 } || manifest.Backbone?.Source is null || manifest.InputSpec is null || manifest.Head is null || manifest.Sha256 is null)
+        {
+            throw new ModelFileException($"'{path}' has an incomplete manifest (classes, backbone, input spec, head and hashes are all required).");
+        }
+
+        foreach (var (entry, bytes) in new[] { (BackboneEntry, backboneWeights), (HeadEntry, headWeights) })
+        {
+            if (!manifest.Sha256.TryGetValue(entry, out var expected) || !string.Equals(expected, Hash(bytes), StringComparison.OrdinalIgnoreCase))
+            {
+                throw new ModelFileException($"'{path}' has been modified or damaged: the SHA-256 of '{entry}' does not match its manifest.");
+            }
+        }
+
+        var device = torch.device(options.Device);
+        var backbone = options.BackboneFactory?.Invoke(manifest.Backbone.Source) ?? ModelHub.LoadBackbone(manifest.Backbone.Source);
+        nn.Module<Tensor, Tensor>? head = null;
+        try
+        {
+            if (backbone.FeatureSize != manifest.Backbone.FeatureSize)
+            {
+                throw new ModelFileException(
+                    $"'{path}' was trained on a backbone with {manifest.Backbone.FeatureSize} features, but '{manifest.Backbone.Source}' now gives {backbone.FeatureSize}.");
+            }
+
+            var headOptions = new HeadOptions { HiddenUnits = manifest.Head.HiddenUnits ?? [], Dropout = manifest.Head.Dropout, Activation = manifest.Head.Activation };
+            head = HeadFactory.Create(backbone.FeatureSize, manifest.Classes.Count, headOptions);
+            Deserialize(backbone.Module, backboneWeights, path, BackboneEntry);
+            Deserialize(head, headWeights, path, HeadEntry);
+            backbone.Module.to(device);
+            head.to(device);
+            backbone.Freeze();
+            return new TrainedModel(backbone, head, manifest.Classes, manifest.InputSpec.ToSpec(), headOptions, new History(manifest.History ?? []), device);
+        }
+        catch
+        {
+            head?.Dispose();
+            backbone.Dispose();
+            throw;
+        }
+    }
+
+    private static byte[] Serialize(nn.Module module)
+    {
+        using var buffer = new MemoryStream();
+        module.save(buffer);
+        return buffer.ToArray();
+    }
+
+    private static void Deserialize(nn.Module module, byte[] bytes, string path, string entry)
+    {
+        try
+        {
+            using var buffer = new MemoryStream(bytes, writable: false);
+            module.load(buffer, strict: true);
+        }
+        catch (Exception e) when (e is ArgumentException or InvalidOperationException or EndOfStreamException or IOException)
+        {
+            throw new ModelFileException($"'{path}': the weights in '{entry}' do not fit the network: {e.Message}", e);
+        }
+    }
+
+    private static string Hash(byte[] bytes) => Convert.ToHexStringLower(SHA256.HashData(bytes));
+
+    private static void Write(ZipArchive zip, string name, byte[] bytes, CompressionLevel level)
+    {
+        using var stream = zip.CreateEntry(name, level).Open();
+        stream.Write(bytes);
+    }
+
+    private static byte[] Read(ZipArchive zip, string name, string path)
+    {
+        var entry = zip.GetEntry(name) ?? throw new ModelFileException($"'{path}' is not a TransferLearning model file: it has no '{name}'.");
+        using var stream = entry.Open();
+        using var buffer = new MemoryStream();
+        stream.CopyTo(buffer);
+        return buffer.ToArray();
+    }
+
+    internal sealed class Manifest
+    {
+        public string? Format { get; set; }
+
+        public int Version { get; set; }
+
+        public List<string>? Classes { get; set; }
+
+        public BackboneInfo? Backbone { get; set; }
+
+        public SpecDto? InputSpec { get; set; }
+
+        public HeadDto? Head { get; set; }
+
+        public List<EpochMetrics>? History { get; set; }
+
+        public Dictionary<string, string>? Sha256 { get; set; }
+    }
+
+    internal sealed class BackboneInfo
+    {
+        public string? Source { get; set; }
+
+        public int FeatureSize { get; set; }
+
+        public SpecDto? InputSpec { get; set; }
+    }
+
+    internal sealed class HeadDto
+    {
+        public List<int>? HiddenUnits { get; set; }
+
+        public double Dropout { get; set; }
+
+        public HeadActivation Activation { get; set; }
+    }
+
+    internal sealed class SpecDto
+    {
+        public int Width { get; set; }
+
+        public int Height { get; set; }
+
+        public float RangeMin { get; set; }
+
+        public float RangeMax { get; set; }
+
+        public ChannelOrder ChannelOrder { get; set; }
+
+        public List<float>? Mean { get; set; }
+
+        public List<float>? Std { get; set; }
+
+        public ResizeMode ResizeMode { get; set; }
+
+        public static SpecDto From(InputSpec s) => new()
+        {
+            Width = s.Width,
+            Height = s.Height,
+            RangeMin = s.RangeMin,
+            RangeMax = s.RangeMax,
+            ChannelOrder = s.ChannelOrder,
+            Mean = [.. s.Mean],
+            Std = [.. s.Std],
+            ResizeMode = s.ResizeMode,
+        };
+
+        public InputSpec ToSpec() => new(Width, Height, RangeMin, RangeMax, ChannelOrder, Mean, Std, ResizeMode);
+    }
+}

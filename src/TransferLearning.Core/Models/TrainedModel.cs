@@ -1,0 +1,267 @@
+using SixLabors.ImageSharp;
+using SixLabors.ImageSharp.PixelFormats;
+using TorchSharp;
+using TransferLearning.Backbones;
+using TransferLearning.Datasets;
+using TransferLearning.Heads;
+using TransferLearning.Training;
+using static TorchSharp.torch;
+
+namespace TransferLearning.Models;
+
+/// <summary>Options for <see cref="TrainedModel.Evaluate(ImageDataset, EvaluateOptions?, IProgress{int}?, CancellationToken)"/>.</summary>
+public sealed class EvaluateOptions
+{
+    private int _batchSize = 32;
+
+    /// <summary>Images per batch. Default 32.</summary>
+    public int BatchSize
+    {
+        get => _batchSize;
+        set
+        {
+            ArgumentOutOfRangeException.ThrowIfNegativeOrZero(value);
+            _batchSize = value;
+        }
+    }
+
+    /// <summary>What to do with unreadable images. Default: fail naming the file.</summary>
+    public BadImagePolicy BadImages { get; set; } = BadImagePolicy.Fail;
+}
+
+/// <summary>Options for <see cref="TrainedModel.Load(string, ModelLoadOptions?)"/>.</summary>
+public sealed class ModelLoadOptions
+{
+    /// <summary>
+    /// Builds the backbone architecture from the source recorded in the file; null (default) resolves it through the
+    /// model hub. Needed for backbones that were wrapped by hand rather than loaded from the hub.
+    /// </summary>
+    public Func<string, Backbone>? BackboneFactory { get; set; }
+
+    /// <summary>Device to load onto. Default <c>cpu</c>.</summary>
+    public string Device { get; set; } = "cpu";
+}
+
+/// <summary>
+/// A backbone with a trained head: predicts, evaluates, saves and loads. Holds native memory: dispose it.
+/// </summary>
+public sealed class TrainedModel : IDisposable
+{
+    private bool _disposed;
+
+    internal TrainedModel(
+        Backbone backbone,
+        nn.Module<Tensor, Tensor> head,
+        IReadOnlyList<string> classes,
+        InputSpec inputSpec,
+        HeadOptions headOptions,
+        History history,
+        Device device)
+    {
+        Backbone = backbone;
+        Head = head;
+        Classes = classes;
+        InputSpec = inputSpec;
+        HeadOptions = headOptions;
+        History = history;
+        Device = device;
+    }
+
+    /// <summary>The feature extractor (possibly fine-tuned).</summary>
+    public Backbone Backbone { get; }
+
+    /// <summary>Class names in label order.</summary>
+    public IReadOnlyList<string> Classes { get; }
+
+    /// <summary>How images are prepared for this model (size, range, channel order, normalisation, resize mode).</summary>
+    public InputSpec InputSpec { get; }
+
+    /// <summary>Every epoch this model was trained for, across fits.</summary>
+    public History History { get; }
+
+    internal nn.Module<Tensor, Tensor> Head { get; }
+
+    internal HeadOptions HeadOptions { get; }
+
+    internal Device Device { get; }
+
+    /// <summary>Classifies an image file.</summary>
+    /// <param name="imagePath">Path of the image.</param>
+    /// <param name="topK">How many classes to list in <see cref="Prediction.Top"/> (at least 1).</param>
+    public Prediction Predict(string imagePath, int topK = 5)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(imagePath);
+        using var scope = NewDisposeScope();
+        return Predict(ImageTensor.FromFile(imagePath, InputSpec).unsqueeze(0), topK, [imagePath])[0];
+    }
+
+    /// <summary>Classifies an encoded image (JPEG, PNG, …) read from a stream.</summary>
+    /// <param name="image">The encoded image.</param>
+    /// <param name="topK">How many classes to list in <see cref="Prediction.Top"/> (at least 1).</param>
+    public Prediction Predict(Stream image, int topK = 5)
+    {
+        ArgumentNullException.ThrowIfNull(image);
+        using var scope = NewDisposeScope();
+        return Predict(ImageTensor.FromStream(image, InputSpec).unsqueeze(0), topK, [null])[0];
+    }
+
+    /// <summary>Classifies an image already in memory.</summary>
+    /// <param name="image">The image.</param>
+    /// <param name="topK">How many classes to list in <see cref="Prediction.Top"/> (at least 1).</param>
+    public Prediction Predict(Image<Rgb24> image, int topK = 5)
+    {
+        ArgumentNullException.ThrowIfNull(image);
+        using var scope = NewDisposeScope();
+        return Predict(ImageTensor.FromImage(image, InputSpec).unsqueeze(0), topK, [null])[0];
+    }
+
+    /// <summary>Classifies many image files, batch by batch.</summary>
+    /// <param name="imagePaths">Paths of the images.</param>
+    /// <param name="topK">How many classes to list in <see cref="Prediction.Top"/> (at least 1).</param>
+    /// <param name="batchSize">Images per forward pass.</param>
+    /// <param name="cancellationToken">Stops between batches.</param>
+    public IReadOnlyList<Prediction> Predict(IEnumerable<string> imagePaths, int topK = 5, int batchSize = 32, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(imagePaths);
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(batchSize);
+        var results = new List<Prediction>();
+        foreach (var chunk in imagePaths.Chunk(batchSize))
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            using var scope = NewDisposeScope();
+            var images = stack(chunk.Select(p => ImageTensor.FromFile(p, InputSpec)).ToArray());
+            results.AddRange(Predict(images, topK, chunk));
+        }
+
+        return results;
+    }
+
+    /// <summary>Class probabilities for a prepared batch <c>[N, 3, H, W]</c> (see <see cref="InputSpec"/>).</summary>
+    /// <param name="images">The batch.</param>
+    /// <returns>Probabilities <c>[N, classes]</c> on the CPU; the caller owns the tensor.</returns>
+    public Tensor PredictProbabilities(Tensor images)
+    {
+        ArgumentNullException.ThrowIfNull(images);
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        using var scope = NewDisposeScope();
+        return Logits(images).softmax(1).cpu().MoveToOuterDisposeScope();
+    }
+
+    /// <summary>Accuracy, loss, per-class precision/recall/F1 and the confusion matrix on labelled data.</summary>
+    /// <param name="data">Images with labels; its class names must all be classes of this model.</param>
+    /// <param name="options">Batch size and bad-image policy.</param>
+    /// <param name="progress">Receives the number of images done.</param>
+    /// <param name="cancellationToken">Stops between batches.</param>
+    public Evaluation Evaluate(ImageDataset data, EvaluateOptions? options = null, IProgress<int>? progress = null, CancellationToken cancellationToken = default)
+    {
+        ArgumentNullException.ThrowIfNull(data);
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        options ??= new EvaluateOptions();
+        var unknown = data.Classes.Where(c => !Classes.Contains(c)).ToList();
+        if (unknown.Count > 0)
+        {
+            throw new ArgumentException(
+                $"The data has classes the model does not know: {string.Join(", ", unknown)}. The model's classes are: {string.Join(", ", Classes)}.",
+                nameof(data));
+        }
+
+        var toModel = data.Classes.Select(c => (long)IndexOf(c)).ToArray();
+        var confusion = new int[Classes.Count, Classes.Count];
+        double lossSum = 0;
+        var done = 0;
+        using var remap = tensor(toModel);
+        using var loader = new ImageLoader(data, InputSpec, new ImageLoaderOptions { BatchSize = options.BatchSize, BadImages = options.BadImages });
+        using var noGrad = no_grad();
+        foreach (var batch in loader.Batches(0, cancellationToken))
+        {
+            using var scope = NewDisposeScope();
+            using (batch)
+            {
+                var logits = Logits(batch.Images);
+                var labels = remap.index_select(0, batch.Labels.cpu()).to(Device);
+                lossSum += nn.functional.cross_entropy(logits, labels, reduction: nn.Reduction.Sum).item<float>();
+                var predicted = logits.argmax(1).cpu().data<long>().ToArray();
+                var truth = labels.cpu().data<long>().ToArray();
+                for (var i = 0; i < truth.Length; i++)
+                {
+                    confusion[truth[i], predicted[i]]++;
+                }
+
+                done += truth.Length;
+                progress?.Report(done);
+            }
+        }
+
+        return new Evaluation(Classes, confusion, lossSum, loader.Skipped);
+    }
+
+    /// <summary>
+    /// Writes the model to one file: weights, class names, backbone source, input spec and history. The write is atomic:
+    /// an existing file is replaced only once the new one is complete.
+    /// </summary>
+    /// <param name="path">Destination file (conventionally <c>.tlmodel</c>).</param>
+    public void Save(string path)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        ModelFile.Save(this, path);
+    }
+
+    /// <summary>Reads a model written by <see cref="Save(string)"/>.</summary>
+    /// <param name="path">The model file.</param>
+    /// <param name="options">How to rebuild the backbone and where to load.</param>
+    /// <exception cref="ModelFileException">The file is truncated, tampered with or not a model file.</exception>
+    public static TrainedModel Load(string path, ModelLoadOptions? options = null) => ModelFile.Load(path, options ?? new ModelLoadOptions());
+
+    /// <inheritdoc />
+    public void Dispose()
+    {
+        if (_disposed)
+        {
+            return;
+        }
+
+        _disposed = true;
+        Head.Dispose();
+        Backbone.Dispose();
+    }
+
+    internal Tensor Logits(Tensor images)
+    {
+        Head.eval();
+        Backbone.SetTrainingMode(false);
+        using var noGrad = no_grad();
+        return Head.forward(Backbone.Forward(images.to(Device)));
+    }
+
+    private int IndexOf(string label)
+    {
+        for (var i = 0; i < Classes.Count; i++)
+        {
+            if (Classes[i] == label)
+            {
+                return i;
+            }
+        }
+
+        return -1;
+    }
+
+    private List<Prediction> Predict(Tensor images, int topK, string?[] sources)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(topK);
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        using var probabilities = Logits(images).softmax(1).cpu();
+        var all = probabilities.data<float>().ToArray();
+        var k = Math.Min(topK, Classes.Count);
+        var results = new List<Prediction>(sources.Length);
+        for (var n = 0; n < sources.Length; n++)
+        {
+            var row = all.AsSpan(n * Classes.Count, Classes.Count).ToArray();
+            var top = Enumerable.Range(0, row.Length).OrderByDescending(i => row[i]).ThenBy(i => i).Take(k)
+                .Select(i => new ClassProbability(Classes[i], i, row[i])).ToList();
+            results.Add(new Prediction(top[0].Label, top[0].Index, top[0].Probability, top, row, sources[n]));
+        }
+
+        return results;
+    }
+}

@@ -1,0 +1,294 @@
+using System.Diagnostics;
+using TorchSharp;
+using TransferLearning.Backbones;
+using static TorchSharp.torch;
+
+namespace TransferLearning.Training;
+
+/// <summary>The training loop: epochs of optimizer steps on backbone + head, validation, history, early stopping.</summary>
+internal sealed class Trainer
+{
+    private readonly Backbone _backbone;
+    private readonly nn.Module<Tensor, Tensor> _head;
+    private readonly Device _device;
+    private readonly TrainingOptions _options;
+    private readonly Tensor? _classWeights;
+
+    public Trainer(Backbone backbone, nn.Module<Tensor, Tensor> head, Device device, TrainingOptions options, Tensor? classWeights)
+    {
+        _backbone = backbone;
+        _head = head;
+        _device = device;
+        _options = options;
+        _classWeights = classWeights;
+    }
+
+    /// <summary>
+    /// Trains for <paramref name="epochs"/> epochs, appending to <paramref name="history"/>. When
+    /// <paramref name="inputsAreFeatures"/> is true the sources yield cached backbone features and only the head runs.
+    /// </summary>
+    public void Fit(
+        IBatchSource train,
+        IBatchSource? validation,
+        bool inputsAreFeatures,
+        int epochs,
+        History history,
+        IProgress<TrainingProgress>? progress,
+        CancellationToken cancellationToken)
+    {
+        var parameters = _head.parameters().ToList();
+        if (!inputsAreFeatures)
+        {
+            parameters.AddRange(_backbone.Module.parameters().Where(p => p.requires_grad));
+        }
+
+        using var optimizer = _options.Optimizer == OptimizerKind.Sgd
+            ? (optim.Optimizer)optim.SGD(parameters, _options.LearningRate, _options.Momentum, weight_decay: _options.WeightDecay)
+            : optim.Adam(parameters, _options.LearningRate, weight_decay: _options.WeightDecay);
+        using var augmentationRandom = new Generator(TensorBatchSource.SeedFor(_options.Seed, -1), CPU);
+
+        var stopping = _options.EarlyStopping;
+        var best = double.NaN;
+        var bestCount = history.Count;
+        var sinceBest = 0;
+        Dictionary<string, Tensor>? bestWeights = null;
+        var firstEpoch = history.Count;
+
+        try
+        {
+            for (var e = 0; e < epochs; e++)
+            {
+                var epochNumber = firstEpoch + e + 1;
+                var rate = _options.Schedule.RateAt(_options.LearningRate, e, epochs);
+                foreach (var group in optimizer.ParamGroups)
+                {
+                    group.LearningRate = rate;
+                }
+
+                var clock = Stopwatch.StartNew();
+                var (loss, accuracy) = TrainEpoch(train, inputsAreFeatures, optimizer, augmentationRandom, firstEpoch + e, epochNumber, progress, cancellationToken);
+                var (valLoss, valAccuracy) = validation is { Count: > 0 }
+                    ? Measure(validation, inputsAreFeatures, epochNumber, progress, cancellationToken)
+                    : (double.NaN, double.NaN);
+                var metrics = new EpochMetrics(epochNumber, loss, accuracy, valLoss, valAccuracy, rate, clock.Elapsed.TotalSeconds, _backbone.IsFrozen);
+                history.Add(metrics);
+                progress?.Report(new TrainingProgress(TrainingPhase.EpochEnd, epochNumber, train.Count, train.Count, metrics));
+
+                if (stopping is null)
+                {
+                    continue;
+                }
+
+                var value = history[stopping.Monitor][^1];
+                var improved = double.IsNaN(best) ||
+                    (stopping.HigherIsBetter ? value > best + stopping.MinDelta : value < best - stopping.MinDelta);
+                if (improved && !double.IsNaN(value))
+                {
+                    best = value;
+                    bestCount = history.Count;
+                    sinceBest = 0;
+                    if (stopping.RestoreBestWeights)
+                    {
+                        DisposeAll(bestWeights);
+                        bestWeights = Snapshot(inputsAreFeatures);
+                    }
+                }
+                else if (++sinceBest > stopping.Patience)
+                {
+                    break;
+                }
+            }
+
+            if (bestWeights is not null && bestCount < history.Count)
+            {
+                Restore(bestWeights, inputsAreFeatures);
+            }
+        }
+        finally
+        {
+            DisposeAll(bestWeights);
+        }
+    }
+
+    private (double Loss, double Accuracy) TrainEpoch(
+        IBatchSource source,
+        bool inputsAreFeatures,
+        optim.Optimizer optimizer,
+        Generator augmentationRandom,
+        int epochIndex,
+        int epochNumber,
+        IProgress<TrainingProgress>? progress,
+        CancellationToken cancellationToken)
+    {
+        _head.train();
+        if (!inputsAreFeatures)
+        {
+            _backbone.SetTrainingMode(true);
+        }
+
+        var backboneFrozen = _backbone.IsFrozen;
+        double lossSum = 0;
+        long correct = 0;
+        var seen = 0;
+        using var batches = source.Batches(epochIndex, cancellationToken).GetEnumerator();
+        while (true)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            using var scope = NewDisposeScope();
+            if (!batches.MoveNext())
+            {
+                break;
+            }
+
+            var inputs = batches.Current.Inputs.to(_device);
+            var labels = batches.Current.Labels.to(_device);
+            Tensor features;
+            if (inputsAreFeatures)
+            {
+                features = inputs;
+            }
+            else
+            {
+                inputs = Augmenter.Apply(inputs, _options.Augmentation, augmentationRandom);
+                if (backboneFrozen)
+                {
+                    using var noGrad = no_grad();
+                    features = _backbone.Forward(inputs);
+                }
+                else
+                {
+                    features = _backbone.Forward(inputs);
+                }
+            }
+
+            var logits = _head.forward(features);
+            var loss = nn.functional.cross_entropy(logits, labels, _classWeights);
+            optimizer.zero_grad();
+            loss.backward();
+            optimizer.step();
+
+            var n = (int)labels.shape[0];
+            lossSum += loss.item<float>() * n;
+            correct += logits.argmax(1).eq(labels).sum().item<long>();
+            seen += n;
+            progress?.Report(new TrainingProgress(TrainingPhase.Training, epochNumber, seen, source.Count));
+        }
+
+        return seen == 0 ? (double.NaN, double.NaN) : (lossSum / seen, (double)correct / seen);
+    }
+
+    /// <summary>Mean loss and accuracy of the current weights on a source, in inference mode.</summary>
+    public (double Loss, double Accuracy) Measure(IBatchSource source, bool inputsAreFeatures, int epochNumber, IProgress<TrainingProgress>? progress, CancellationToken cancellationToken)
+    {
+        _head.eval();
+        _backbone.SetTrainingMode(false);
+        using var noGrad = no_grad();
+        double lossSum = 0;
+        long correct = 0;
+        var seen = 0;
+        using var batches = source.Batches(0, cancellationToken).GetEnumerator();
+        while (true)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            using var scope = NewDisposeScope();
+            if (!batches.MoveNext())
+            {
+                break;
+            }
+
+            var inputs = batches.Current.Inputs.to(_device);
+            var labels = batches.Current.Labels.to(_device);
+            var logits = _head.forward(inputsAreFeatures ? inputs : _backbone.Forward(inputs));
+            lossSum += nn.functional.cross_entropy(logits, labels, reduction: nn.Reduction.Sum).item<float>();
+            correct += logits.argmax(1).eq(labels).sum().item<long>();
+            seen += (int)labels.shape[0];
+            progress?.Report(new TrainingProgress(TrainingPhase.Validating, epochNumber, seen, source.Count));
+        }
+
+        return seen == 0 ? (double.NaN, double.NaN) : (lossSum / seen, (double)correct / seen);
+    }
+
+    /// <summary>Runs the backbone once over every image (inference mode) and keeps the features in memory.</summary>
+    public TensorBatchSource Featurize(IBatchSource images, bool shuffle, IProgress<TrainingProgress>? progress, CancellationToken cancellationToken)
+    {
+        _backbone.SetTrainingMode(false);
+        using var noGrad = no_grad();
+        var features = new List<Tensor>();
+        var labels = new List<Tensor>();
+        try
+        {
+            var seen = 0;
+            using var batches = images.Batches(0, cancellationToken).GetEnumerator();
+            while (true)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                using var scope = NewDisposeScope();
+                if (!batches.MoveNext())
+                {
+                    break;
+                }
+
+                features.Add(_backbone.Forward(batches.Current.Inputs.to(_device)).MoveToOuterDisposeScope());
+                labels.Add(batches.Current.Labels.to(_device).MoveToOuterDisposeScope());
+                seen += (int)batches.Current.Labels.shape[0];
+                progress?.Report(new TrainingProgress(TrainingPhase.Featurizing, 0, seen, images.Count));
+            }
+
+            var allFeatures = features.Count == 0 ? zeros(0, _backbone.FeatureSize, device: _device) : cat(features, 0);
+            var allLabels = labels.Count == 0 ? zeros(0, ScalarType.Int64, device: _device) : cat(labels, 0);
+            return new TensorBatchSource(allFeatures, allLabels, _options.BatchSize, shuffle, _options.Seed);
+        }
+        finally
+        {
+            DisposeAll(features);
+            DisposeAll(labels);
+        }
+    }
+
+    private Dictionary<string, Tensor> Snapshot(bool headOnly)
+    {
+        using var scope = NewDisposeScope();
+        var snapshot = new Dictionary<string, Tensor>();
+        foreach (var (name, value) in _head.state_dict())
+        {
+            snapshot["head." + name] = value.detach().clone().MoveToOuterDisposeScope();
+        }
+
+        if (!headOnly && !_backbone.IsFrozen)
+        {
+            foreach (var (name, value) in _backbone.Module.state_dict())
+            {
+                snapshot["backbone." + name] = value.detach().clone().MoveToOuterDisposeScope();
+            }
+        }
+
+        return snapshot;
+    }
+
+    private void Restore(Dictionary<string, Tensor> snapshot, bool headOnly)
+    {
+        using var noGrad = no_grad();
+        foreach (var (name, value) in _head.state_dict())
+        {
+            value.copy_(snapshot["head." + name]);
+        }
+
+        if (!headOnly && snapshot.Keys.Any(k => k.StartsWith("backbone.", StringComparison.Ordinal)))
+        {
+            foreach (var (name, value) in _backbone.Module.state_dict())
+            {
+                value.copy_(snapshot["backbone." + name]);
+            }
+        }
+    }
+
+    private static void DisposeAll(IEnumerable<Tensor>? tensors)
+    {
+        foreach (var t in tensors ?? [])
+        {
+            t.Dispose();
+        }
+    }
+
+    private static void DisposeAll(Dictionary<string, Tensor>? tensors) => DisposeAll(tensors?.Values);
+}
