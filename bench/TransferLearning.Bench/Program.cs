@@ -7,6 +7,7 @@ internal static class Program
     private static readonly Dictionary<string, (string Help, Func<string[], Task<int>> Run)> Benchmarks = new(StringComparer.OrdinalIgnoreCase)
     {
         // Each benchmark registers one line here: ["name"] = ("what it measures", args => Xxx.RunAsync(args)),
+        ["decode"] = ("decode+resize+normalise a photo folder: parallel ImageLoader vs single thread", args => DecodeBench.RunAsync(args)),
     };
 
     private static async Task<int> Main(string[] args)
