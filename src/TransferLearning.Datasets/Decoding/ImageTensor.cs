@@ -195,13 +195,13 @@ public static class ImageTensor
     }
 
     /// <summary>Copies float values into a new float32 tensor of the given shape (no memory shared with the array).</summary>
-    internal static torch.Tensor CopyToTensor(ReadOnlySpan<float> values, long[] shape)
+    internal static torch.Tensor CopyToTensor(float[] values, int count, long[] shape)
     {
         var t = torch.empty(shape, torch.float32);
         try
         {
-            using var acc = t.data<float>();
-            acc.CopyFrom(values, 0, 0);
+            // The bytes setter is a plain memory copy (the element accessor is ~100x slower for batch-sized tensors).
+            t.bytes = System.Runtime.InteropServices.MemoryMarshal.AsBytes(values.AsSpan(0, count));
             return t;
         }
         catch
@@ -212,5 +212,5 @@ public static class ImageTensor
     }
 
     private static torch.Tensor ToTensor(float[] chw, InputSpec spec) =>
-        CopyToTensor(chw, [3L, spec.Height, spec.Width]);
+        CopyToTensor(chw, chw.Length, [3L, spec.Height, spec.Width]);
 }
