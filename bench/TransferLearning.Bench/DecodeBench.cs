@@ -62,9 +62,9 @@ internal static class DecodeBench
         Console.WriteLine($"  single-thread loop (ImageTensor.ToChw): {single,8:F1} images/s  ({sw.Elapsed.TotalSeconds:F2} s, checksum {checksum:F3})");
 
         var loader1 = Measure(data, spec, 1);
-        Console.WriteLine($"  ImageLoader, 1 worker                 : {loader1,8:F1} images/s");
+        Console.WriteLine($"  ImageLoader, 1 worker (ImageSharp may parallelise inside a decode): {loader1,8:F1} images/s");
         var loaderN = Measure(data, spec, dop);
-        Console.WriteLine($"  ImageLoader, {dop} workers                : {loaderN,8:F1} images/s");
+        Console.WriteLine($"  ImageLoader, {dop} workers (one thread per decode)                : {loaderN,8:F1} images/s");
         Console.WriteLine($"  ratio parallel loader / single-thread loop: {loaderN / single:F2}x; / 1-worker loader: {loaderN / loader1:F2}x");
         return Task.FromResult(0);
     }
