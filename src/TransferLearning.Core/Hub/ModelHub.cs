@@ -72,7 +72,7 @@ public static class ModelHub
         }
     }
 
-    /// <summary>Synchronous <see cref="LoadBackboneAsync"/>.</summary>
+    /// <summary>Synchronous <see cref="LoadBackboneAsync(string, BackboneLoadOptions?, IProgress{DownloadProgress}?, CancellationToken)"/>.</summary>
     /// <param name="source">http(s) URL, local path, or short name.</param>
     /// <param name="options">Load options.</param>
     /// <returns>The backbone; the caller owns and disposes it.</returns>

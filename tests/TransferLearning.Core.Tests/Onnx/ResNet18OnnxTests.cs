@@ -84,4 +84,13 @@ public class ResNet18OnnxTests : IClassFixture<ResNet18OnnxFixture>
         _fx.Backbone.Unfreeze();
         OrtReference.AssertClose(expected, folded, 1e-4, "resnet18 frozen (folded) eval");
     }
+
+    [Fact]
+    public void LoadBackbone_ShortNameResNet18_LoadsOfflineOnnx()
+    {
+        using var backbone = ModelHub.LoadBackbone("ResNet18");
+        Assert.Equal("resnet18", backbone.Source);
+        Assert.Equal(512, backbone.FeatureSize);
+        Assert.Equal(_fx.Backbone.Blocks, backbone.Blocks);
+    }
 }

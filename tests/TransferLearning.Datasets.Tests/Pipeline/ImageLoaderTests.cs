@@ -253,6 +253,27 @@ public sealed class ImageLoaderTests : IDisposable
     }
 
     [Fact]
+    public void Batches_AbandonedEarly_LoaderCanRunAgain()
+    {
+        var folder = MakeFolder(6, 6);
+        using var loader = new ImageLoader(folder, Spec, new ImageLoaderOptions { BatchSize = 2, PrefetchBatches = 3 });
+        using (var first = loader.Batches().First())
+        {
+            Assert.Equal(2, first.Count);
+        }
+
+        Assert.Equal(12, loader.Batches().Sum(b => { using (b) { return b.Count; } }));
+    }
+
+    [Fact]
+    public void Batches_EmptyDataset_YieldsNothing()
+    {
+        using var loader = new ImageLoader(new ImageDataset(["a", "b"], []), Spec);
+        Assert.Empty(loader.Batches());
+        Assert.Equal(0, loader.BatchCount);
+    }
+
+    [Fact]
     public void Batches_EnumeratedTwiceAtOnce_Throws()
     {
         var folder = MakeFolder(2, 2);
