@@ -56,6 +56,7 @@ public class ResNet18OnnxTests : IClassFixture<ResNet18OnnxFixture>
     {
         var b = _fx.Backbone;
         Assert.Equal(512, b.FeatureSize);
+        Assert.True(b.FixedInputSize); // the preprocessing subtracts a 224×224 mean image
         Assert.Equal(new Datasets.InputSpec(224, 224, 0f, 255f), b.InputSpec);
         Assert.Equal(44, b.Blocks.Count); // 20 Conv + 20 BN in the residual blocks, 2+2 in stem/downsample... one child per weighted node
         Assert.Equal("Convolution249", b.Blocks[0]);
