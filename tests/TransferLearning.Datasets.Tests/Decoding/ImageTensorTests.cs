@@ -342,6 +342,18 @@ public sealed class ImageTensorTests : IDisposable
     }
 
     [Fact]
+    public void FromStream_BadFileStream_NamesTheFile()
+    {
+        var path = dir.Combine("bad.png");
+        File.WriteAllText(path, "nope");
+        using var stream = File.OpenRead(path);
+        var ex = Assert.Throws<InvalidImageException>(() => ImageTensor.FromStream(stream, new InputSpec(4, 4)));
+        Assert.Equal(path, ex.FilePath);
+        using var memory = new MemoryStream([1, 2, 3]);
+        Assert.Equal("<stream>", Assert.Throws<InvalidImageException>(() => ImageTensor.FromStream(memory, new InputSpec(4, 4))).FilePath);
+    }
+
+    [Fact]
     public void ToChw_Directory_ThrowsCouldNotRead()
     {
         var ex = Assert.Throws<InvalidImageException>(() => ImageTensor.ToChw(dir.Path, new InputSpec(4, 4)));
