@@ -76,7 +76,7 @@ public sealed class TransferLearner : IDisposable
     public static async Task<TransferLearner> FromAsync(
         string source,
         BackboneLoadOptions? options = null,
-        IProgress<long>? progress = null,
+        IProgress<Hub.DownloadProgress>? progress = null,
         CancellationToken cancellationToken = default)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(source);
@@ -357,25 +357,22 @@ public sealed class TransferLearner : IDisposable
         return _options.ResizeMode is { } mode ? spec.WithResizeMode(mode) : spec;
     }
 
-    private static Device ResolveDevice(string name)
+    internal static Device ResolveDevice(string name)
     {
-        Device device;
-        try
+        var trimmed = name.Trim().ToLowerInvariant();
+        var isCuda = trimmed == "cuda" || (trimmed.StartsWith("cuda:", StringComparison.Ordinal) && int.TryParse(trimmed.AsSpan(5), out var index) && index >= 0);
+        if (trimmed != "cpu" && !isCuda)
         {
-            device = torch.device(name);
-        }
-        catch (Exception e) when (e is ArgumentException or FormatException or InvalidOperationException)
-        {
-            throw new ArgumentException($"'{name}' is not a device name; use 'cpu', 'cuda' or 'cuda:N'.", nameof(name), e);
+            throw new ArgumentException($"'{name}' is not a device name; use 'cpu', 'cuda' or 'cuda:N'.", nameof(name));
         }
 
-        if (device.type == DeviceType.CUDA && !cuda.is_available())
+        if (isCuda && !cuda.is_available())
         {
             throw new InvalidOperationException(
                 $"Device '{name}' was requested but CUDA is not available: reference a CUDA LibTorch runtime package and run on a machine with a GPU, or use 'cpu'.");
         }
 
-        return device;
+        return torch.device(trimmed);
     }
 
     private Tensor? ClassWeights(ImageDataset train, TrainingOptions options)

@@ -150,7 +150,7 @@ internal static class ModelFile
             }
         }
 
-        var device = torch.device(options.Device);
+        var device = TransferLearner.ResolveDevice(options.Device);
         var backbone = options.BackboneFactory?.Invoke(manifest.Backbone.Source) ?? ModelHub.LoadBackbone(manifest.Backbone.Source);
         nn.Module<Tensor, Tensor>? head = null;
         try

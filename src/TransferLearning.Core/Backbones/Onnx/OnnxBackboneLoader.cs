@@ -1,0 +1,202 @@
+using TransferLearning.Datasets;
+using static TorchSharp.torch;
+
+namespace TransferLearning.Backbones.Onnx;
+
+/// <summary>Builds backbones from ONNX files.</summary>
+internal static class OnnxBackboneLoader
+{
+    private static readonly HashSet<string> PassThroughOps = new(StringComparer.Ordinal)
+    {
+        "Softmax", "LogSoftmax", "Identity", "Dropout", "Flatten", "Reshape", "Squeeze", "Add", "Sigmoid",
+    };
+
+    /// <summary>Reads and parses an ONNX file with a clear error for missing or malformed files.</summary>
+    public static OnnxModel Read(string path)
+    {
+        if (!File.Exists(path))
+        {
+            throw new FileNotFoundException($"The ONNX model file '{path}' does not exist.", path);
+        }
+
+        try
+        {
+            return OnnxModel.Parse(File.ReadAllBytes(path));
+        }
+        catch (Google.Protobuf.InvalidProtocolBufferException ex)
+        {
+            throw new InvalidDataException($"'{path}' is not a valid ONNX model (protobuf parse failed: {ex.Message}).", ex);
+        }
+    }
+
+    /// <summary>
+    /// The value to cut a classification model at: walks back from the output over Softmax/Flatten/bias-Add etc.
+    /// and stops at the input of the final Gemm/MatMul. Without a classifier, the graph output.
+    /// </summary>
+    public static string FindFeatureOutput(OnnxGraph graph)
+    {
+        var producers = new Dictionary<string, OnnxNode>();
+        foreach (var n in graph.Nodes)
+        {
+            foreach (var o in n.Outputs)
+            {
+                producers[o] = n;
+            }
+        }
+
+        var initializers = graph.Initializers.Select(i => i.Name).ToHashSet();
+        var output = graph.Outputs[0].Name;
+        var current = output;
+        for (var guard = 0; guard < 16 && producers.TryGetValue(current, out var node); guard++)
+        {
+            if (node.OpType is "Gemm" or "MatMul")
+            {
+                return node.Inputs[0];
+            }
+
+            if (!PassThroughOps.Contains(node.OpType))
+            {
+                break;
+            }
+
+            var data = node.Inputs.FirstOrDefault(i => i.Length > 0 && !initializers.Contains(i));
+            if (data is null)
+            {
+                break;
+            }
+
+            current = data;
+        }
+
+        return output;
+    }
+
+    /// <summary>Loads an ONNX classification or feature model as a backbone.</summary>
+    public static Backbone Load(string path, string source, string? featureNode, InputSpec? inputSpec)
+    {
+        var model = Read(path);
+        var output = featureNode is null ? FindFeatureOutput(model.Graph) : ResolveNodeOutput(model.Graph, featureNode, path);
+        var module = new OnnxGraphModule(model, Path.GetFileName(path), outputName: output) { FlattenOutput = true };
+        try
+        {
+            var spec = inputSpec ?? DefaultSpec(module.InputShape);
+            return new Backbone(source, module, FeatureSize(module, spec), spec);
+        }
+        catch
+        {
+            module.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Loads the preprocessing graph and the ResNet18 graph of ML.NET's DnnImageFeaturizer as one backbone.</summary>
+    public static Backbone LoadResNet18(string preprocessPath, string resnetPath, string source, InputSpec? inputSpec)
+    {
+        var prep = Read(preprocessPath);
+        var net = Read(resnetPath);
+        var merged = Chain(prep, net, out var frozen);
+        var module = new OnnxGraphModule(merged, Path.GetFileName(resnetPath), constantInitializers: frozen) { FlattenOutput = true };
+        try
+        {
+            var spec = inputSpec ?? new InputSpec(224, 224, 0f, 255f, ChannelOrder.Rgb);
+            return new Backbone(source, module, FeatureSize(module, spec), spec);
+        }
+        catch
+        {
+            module.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Feeds the first model's output into the second model's input (names prefixed to stay unique).</summary>
+    internal static OnnxModel Chain(OnnxModel first, OnnxModel second, out HashSet<string> firstInitializers)
+    {
+        const string P1 = "pre_";
+        var merged = new OnnxModel { IrVersion = Math.Max(first.IrVersion, second.IrVersion), Graph = new OnnxGraph { Name = second.Graph.Name } };
+        merged.OpsetImports.Add(("", Math.Max(first.Opset, second.Opset)));
+        var secondInput = second.Graph.Inputs.First(i => second.Graph.Initializers.All(t => t.Name != i.Name)).Name;
+        var firstOutput = P1 + first.Graph.Outputs[0].Name;
+        string Rename1(string n) => n.Length == 0 ? n : P1 + n;
+        string Rename2(string n) => n == secondInput ? firstOutput : n;
+        foreach (var n in first.Graph.Nodes)
+        {
+            var c = new OnnxNode { Name = Rename1(n.Name.Length > 0 ? n.Name : n.OpType), OpType = n.OpType, Domain = n.Domain };
+            c.Inputs.AddRange(n.Inputs.Select(Rename1));
+            c.Outputs.AddRange(n.Outputs.Select(Rename1));
+            c.Attributes.AddRange(n.Attributes);
+            merged.Graph.Nodes.Add(c);
+        }
+
+        foreach (var n in second.Graph.Nodes)
+        {
+            var c = new OnnxNode { Name = n.Name, OpType = n.OpType, Domain = n.Domain };
+            c.Inputs.AddRange(n.Inputs.Select(Rename2));
+            c.Outputs.AddRange(n.Outputs);
+            c.Attributes.AddRange(n.Attributes);
+            merged.Graph.Nodes.Add(c);
+        }
+
+        firstInitializers = [];
+        foreach (var t in first.Graph.Initializers)
+        {
+            t.Name = Rename1(t.Name);
+            firstInitializers.Add(t.Name);
+            merged.Graph.Initializers.Add(t);
+        }
+
+        merged.Graph.Initializers.AddRange(second.Graph.Initializers);
+        foreach (var i in first.Graph.Inputs)
+        {
+            merged.Graph.Inputs.Add(new OnnxValueInfo { Name = Rename1(i.Name), ElemType = i.ElemType, Shape = i.Shape });
+        }
+
+        merged.Graph.Outputs.AddRange(second.Graph.Outputs);
+        return merged;
+    }
+
+    private static string ResolveNodeOutput(OnnxGraph graph, string featureNode, string path)
+    {
+        if (graph.Nodes.Any(n => n.Outputs.Contains(featureNode)))
+        {
+            return featureNode;
+        }
+
+        var byName = graph.Nodes.FirstOrDefault(n => n.Name == featureNode);
+        if (byName is not null)
+        {
+            return byName.Outputs[0];
+        }
+
+        throw new ArgumentException(
+            $"The ONNX model '{path}' has no node or output named '{featureNode}'. Node names include: " +
+            $"{string.Join(", ", graph.Nodes.TakeLast(12).Select(n => $"{n.Name} ({n.OpType})"))}.", nameof(featureNode));
+    }
+
+    private static InputSpec DefaultSpec(IReadOnlyList<long>? shape)
+    {
+        var h = shape is { Count: 4 } && shape[2] > 0 ? (int)shape[2] : 224;
+        var w = shape is { Count: 4 } && shape[3] > 0 ? (int)shape[3] : 224;
+        return InputSpec.ImageNet(224).WithSize(w, h);
+    }
+
+    /// <summary>Runs one zero image through the module to learn the feature length.</summary>
+    internal static int FeatureSize(nn.Module<Tensor, Tensor> module, InputSpec spec)
+    {
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        var wasTraining = module.training;
+        module.eval();
+        var features = module.forward(zeros(1, 3, spec.Height, spec.Width));
+        if (wasTraining)
+        {
+            module.train();
+        }
+
+        if (features.dim() != 2)
+        {
+            throw new InvalidDataException($"The feature output has shape [{string.Join(", ", features.shape)}]; expected [N, features].");
+        }
+
+        return (int)features.shape[1];
+    }
+}

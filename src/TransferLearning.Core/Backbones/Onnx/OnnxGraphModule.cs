@@ -1,0 +1,458 @@
+using System.Text;
+using TorchSharp;
+using static TorchSharp.torch;
+using F = TorchSharp.torch.nn.functional;
+
+namespace TransferLearning.Backbones.Onnx;
+
+/// <summary>Holds the weights of one ONNX graph node (a child module, so freezing works per node).</summary>
+internal sealed class OnnxNodeModule : nn.Module
+{
+    public OnnxNodeModule(string name)
+        : base(name)
+    {
+    }
+
+    /// <summary>ONNX initializer name → the parameter or buffer registered here.</summary>
+    public Dictionary<string, Tensor> Weights { get; } = [];
+
+    /// <summary>For a Conv followed by a BatchNormalization: the folded weight/bias used in frozen eval mode.</summary>
+    public (Tensor Weight, Tensor Bias)? Folded { get; set; }
+
+    public void AddParameter(string onnxName, Tensor value, bool trainable)
+    {
+        var local = OnnxGraphModule.Sanitize(onnxName);
+        var p = new TorchSharp.Modules.Parameter(value, trainable);
+        register_parameter(local, p);
+        Weights[onnxName] = p;
+    }
+
+    public void AddBuffer(string onnxName, Tensor value)
+    {
+        var local = OnnxGraphModule.Sanitize(onnxName);
+        register_buffer(local, value);
+        Weights[onnxName] = value;
+    }
+
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing && Folded is { } f)
+        {
+            f.Weight.Dispose();
+            f.Bias.Dispose();
+            Folded = null;
+        }
+
+        base.Dispose(disposing);
+    }
+}
+
+/// <summary>
+/// Executes an ONNX graph with TorchSharp operations. Float weights of Conv/Gemm/MatMul/BatchNormalization/arithmetic
+/// nodes become trainable parameters in one child module per node (topological order, named after the node);
+/// BatchNormalization statistics are buffers and follow train/eval mode.
+/// </summary>
+internal sealed partial class OnnxGraphModule : nn.Module<Tensor, Tensor>
+{
+    private readonly List<Step> _steps = [];
+    private readonly Dictionary<string, Tensor> _constants = [];
+    private readonly string _input;
+    private readonly string _output;
+    private bool _foldingEnabled = true;
+
+    private sealed record Step(OnnxNode Node, OnnxNodeModule? Module, Func<Tensor[], OnnxNodeModule?, Tensor[]> Run, string[] Release);
+
+    /// <summary>Builds the module.</summary>
+    /// <param name="model">Parsed model.</param>
+    /// <param name="source">File name or description used in error messages.</param>
+    /// <param name="inputName">Graph input to feed (null: the first non-initializer input).</param>
+    /// <param name="outputName">Value to return (null: the first graph output).</param>
+    /// <param name="weightsTrainable">False to keep every weight a frozen constant (e.g. preprocessing graphs).</param>
+    /// <param name="namePrefix">Prefix for child module names.</param>
+    /// <param name="constantInitializers">Float initializers to keep as constants rather than parameters.</param>
+    public OnnxGraphModule(OnnxModel model, string source, string? inputName = null, string? outputName = null, bool weightsTrainable = true, string namePrefix = "", IReadOnlySet<string>? constantInitializers = null)
+        : base("OnnxGraph")
+    {
+        Opset = model.Opset;
+        var graph = model.Graph;
+        var initializers = graph.Initializers.ToDictionary(t => t.Name);
+        _input = inputName ?? graph.Inputs.Select(i => i.Name).FirstOrDefault(n => !initializers.ContainsKey(n))
+            ?? throw new InvalidDataException($"The ONNX model '{source}' has no graph input.");
+        _output = outputName ?? graph.Outputs.FirstOrDefault()?.Name
+            ?? throw new InvalidDataException($"The ONNX model '{source}' has no graph output.");
+        InputShape = graph.Inputs.FirstOrDefault(i => i.Name == _input)?.Shape;
+
+        var nodes = TopologicalOrder(graph.Nodes, initializers.Keys.Append(_input).Concat(graph.Inputs.Select(i => i.Name)), source);
+        nodes = PruneTo(nodes, _output, source);
+        if (!nodes.SelectMany(n => n.Inputs).Contains(_input) && _input != _output)
+        {
+            throw new InvalidDataException($"The output '{_output}' of the ONNX model '{source}' does not depend on the input '{_input}'.");
+        }
+
+        // Initializers that are weights (float data at weight positions) go to the first node using them.
+        var owned = new Dictionary<string, OnnxNodeModule>();
+        var usedNames = new HashSet<string>();
+        var lastUse = new Dictionary<string, int>();
+        for (var i = 0; i < nodes.Count; i++)
+        {
+            foreach (var name in nodes[i].Inputs)
+            {
+                lastUse[name] = i;
+            }
+        }
+
+        for (var i = 0; i < nodes.Count; i++)
+        {
+            var node = nodes[i];
+            OnnxNodeModule? module = null;
+            for (var k = 0; k < node.Inputs.Count; k++)
+            {
+                var name = node.Inputs[k];
+                if (name.Length == 0 || !initializers.TryGetValue(name, out var init) || _constants.ContainsKey(name) || owned.ContainsKey(name))
+                {
+                    continue;
+                }
+
+                var isFloat = init.DataType is OnnxDataType.Float or OnnxDataType.Double or OnnxDataType.Float16;
+                if (isFloat && IsWeightPosition(node.OpType, k) && constantInitializers?.Contains(name) != true)
+                {
+                    if (module is null)
+                    {
+                        var baseName = namePrefix + Sanitize(node.Name.Length > 0 ? node.Name : $"{node.OpType}_{i}");
+                        var unique = baseName;
+                        for (var n = 2; !usedNames.Add(unique); n++)
+                        {
+                            unique = $"{baseName}_{n}";
+                        }
+
+                        module = new OnnxNodeModule(unique);
+                    }
+
+                    var value = ToTensor(init);
+                    if (node.OpType == "BatchNormalization" && k >= 3)
+                    {
+                        module.AddBuffer(name, value);
+                    }
+                    else
+                    {
+                        module.AddParameter(name, value, weightsTrainable);
+                    }
+
+                    owned[name] = module;
+                }
+                else
+                {
+                    _constants[name] = ToTensor(init);
+                }
+            }
+
+            if (module is not null)
+            {
+                register_module(module.GetName(), module);
+            }
+
+            var run = Compile(node, Opset, source);
+            var release = node.Inputs.Where(n => n.Length > 0 && lastUse[n] == i && n != _output && n != _input
+                && !initializers.ContainsKey(n)).Distinct().ToArray();
+            _steps.Add(new Step(node, module, run, release));
+        }
+
+        _weights = owned.ToDictionary(kv => kv.Key, kv => kv.Value.Weights[kv.Key]);
+    }
+
+    private readonly Dictionary<string, Tensor> _weights;
+
+    /// <summary>Whether the output is flattened to <c>[N, features]</c>.</summary>
+    public bool FlattenOutput { get; init; }
+
+    /// <summary>Opset of the default domain.</summary>
+    public long Opset { get; }
+
+    /// <summary>Declared shape of the input (-1 for symbolic dims), if any.</summary>
+    public IReadOnlyList<long>? InputShape { get; }
+
+    /// <summary>Whether frozen Conv+BatchNormalization pairs run with folded weights in eval mode.</summary>
+    public bool FoldingEnabled
+    {
+        get => _foldingEnabled;
+        set => _foldingEnabled = value;
+    }
+
+    /// <inheritdoc />
+    public override Tensor forward(Tensor input)
+    {
+        var values = new Dictionary<string, Tensor>(_constants) { [_input] = input };
+        foreach (var (k, v) in _weights)
+        {
+            values[k] = v;
+        }
+
+        var owned = new HashSet<Tensor>(ReferenceEqualityComparer.Instance);
+        Tensor? result = _input == _output ? input.alias() : null;
+        var skip = new HashSet<OnnxNode>(ReferenceEqualityComparer.Instance);
+        for (var s = 0; s < _steps.Count && result is null; s++)
+        {
+            var step = _steps[s];
+            if (skip.Contains(step.Node))
+            {
+                continue;
+            }
+
+            Tensor[] outputs;
+            if (TryFolded(s, values, out var folded))
+            {
+                // The Conv ran with BatchNormalization folded in; the BN step is skipped and its output is the Conv's.
+                var bn = _steps[s + 1].Node;
+                skip.Add(bn);
+                values[bn.Outputs[0]] = folded;
+                owned.Add(folded);
+                if (bn.Outputs[0] == _output)
+                {
+                    result = folded;
+                }
+
+                continue;
+            }
+
+            var inputs = new Tensor[step.Node.Inputs.Count];
+            for (var i = 0; i < inputs.Length; i++)
+            {
+                var name = step.Node.Inputs[i];
+                if (name.Length == 0)
+                {
+                    inputs[i] = null!;
+                    continue;
+                }
+
+                if (!values.TryGetValue(name, out var v))
+                {
+                    throw new InvalidOperationException($"ONNX node '{step.Node.Name}' ({step.Node.OpType}) needs '{name}', which no earlier node produced.");
+                }
+
+                inputs[i] = v;
+            }
+
+            outputs = step.Run(inputs, step.Module);
+            for (var o = 0; o < outputs.Length && o < step.Node.Outputs.Count; o++)
+            {
+                if (step.Node.Outputs[o].Length == 0)
+                {
+                    continue;
+                }
+
+                values[step.Node.Outputs[o]] = outputs[o];
+                owned.Add(outputs[o]);
+                if (step.Node.Outputs[o] == _output)
+                {
+                    result = outputs[o];
+                }
+            }
+
+            foreach (var name in step.Release)
+            {
+                if (values.Remove(name, out var dead) && owned.Remove(dead) && !ReferenceEquals(dead, result))
+                {
+                    dead.Dispose();
+                }
+            }
+        }
+
+        if (result is null)
+        {
+            throw new InvalidOperationException($"The ONNX graph never produced '{_output}'.");
+        }
+
+        foreach (var t in owned)
+        {
+            if (!ReferenceEquals(t, result))
+            {
+                t.Dispose();
+            }
+        }
+
+        if (FlattenOutput && result.dim() > 2)
+        {
+            var flat = result.flatten(1);
+            result.Dispose();
+            return flat;
+        }
+
+        return result;
+    }
+
+    private bool TryFolded(int s, Dictionary<string, Tensor> values, out Tensor folded)
+    {
+        folded = null!;
+        var step = _steps[s];
+        if (!_foldingEnabled || step.Node.OpType != "Conv" || step.Module is null || s + 1 >= _steps.Count)
+        {
+            return false;
+        }
+
+        var next = _steps[s + 1];
+        if (next.Node.OpType != "BatchNormalization" || next.Module is null || next.Node.Inputs[0] != step.Node.Outputs[0]
+            || step.Module.training || next.Module.training || _steps.Skip(s + 2).Any(x => x.Node.Inputs.Contains(step.Node.Outputs[0]))
+            || step.Module.parameters().Any(p => p.requires_grad) || next.Module.parameters().Any(p => p.requires_grad))
+        {
+            if (step.Module?.Folded is { } stale)
+            {
+                stale.Weight.Dispose();
+                stale.Bias.Dispose();
+                step.Module.Folded = null;
+            }
+
+            return false;
+        }
+
+        if (step.Module.Folded is null)
+        {
+            using var noGrad = torch.no_grad();
+            var w = values[step.Node.Inputs[1]];
+            var b = step.Node.Inputs.Count > 2 && step.Node.Inputs[2].Length > 0 ? values[step.Node.Inputs[2]] : null;
+            var bnNode = next.Node;
+            var scale = values[bnNode.Inputs[1]];
+            var shift = values[bnNode.Inputs[2]];
+            var mean = values[bnNode.Inputs[3]];
+            var variance = values[bnNode.Inputs[4]];
+            var eps = bnNode.Float("epsilon", 1e-5f);
+            using var factor = scale / (variance + eps).sqrt();
+            var fw = (w * factor.reshape(-1, 1, 1, 1)).contiguous().DetachFromDisposeScope();
+            using var baseBias = b is null ? torch.zeros_like(mean) : b.alias();
+            var fb = ((baseBias - mean) * factor + shift).DetachFromDisposeScope();
+            step.Module.Folded = (fw, fb);
+        }
+
+        var x = values[step.Node.Inputs[0]];
+        folded = RunConv(step.Node, x, step.Module.Folded.Value.Weight, step.Module.Folded.Value.Bias);
+        return true;
+    }
+
+    /// <summary>Drops cached folded Conv+BN weights (call after weights change).</summary>
+    public void InvalidateFolding()
+    {
+        foreach (var step in _steps)
+        {
+            if (step.Module?.Folded is { } f)
+            {
+                f.Weight.Dispose();
+                f.Bias.Dispose();
+                step.Module.Folded = null;
+            }
+        }
+    }
+
+    /// <inheritdoc />
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing)
+        {
+            foreach (var t in _constants.Values)
+            {
+                t.Dispose();
+            }
+
+            _constants.Clear();
+            foreach (var t in _nodeConstants)
+            {
+                t.Dispose();
+            }
+
+            _nodeConstants.Clear();
+            InvalidateFolding();
+        }
+
+        base.Dispose(disposing);
+    }
+
+    internal static string Sanitize(string name)
+    {
+        var sb = new StringBuilder(name.Length);
+        foreach (var c in name)
+        {
+            sb.Append(char.IsAsciiLetterOrDigit(c) || c == '_' ? c : '_');
+        }
+
+        return sb.Length == 0 ? "_" : sb.ToString();
+    }
+
+    private static bool IsWeightPosition(string op, int index) => op switch
+    {
+        "Conv" or "ConvTranspose" => index is 1 or 2,
+        "BatchNormalization" => index is >= 1 and <= 4,
+        "Gemm" => index is 1 or 2,
+        "MatMul" or "Add" or "Sub" or "Mul" or "Div" or "PRelu" => true,
+        _ => false,
+    };
+
+    internal static Tensor ToTensor(OnnxTensor t)
+    {
+        var dims = t.Dims.ToArray();
+        return t.DataType switch
+        {
+            OnnxDataType.Float or OnnxDataType.Double or OnnxDataType.Float16 => torch.tensor(t.ToFloats(), dims),
+            OnnxDataType.Bool => torch.tensor(t.ToInt64s().Select(v => v != 0).ToArray(), dims),
+            _ => torch.tensor(t.ToInt64s(), dims),
+        };
+    }
+
+    private static List<OnnxNode> TopologicalOrder(List<OnnxNode> nodes, IEnumerable<string> available, string source)
+    {
+        var ready = new HashSet<string>(available) { "" };
+        var pending = new List<OnnxNode>(nodes);
+        var ordered = new List<OnnxNode>(nodes.Count);
+        while (pending.Count > 0)
+        {
+            var progressed = false;
+            for (var i = 0; i < pending.Count; i++)
+            {
+                if (pending[i].Inputs.All(ready.Contains))
+                {
+                    ordered.Add(pending[i]);
+                    foreach (var o in pending[i].Outputs)
+                    {
+                        ready.Add(o);
+                    }
+
+                    pending.RemoveAt(i);
+                    i--;
+                    progressed = true;
+                }
+            }
+
+            if (!progressed)
+            {
+                var n = pending[0];
+                throw new InvalidDataException(
+                    $"The ONNX model '{source}' has node '{n.Name}' ({n.OpType}) whose inputs {string.Join(", ", n.Inputs.Where(x => !ready.Contains(x)))} are never produced.");
+            }
+        }
+
+        return ordered;
+    }
+
+    private static List<OnnxNode> PruneTo(List<OnnxNode> ordered, string output, string source)
+    {
+        var needed = new HashSet<string> { output };
+        var keep = new List<OnnxNode>();
+        for (var i = ordered.Count - 1; i >= 0; i--)
+        {
+            if (ordered[i].Outputs.Any(needed.Contains))
+            {
+                keep.Add(ordered[i]);
+                foreach (var x in ordered[i].Inputs)
+                {
+                    needed.Add(x);
+                }
+            }
+        }
+
+        if (keep.Count == 0 && !ordered.Any(n => n.Inputs.Contains(output)))
+        {
+            var names = string.Join(", ", ordered.SelectMany(n => n.Outputs).Take(20));
+            throw new ArgumentException($"The ONNX model '{source}' has no node output named '{output}'. Some outputs: {names}, ...");
+        }
+
+        keep.Reverse();
+        return keep;
+    }
+}

@@ -1,0 +1,174 @@
+using TorchSharp;
+using TorchSharp.PyBridge;
+using TransferLearning.Datasets;
+using static TorchSharp.torch;
+
+namespace TransferLearning.Backbones.TorchVision;
+
+/// <summary>A torchvision classifier cut at its pooled feature vector; its stages are the child modules (blocks).</summary>
+internal sealed class TorchVisionFeatureModule : nn.Module<Tensor, Tensor>
+{
+    private readonly List<nn.Module<Tensor, Tensor>> _stages = [];
+    private readonly nn.Module _owner;
+
+    public TorchVisionFeatureModule(nn.Module owner, IEnumerable<(string Name, nn.Module<Tensor, Tensor> Module)> stages)
+        : base("TorchVisionFeatures")
+    {
+        _owner = owner;
+        foreach (var (name, module) in stages)
+        {
+            register_module(name, module);
+            _stages.Add(module);
+        }
+    }
+
+    public override Tensor forward(Tensor input)
+    {
+        var x = input.alias();
+        foreach (var stage in _stages)
+        {
+            var next = stage.forward(x);
+            x.Dispose();
+            x = next;
+        }
+
+        if (x.dim() == 4)
+        {
+            var pooled = x.mean([2, 3]);
+            x.Dispose();
+            return pooled;
+        }
+
+        var flat = x.flatten(1);
+        x.Dispose();
+        return flat;
+    }
+
+    protected override void Dispose(bool disposing)
+    {
+        base.Dispose(disposing);
+        if (disposing)
+        {
+            _owner.Dispose();
+        }
+    }
+}
+
+/// <summary>Builds torchvision architectures and loads PyTorch state dicts (.pth/.pt pickles or .safetensors) into them.</summary>
+internal static class TorchVisionBackbones
+{
+    /// <summary>Architectures this loader builds (longest names first for file-name matching).</summary>
+    internal static readonly string[] Architectures =
+        ["mobilenet_v3_small", "mobilenet_v3_large", "mobilenet_v2", "resnet101", "resnet152", "resnet18", "resnet34", "resnet50"];
+
+    /// <summary>Infers the architecture from a file name such as <c>resnet18-f37072fd.pth</c>; null when unknown.</summary>
+    public static string? InferArchitecture(string fileName)
+    {
+        var name = Path.GetFileName(fileName).ToLowerInvariant().Replace('-', '_');
+        return Architectures.FirstOrDefault(a => name.StartsWith(a, StringComparison.Ordinal)
+            && (name.Length == a.Length || !char.IsAsciiLetterOrDigit(name[a.Length])));
+    }
+
+    /// <summary>Creates the full classifier (random weights) for an architecture.</summary>
+    public static nn.Module<Tensor, Tensor> Create(string architecture, int numClasses = 1000, double widthMult = 1.0)
+    {
+        var model = CreateRaw(architecture, numClasses, widthMult);
+        if (architecture.StartsWith("mobilenet_v3", StringComparison.Ordinal))
+        {
+            // torchvision's MobileNetV3 uses BatchNorm eps 0.001 (momentum 0.01); match it for parity with PyTorch weights.
+            foreach (var m in model.modules().OfType<TorchSharp.Modules.BatchNorm>())
+            {
+                m.eps = 0.001;
+                m.momentum = 0.01;
+            }
+        }
+
+        return model;
+    }
+
+    private static nn.Module<Tensor, Tensor> CreateRaw(string architecture, int numClasses, double widthMult) => architecture switch
+    {
+        "resnet18" => torchvision.models.resnet18(numClasses),
+        "resnet34" => torchvision.models.resnet34(numClasses),
+        "resnet50" => torchvision.models.resnet50(numClasses),
+        "resnet101" => torchvision.models.resnet101(numClasses),
+        "resnet152" => torchvision.models.resnet152(numClasses),
+        "mobilenet_v2" => torchvision.models.mobilenet_v2(numClasses, widthMult),
+        "mobilenet_v3_small" => torchvision.models.mobilenet_v3_small(),
+        "mobilenet_v3_large" => torchvision.models.mobilenet_v3_large(),
+        _ => throw new NotSupportedException(
+            $"The torchvision architecture '{architecture}' is not supported. Supported: {string.Join(", ", Architectures.Order(StringComparer.Ordinal))}."),
+    };
+
+    /// <summary>Cuts a torchvision classifier before its classifier head; takes ownership of <paramref name="model"/>.</summary>
+    public static TorchVisionFeatureModule Cut(nn.Module<Tensor, Tensor> model)
+    {
+        var stages = new List<(string, nn.Module<Tensor, Tensor>)>();
+        foreach (var (name, child) in model.named_children())
+        {
+            if (name is "fc" or "classifier" or "flatten")
+            {
+                continue;
+            }
+
+            if (name == "features")
+            {
+                foreach (var (sub, subModule) in child.named_children())
+                {
+                    stages.Add(($"features_{sub}", (nn.Module<Tensor, Tensor>)subModule));
+                }
+
+                continue;
+            }
+
+            stages.Add((name, (nn.Module<Tensor, Tensor>)child));
+        }
+
+        return new TorchVisionFeatureModule(model, stages);
+    }
+
+    /// <summary>Loads a state dict file into an architecture and returns the cut backbone.</summary>
+    public static Backbone Load(string path, string source, string? architecture, InputSpec? inputSpec, int numClasses = 1000, double widthMult = 1.0)
+    {
+        if (!File.Exists(path))
+        {
+            throw new FileNotFoundException($"The PyTorch weights file '{path}' does not exist.", path);
+        }
+
+        var arch = architecture?.Trim().ToLowerInvariant() ?? InferArchitecture(source) ?? InferArchitecture(path)
+            ?? throw new ArgumentException(
+                $"Cannot tell the architecture of '{Path.GetFileName(path)}' from its name; set BackboneLoadOptions.Architecture to one of: " +
+                $"{string.Join(", ", Architectures.Order(StringComparer.Ordinal))}.", nameof(architecture));
+        var model = Create(arch, numClasses, widthMult);
+        try
+        {
+            if (path.EndsWith(".safetensors", StringComparison.OrdinalIgnoreCase))
+            {
+                model.load_safetensors(path, strict: true);
+            }
+            else
+            {
+                model.load_py(path, strict: true);
+            }
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            model.Dispose();
+            throw new InvalidDataException(
+                $"Could not load '{Path.GetFileName(path)}' as a torchvision {arch} state dict ({ex.Message}). " +
+                "Give the right BackboneLoadOptions.Architecture, or a state dict (not a whole pickled model).", ex);
+        }
+
+        var module = Cut(model);
+        try
+        {
+            var spec = inputSpec ?? InputSpec.ImageNet(224);
+            return new Backbone(source, module, Onnx.OnnxBackboneLoader.FeatureSize(module, spec.WithSize(64, 64)), spec);
+        }
+        catch
+        {
+            module.Dispose();
+            throw;
+        }
+    }
+}

@@ -1,0 +1,123 @@
+using TransferLearning.Backbones;
+using TransferLearning.Backbones.Onnx;
+using TransferLearning.Backbones.TorchVision;
+
+namespace TransferLearning.Hub;
+
+/// <summary>
+/// Resolves a backbone source — an http(s) URL, a local path or a short name — to local files (through one download cache)
+/// and loads it: <c>resnet18</c> is the offline ImageNet ResNet18 (ONNX, from ML.NET's DnnImageFeaturizer package);
+/// <c>*.onnx</c> is imported as ONNX; <c>*.pth</c>, <c>*.pt</c> and <c>*.safetensors</c> are torchvision state dicts.
+/// </summary>
+public static class ModelHub
+{
+    /// <summary>Environment variable that overrides the default cache folder.</summary>
+    public const string CacheDirectoryVariable = "TRANSFERLEARNING_HUB_DIR";
+
+    private static string? _cacheDirectory;
+
+    /// <summary>
+    /// The download cache folder: set explicitly, else <c>$TRANSFERLEARNING_HUB_DIR</c>, else
+    /// <c>$XDG_CACHE_HOME/transferlearning/hub</c>, else <c>~/.cache/transferlearning/hub</c>.
+    /// </summary>
+    public static string CacheDirectory
+    {
+        get => _cacheDirectory ?? DefaultCacheDirectory();
+        set => _cacheDirectory = string.IsNullOrWhiteSpace(value) ? null : Path.GetFullPath(value);
+    }
+
+    /// <summary>Short names that load without a download.</summary>
+    public static IReadOnlyList<string> ShortNames { get; } = ["resnet18"];
+
+    /// <summary>Loads a backbone from a URL, a local file or a short name.</summary>
+    /// <param name="source">http(s) URL, local path, or short name (<c>resnet18</c>).</param>
+    /// <param name="options">Architecture, feature node, checksum, cache folder and input-spec overrides.</param>
+    /// <param name="progress">Receives download progress.</param>
+    /// <param name="cancellationToken">Cancels a download.</param>
+    /// <returns>The backbone; the caller owns and disposes it.</returns>
+    public static async Task<Backbone> LoadBackboneAsync(
+        string source,
+        BackboneLoadOptions? options = null,
+        IProgress<DownloadProgress>? progress = null,
+        CancellationToken cancellationToken = default)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(source);
+        options ??= new BackboneLoadOptions();
+        if (source.Trim().Equals("resnet18", StringComparison.OrdinalIgnoreCase))
+        {
+            var (prep, net) = OfflineModels.LocateResNet18();
+            return OnnxBackboneLoader.LoadResNet18(prep, net, "resnet18", options.InputSpec);
+        }
+
+        var path = await ResolveAsync(source, options, progress, cancellationToken).ConfigureAwait(false);
+        cancellationToken.ThrowIfCancellationRequested();
+        var name = Uri.TryCreate(source, UriKind.Absolute, out var uri) && !uri.IsFile ? Uri.UnescapeDataString(uri.Segments[^1]) : Path.GetFileName(path);
+        var extension = Path.GetExtension(name).ToLowerInvariant();
+        switch (extension)
+        {
+            case ".onnx":
+                return OnnxBackboneLoader.Load(path, source, options.FeatureNode, options.InputSpec);
+            case ".pth":
+            case ".pt":
+            case ".bin" when options.Architecture is not null:
+            case ".safetensors":
+                return TorchVisionBackbones.Load(path, source, options.Architecture ?? TorchVisionBackbones.InferArchitecture(name), options.InputSpec);
+
+            // TF.js LAYERS MODEL (*.json): the lead adds the dispatch here from the tfjs branch, e.g.
+            // case ".json": return TfJsBackbones.Load(path, source, options);
+            default:
+                throw new NotSupportedException(
+                    $"Cannot tell how to load '{source}': expected the short name {string.Join(", ", ShortNames)}, an .onnx file, " +
+                    "or a PyTorch state dict (.pth, .pt, .safetensors), as a local path or an http(s) URL.");
+        }
+    }
+
+    /// <summary>Synchronous <see cref="LoadBackboneAsync(string, BackboneLoadOptions?, IProgress{DownloadProgress}?, CancellationToken)"/>.</summary>
+    /// <param name="source">http(s) URL, local path, or short name.</param>
+    /// <param name="options">Load options.</param>
+    /// <returns>The backbone; the caller owns and disposes it.</returns>
+    public static Backbone LoadBackbone(string source, BackboneLoadOptions? options = null) =>
+        LoadBackboneAsync(source, options).GetAwaiter().GetResult();
+
+    /// <summary>Returns a local path for a URL (downloaded through the cache) or an existing local file.</summary>
+    /// <param name="source">http(s) URL or local path.</param>
+    /// <param name="options">Checksum and cache folder.</param>
+    /// <param name="progress">Receives download progress.</param>
+    /// <param name="cancellationToken">Cancels a download.</param>
+    /// <returns>The local file path.</returns>
+    public static async Task<string> ResolveAsync(
+        string source,
+        BackboneLoadOptions? options = null,
+        IProgress<DownloadProgress>? progress = null,
+        CancellationToken cancellationToken = default)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(source);
+        if (Uri.TryCreate(source, UriKind.Absolute, out var uri) && (uri.Scheme == Uri.UriSchemeHttp || uri.Scheme == Uri.UriSchemeHttps))
+        {
+            var cache = new HubCache(options?.CacheDirectory ?? CacheDirectory);
+            return await cache.GetAsync(uri, options?.Sha256, progress, cancellationToken).ConfigureAwait(false);
+        }
+
+        var path = uri is { IsFile: true } ? uri.LocalPath : source;
+        if (!File.Exists(path))
+        {
+            throw new FileNotFoundException(
+                $"The backbone source '{source}' is neither an existing file, an http(s) URL, nor a short name ({string.Join(", ", ShortNames)}).", path);
+        }
+
+        return Path.GetFullPath(path);
+    }
+
+    private static string DefaultCacheDirectory()
+    {
+        var env = Environment.GetEnvironmentVariable(CacheDirectoryVariable);
+        if (!string.IsNullOrWhiteSpace(env))
+        {
+            return Path.GetFullPath(env);
+        }
+
+        var xdg = Environment.GetEnvironmentVariable("XDG_CACHE_HOME");
+        var root = !string.IsNullOrWhiteSpace(xdg) ? xdg : Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache");
+        return Path.Combine(root, "transferlearning", "hub");
+    }
+}

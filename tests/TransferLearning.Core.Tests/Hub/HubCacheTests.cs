@@ -1,0 +1,178 @@
+using System.Security.Cryptography;
+using TransferLearning.Hub;
+
+namespace TransferLearning.Core.Tests.Hub;
+
+public sealed class HubCacheTests : IDisposable
+{
+    private readonly DirectoryInfo _dir = Directory.CreateTempSubdirectory("tl-hub-");
+    private readonly LoopbackServer _server = new();
+
+    public void Dispose()
+    {
+        _server.Dispose();
+        _dir.Delete(true);
+    }
+
+    private static byte[] Content(int size, int seed)
+    {
+        var bytes = new byte[size];
+        new Random(seed).NextBytes(bytes);
+        return bytes;
+    }
+
+    private HubCache Cache() => new(_dir.FullName, retryDelay: TimeSpan.FromMilliseconds(10));
+
+    private sealed class SyncProgress : IProgress<DownloadProgress>
+    {
+        public List<DownloadProgress> Reports { get; } = [];
+
+        public void Report(DownloadProgress value)
+        {
+            lock (Reports)
+            {
+                Reports.Add(value);
+            }
+        }
+    }
+
+    [Fact]
+    public async Task GetAsync_FirstThenSecondCall_DownloadsOnceWithProgressAndSidecar()
+    {
+        var body = Content(100_000, 1);
+        var url = _server.Add("models/net-1234.onnx", body);
+        var progress = new SyncProgress();
+        var path = await Cache().GetAsync(url, Convert.ToHexStringLower(SHA256.HashData(body)), progress, default);
+        Assert.Equal("net-1234.onnx", Path.GetFileName(path));
+        Assert.StartsWith(_dir.FullName, path, StringComparison.Ordinal);
+        Assert.Equal(body, File.ReadAllBytes(path));
+        Assert.True(File.Exists(path + ".sha256"));
+        Assert.Equal(100_000, progress.Reports[^1].BytesReceived);
+        Assert.Equal(100_000, progress.Reports[^1].TotalBytes);
+
+        var again = await Cache().GetAsync(url, null, null, default);
+        Assert.Equal(path, again);
+        Assert.Equal(1, _server.Requests);
+        Assert.Empty(Directory.GetFiles(Path.GetDirectoryName(path)!, "*.part"));
+    }
+
+    [Fact]
+    public async Task GetAsync_WrongSha256_ThrowsAndCachesNothing()
+    {
+        var url = _server.Add("a.onnx", Content(5000, 2));
+        var wrong = new string('0', 64);
+        var ex = await Assert.ThrowsAsync<InvalidDataException>(() => Cache().GetAsync(url, wrong, null, default));
+        Assert.Contains($"but {wrong} was expected", ex.Message, StringComparison.Ordinal);
+        Assert.False(File.Exists(Cache().EntryPath(url)));
+    }
+
+    [Fact]
+    public async Task GetAsync_TransientFailuresAndTruncatedBody_RetriesAndSucceeds()
+    {
+        var body = Content(50_000, 3);
+        var url = _server.Add("b.pth", body);
+        _server.FailNext = 1;
+        _server.TruncateNext = 1;
+        var path = await Cache().GetAsync(url, null, null, default);
+        Assert.Equal(body, File.ReadAllBytes(path));
+        Assert.Equal(3, _server.Requests);
+    }
+
+    [Fact]
+    public async Task GetAsync_NotFound_FailsWithoutRetry()
+    {
+        var url = new Uri(_server.BaseUrl + "missing.onnx");
+        var ex = await Assert.ThrowsAsync<HttpRequestException>(() => Cache().GetAsync(url, null, null, default));
+        Assert.Contains("HTTP 404", ex.Message, StringComparison.Ordinal);
+        Assert.Equal(1, _server.Requests);
+    }
+
+    [Fact]
+    public async Task GetAsync_PartialEntryWithoutSidecar_IsRefetched()
+    {
+        var body = Content(20_000, 4);
+        var url = _server.Add("c.onnx", body);
+        var entry = Cache().EntryPath(url);
+        Directory.CreateDirectory(Path.GetDirectoryName(entry)!);
+        File.WriteAllBytes(entry, body[..1000]); // a crash mid-download left a partial file and no sidecar
+        var path = await Cache().GetAsync(url, null, null, default);
+        Assert.Equal(body, File.ReadAllBytes(path));
+        Assert.Equal(1, _server.Requests);
+    }
+
+    [Fact]
+    public async Task GetAsync_CachedEntryButDifferentExpectedSha_Refetches()
+    {
+        var body = Content(10_000, 5);
+        var url = _server.Add("d.onnx", body);
+        await Cache().GetAsync(url, null, null, default);
+        var sha = Convert.ToHexStringLower(SHA256.HashData(body));
+        await Cache().GetAsync(url, sha, null, default); // matches the sidecar: no request
+        Assert.Equal(1, _server.Requests);
+        await Assert.ThrowsAsync<InvalidDataException>(() => Cache().GetAsync(url, new string('a', 64), null, default));
+        Assert.Equal(2, _server.Requests);
+    }
+
+    [Fact]
+    public async Task GetAsync_Cancelled_ThrowsAndLeavesNoEntry()
+    {
+        _server.ChunkDelay = TimeSpan.FromMilliseconds(20);
+        var url = _server.Add("e.onnx", Content(400_000, 6));
+        using var cts = new CancellationTokenSource(TimeSpan.FromMilliseconds(150));
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => Cache().GetAsync(url, null, null, cts.Token));
+        var entry = Cache().EntryPath(url);
+        Assert.False(File.Exists(entry));
+        Assert.Empty(Directory.GetFiles(Path.GetDirectoryName(entry)!, "*.part"));
+    }
+
+    [Fact]
+    public async Task GetAsync_ConcurrentFetchesOfOneUrl_DownloadOnce()
+    {
+        _server.ChunkDelay = TimeSpan.FromMilliseconds(2);
+        var body = Content(200_000, 7);
+        var url = _server.Add("f.onnx", body);
+        var tasks = Enumerable.Range(0, 4).Select(_ => Task.Run(() => Cache().GetAsync(url, null, null, default))).ToArray();
+        var paths = await Task.WhenAll(tasks);
+        Assert.Single(paths.Distinct());
+        Assert.Equal(body, File.ReadAllBytes(paths[0]));
+        Assert.Equal(1, _server.Requests);
+    }
+
+    [Fact]
+    public async Task LoadBackboneAsync_OnnxUrl_DownloadsIntoGivenCacheAndLoads()
+    {
+        var b = new Onnx.OnnxModelBuilder(13, [1, 3, 8, 8]);
+        var conv = b.Node("Conv", ["x", b.Weight(4, 3, 3, 3)]);
+        var gap = b.Node("GlobalAveragePool", [conv]);
+        var flat = b.Node("Flatten", [gap]);
+        b.Output(b.Node("Softmax", [b.Node("Gemm", [flat, b.Weight(5, 4)], Onnx.OnnxModelBuilder.I("transB", 1))]));
+        var url = _server.Add("tiny/classifier.onnx", b.Bytes());
+        using var backbone = await ModelHub.LoadBackboneAsync(url.AbsoluteUri, new BackboneLoadOptions { CacheDirectory = _dir.FullName });
+        Assert.Equal(4, backbone.FeatureSize); // cut before Gemm: the 4 pooled channels
+        Assert.Equal(url.AbsoluteUri, backbone.Source);
+        Assert.Equal(8, backbone.InputSpec.Width);
+        Assert.Single(Directory.GetFiles(_dir.FullName, "classifier.onnx", SearchOption.AllDirectories));
+    }
+
+    [Fact]
+    public void CacheDirectory_EnvironmentVariable_IsDefault()
+    {
+        var old = Environment.GetEnvironmentVariable(ModelHub.CacheDirectoryVariable);
+        try
+        {
+            Environment.SetEnvironmentVariable(ModelHub.CacheDirectoryVariable, _dir.FullName);
+            Assert.Equal(_dir.FullName, ModelHub.CacheDirectory);
+        }
+        finally
+        {
+            Environment.SetEnvironmentVariable(ModelHub.CacheDirectoryVariable, old);
+        }
+    }
+
+    [Fact]
+    public async Task LoadBackboneAsync_UnknownSource_SaysWhatIsAccepted()
+    {
+        var ex = await Assert.ThrowsAsync<FileNotFoundException>(() => ModelHub.LoadBackboneAsync("no-such-model"));
+        Assert.Equal("The backbone source 'no-such-model' is neither an existing file, an http(s) URL, nor a short name (resnet18).", ex.Message);
+    }
+}
