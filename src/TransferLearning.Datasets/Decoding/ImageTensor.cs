@@ -68,7 +68,7 @@ public static class ImageTensor
     {
         ArgumentNullException.ThrowIfNull(stream);
         ArgumentNullException.ThrowIfNull(spec);
-        const string source = "<stream>";
+        var source = stream is FileStream fs ? fs.Name : "<stream>";
         var dst = new float[3 * spec.Width * spec.Height];
         var rgb = DecodeResized(ImageDecoding.ReadStream(stream, source), source, spec, options ?? ImageDecodeOptions.Default);
         Normalize(rgb, spec, dst);

@@ -110,6 +110,14 @@ public sealed class ImageLoaderTests : IDisposable
     }
 
     [Fact]
+    public void EpochOrder_IsPinnedAcrossRuntimes()
+    {
+        using var loader = new ImageLoader(new ImageDataset(["a"], [.. Enumerable.Range(0, 8).Select(i => new ImageSample($"/{i}.jpg", 0))]), Spec,
+            new ImageLoaderOptions { Shuffle = true, Seed = 42 });
+        Assert.Equal(string.Join(",", PinnedEpoch1), string.Join(",", loader.EpochOrder(1)));
+    }
+
+    [Fact]
     public void Batches_Cancelled_ThrowsOperationCanceled()
     {
         var folder = MakeFolder(10, 10);
@@ -301,4 +309,6 @@ public sealed class ImageLoaderTests : IDisposable
             Assert.Equal(4, batch.Images.shape[0]); // still alive: the batch owns its tensors
         }
     }
+
+    private static readonly int[] PinnedEpoch1 = [6, 7, 2, 0, 5, 3, 4, 1];
 }
