@@ -154,6 +154,22 @@ public static partial class TfjsModel
         return new TfjsFile(graph, weights, labels, tm);
     }
 
+    /// <summary>The weight shard paths (relative to model.json) that its weights manifest lists, in order.</summary>
+    internal static IReadOnlyList<string> ShardPaths(string modelJsonPath)
+    {
+        try
+        {
+            using var stream = File.OpenRead(modelJsonPath);
+            var manifest = (JsonNode.Parse(stream) as JsonObject)?["weightsManifest"] as JsonArray;
+            return manifest?.OfType<JsonObject>().SelectMany(g => (g["paths"] as JsonArray ?? []).Select(p => (string?)p ?? string.Empty))
+                .Where(p => p.Length > 0).Distinct(StringComparer.Ordinal).ToList() ?? [];
+        }
+        catch (JsonException e)
+        {
+            throw new InvalidDataException($"{modelJsonPath}: model.json is not valid JSON ({e.Message}).", e);
+        }
+    }
+
     private static (List<string>? Labels, bool TeachableMachine) ReadMetadata(string modelJsonPath, Func<string, Stream> openShard)
     {
         Stream stream;
