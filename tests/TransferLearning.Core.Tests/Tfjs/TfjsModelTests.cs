@@ -296,3 +296,33 @@ public sealed class TfjsModuleConversionTests
         }
     }
 }
+
+public sealed class TfjsFeatureMapTests
+{
+    [Fact]
+    public void Load_ModelEndingInFeatureMap_AveragesOverHeightAndWidth()
+    {
+        const string name = "conv_same_odd"; // output [2, 2, 2, 6] NHWC
+        var input = TfjsTestData.ReadFloats(Path.Combine(TfjsTestData.FixtureDir(name), "input.bin"));
+        var reference = TfjsTestData.ReadFloats(Path.Combine(TfjsTestData.FixtureDir(name), "output.bin"));
+        var pooled = new float[2 * 6];
+        for (var n = 0; n < 2; n++)
+        {
+            for (var p = 0; p < 4; p++)
+            {
+                for (var c = 0; c < 6; c++)
+                {
+                    pooled[(n * 6) + c] += reference[(((n * 4) + p) * 6) + c] / 4;
+                }
+            }
+        }
+
+        using var backbone = TfjsModel.Load(TfjsTestData.ModelJson(name));
+        Assert.Equal(6, backbone.FeatureSize);
+        backbone.SetTrainingMode(false);
+        using var x = TfjsTestData.NchwFromNhwc(input, [2, 9, 11, 3]);
+        using var y = backbone.Forward(x);
+        Assert.Equal([2L, 6L], y.shape);
+        TfjsTestData.AssertClose(pooled, TfjsTestData.KerasOrder(y));
+    }
+}

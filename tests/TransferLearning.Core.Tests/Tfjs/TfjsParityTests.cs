@@ -40,6 +40,23 @@ public sealed class TfjsParityTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void LoadNetwork_TrainingMode_BatchNormUsesBatchStatisticsLikeTfjs()
+    {
+        const string name = "nested";
+        var input = TfjsTestData.ReadFloats(Path.Combine(TfjsTestData.FixtureDir(name), "input.bin"));
+        var reference = TfjsTestData.ReadFloats(Path.Combine(TfjsTestData.FixtureDir(name), "train-output.bin"));
+        var inference = TfjsTestData.ReadFloats(Path.Combine(TfjsTestData.FixtureDir(name), "output.bin"));
+        using var network = TfjsModel.LoadNetwork(TfjsTestData.ModelJson(name));
+        network.train();
+        using var x = TfjsTestData.NchwFromNhwc(input, TfjsTestData.Shape(TfjsTestData.Meta(name), "inputShape"));
+        using var y = network.forward(x);
+        Assert.True(y.requires_grad);
+        var actual = TfjsTestData.KerasOrder(y.detach());
+        TfjsTestData.AssertClose(reference, actual);
+        Assert.Contains(Enumerable.Range(0, actual.Length), i => Math.Abs(actual[i] - inference[i]) > 1e-3);
+    }
+
+    [Fact]
     public void LoadNetwork_KerasPythonStyleTopology_MatchesTfjsOutput()
     {
         // The nested fixture rewritten as tensorflowjs_converter writes a tf.keras model: topology under model_config,

@@ -7,7 +7,8 @@ public sealed class TfjsLoadOptions
 {
     /// <summary>
     /// Name of the Keras layer (or nested model) whose output is the feature vector. Null picks the input of the final
-    /// Dense head (for a Teachable Machine export: the 1280-d GlobalAveragePooling2D output).
+    /// Dense head (for a Teachable Machine export: the 1280-d GlobalAveragePooling2D output). A feature map
+    /// (<c>[N, H, W, C]</c>) is averaged over H and W into a C-long vector.
     /// </summary>
     public string? FeatureLayer { get; init; }
 

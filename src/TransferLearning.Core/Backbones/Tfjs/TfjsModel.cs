@@ -45,10 +45,18 @@ public static partial class TfjsModel
         try
         {
             var featureShape = ProbeOutputShape(network, model.Graph, inputSpec);
+            if (featureShape.Length == 4)
+            {
+                // A feature map (e.g. a base model saved without its top): average it per channel, as Keras's pooling="avg".
+                network.Dispose();
+                network = new TfjsNetwork(model.Graph, output, model.Weights, modelJsonPath, globalPoolOutput: true);
+                featureShape = ProbeOutputShape(network, model.Graph, inputSpec);
+            }
+
             if (featureShape.Length != 2)
             {
                 throw new NotSupportedException(
-                    $"{modelJsonPath}: the chosen feature output has shape [{string.Join(", ", featureShape)}] (NCHW), not a vector per image. Set TfjsLoadOptions.FeatureLayer to a GlobalAveragePooling2D, Flatten or Dense layer.");
+                    $"{modelJsonPath}: the chosen feature output has shape [{string.Join(", ", featureShape)}], not a vector per image. Set TfjsLoadOptions.FeatureLayer to a GlobalAveragePooling2D, Flatten or Dense layer.");
             }
 
             return new Backbone(options?.Source ?? modelJsonPath, network, (int)featureShape[1], inputSpec);

@@ -15,6 +15,7 @@ internal sealed class TfjsNetwork : nn.Module<Tensor, Tensor>
 {
     private readonly List<(Func<Tensor[], bool, Tensor> Run, int[] Inputs, int Output)> _steps = [];
     private readonly int _output;
+    private readonly bool _globalPoolOutput;
     private readonly int _valueCount;
 
     // For each step, the values whose last reader it is (freed right after it runs to keep peak memory low).
@@ -31,9 +32,10 @@ internal sealed class TfjsNetwork : nn.Module<Tensor, Tensor>
          "Maximum", "Minimum", "Concatenate", "ZeroPadding2D", "AveragePooling2D", "MaxPooling2D", "GlobalAveragePooling2D", "GlobalMaxPooling2D"],
         StringComparer.Ordinal);
 
-    public TfjsNetwork(TfjsGraph graph, int output, IReadOnlyDictionary<string, TfjsWeight> weights, string source)
+    public TfjsNetwork(TfjsGraph graph, int output, IReadOnlyDictionary<string, TfjsWeight> weights, string source, bool globalPoolOutput = false)
         : base("tfjs")
     {
+        _globalPoolOutput = globalPoolOutput;
         _output = output;
         var needed = new HashSet<int> { output };
         var used = new List<TfjsStep>();
@@ -135,6 +137,11 @@ internal sealed class TfjsNetwork : nn.Module<Tensor, Tensor>
         }
 
         var result = values[_output];
+        if (_globalPoolOutput && result.dim() == 4)
+        {
+            return result.mean([2, 3]).MoveToOuterDisposeScope();
+        }
+
         return ReferenceEquals(result, input) ? input.alias().MoveToOuterDisposeScope() : result.MoveToOuterDisposeScope();
     }
 
