@@ -8,6 +8,10 @@ internal static class Program
     {
         // Each benchmark registers one line here: ["name"] = ("what it measures", args => Xxx.RunAsync(args)),
         ["mlnet"] = ("ours vs ML.NET ResNet18 featurizer + LbfgsMaximumEntropy: same data, same split (--data DIR [--limit N])", args => MlNetComparison.RunAsync(args)),
+        ["fit"] = ("the article's workflow on a folder: frozen fit, optional fine-tune (val acc, time, memory)", args => FitBench.RunAsync(args)),
+        ["forward"] = ("imported ONNX ResNet18 forward vs ONNX Runtime (img/s)", args => ForwardBench.RunAsync(args)),
+        ["decode"] = ("decode+resize+normalise a photo folder: parallel ImageLoader vs single thread", args => DecodeBench.RunAsync(args)),
+        ["tfjs"] = ("TF.js layers model (Teachable Machine MobileNetV2) forward images/s vs TorchVision MobileNetV2 0.35", args => TfjsForwardBench.RunAsync(args)),
     };
 
     private static async Task<int> Main(string[] args)

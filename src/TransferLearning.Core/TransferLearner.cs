@@ -308,8 +308,8 @@ public sealed class TransferLearner : IDisposable
         }
         else
         {
-            manual_seed(options.Seed);
-            var head = HeadFactory.Create(_backbone.FeatureSize, _classes.Count, _headOptions);
+            manual_seed(options.Seed); // dropout draws from the global generator
+            var head = HeadFactory.Create(_backbone.FeatureSize, _classes.Count, _headOptions, options.Seed);
             model = new TrainedModel(_backbone, head, _classes, spec, _headOptions, new History(), device);
         }
 

@@ -66,6 +66,38 @@ public sealed class HeadOptions
 /// <summary>Builds the head module: [N, features] → logits [N, classes].</summary>
 internal static class HeadFactory
 {
+    /// <summary>
+    /// Creates the head with PyTorch's default Linear initialisation (uniform ±1/√fan_in) drawn from a generator of its
+    /// own, so the same seed gives the same weights whatever other threads do with the global generator.
+    /// </summary>
+    public static nn.Module<Tensor, Tensor> Create(int featureSize, int classCount, HeadOptions options, int seed)
+    {
+        var head = Create(featureSize, classCount, options);
+        using var generator = new Generator(unchecked((ulong)seed), CPU);
+        using var noGrad = no_grad();
+        foreach (var (name, module) in head.named_children())
+        {
+            if (module is TorchSharp.Modules.Linear linear)
+            {
+                var bound = 1.0 / Math.Sqrt(linear.weight!.shape[1]);
+                Uniform(linear.weight, bound, generator);
+                if (linear.bias is { } bias)
+                {
+                    Uniform(bias, bound, generator);
+                }
+            }
+        }
+
+        return head;
+    }
+
+    // nn.init.uniform_ ignores its generator in TorchSharp 0.107; rand honours it.
+    private static void Uniform(Tensor parameter, double bound, Generator generator)
+    {
+        using var values = rand(parameter.shape, generator: generator);
+        parameter.copy_(values.mul_(2 * bound).sub_(bound));
+    }
+
     public static nn.Module<Tensor, Tensor> Create(int featureSize, int classCount, HeadOptions options)
     {
         var layers = new List<(string, nn.Module<Tensor, Tensor>)>();

@@ -2,7 +2,7 @@ using TransferLearning.Datasets;
 
 namespace TransferLearning.Hub;
 
-/// <summary>Options for <see cref="ModelHub.LoadBackboneAsync"/>.</summary>
+/// <summary>Options for <see cref="ModelHub.LoadBackbone(string, BackboneLoadOptions?)"/> and its async form.</summary>
 public sealed class BackboneLoadOptions
 {
     /// <summary>torchvision architecture of a PyTorch state dict (e.g. <c>resnet50</c>); inferred from the file name when null.</summary>

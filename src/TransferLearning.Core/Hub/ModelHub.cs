@@ -1,5 +1,6 @@
 using TransferLearning.Backbones;
 using TransferLearning.Backbones.Onnx;
+using TransferLearning.Backbones.Tfjs;
 using TransferLearning.Backbones.TorchVision;
 
 namespace TransferLearning.Hub;
@@ -63,16 +64,41 @@ public static class ModelHub
             case ".safetensors":
                 return TorchVisionBackbones.Load(path, source, options.Architecture ?? TorchVisionBackbones.InferArchitecture(name), options.InputSpec);
 
-            // TF.js LAYERS MODEL (*.json): the lead adds the dispatch here from the tfjs branch, e.g.
-            // case ".json": return TfJsBackbones.Load(path, source, options);
+            case ".json":
+                var tfjs = new TfjsLoadOptions { FeatureLayer = options.FeatureNode, InputSpec = options.InputSpec, Source = source };
+                if (uri is null || uri.IsFile)
+                {
+                    return TfjsModel.Load(path, tfjs);
+                }
+
+                // Weight shards sit beside model.json: fetch each through the same cache first.
+                var shards = new Dictionary<string, string>(StringComparer.Ordinal);
+                var shardOptions = new BackboneLoadOptions { CacheDirectory = options.CacheDirectory };
+                foreach (var shard in TfjsModel.ShardPaths(path))
+                {
+                    shards[shard] = await ResolveAsync(new Uri(uri, shard).AbsoluteUri, shardOptions, progress, cancellationToken).ConfigureAwait(false);
+                }
+
+                try
+                {
+                    shards["metadata.json"] = await ResolveAsync(new Uri(uri, "metadata.json").AbsoluteUri, shardOptions, progress, cancellationToken).ConfigureAwait(false);
+                }
+                catch (HttpRequestException)
+                {
+                    // Optional: only Teachable Machine exports have one.
+                }
+
+                return TfjsModel.Load(path, shard => shards.TryGetValue(shard, out var local)
+                    ? File.OpenRead(local)
+                    : throw new FileNotFoundException($"'{source}' needs '{shard}', which its weights manifest does not list."), tfjs);
             default:
                 throw new NotSupportedException(
                     $"Cannot tell how to load '{source}': expected the short name {string.Join(", ", ShortNames)}, an .onnx file, " +
-                    "or a PyTorch state dict (.pth, .pt, .safetensors), as a local path or an http(s) URL.");
+                    "a PyTorch state dict (.pth, .pt, .safetensors) or a TensorFlow.js layers model (model.json), as a local path or an http(s) URL.");
         }
     }
 
-    /// <summary>Synchronous <see cref="LoadBackboneAsync"/>.</summary>
+    /// <summary>Synchronous <see cref="LoadBackboneAsync(string, BackboneLoadOptions?, IProgress{DownloadProgress}?, CancellationToken)"/>.</summary>
     /// <param name="source">http(s) URL, local path, or short name.</param>
     /// <param name="options">Load options.</param>
     /// <returns>The backbone; the caller owns and disposes it.</returns>

@@ -62,6 +62,7 @@ public static class DatasetCache
         }
 
         Directory.CreateDirectory(dir);
+        RemoveStaleTemporaryFolders(dir);
         var archive = Path.Combine(dir, request.ArchiveName);
         if (File.Exists(archive) && !string.Equals(await HashAsync(archive, ct).ConfigureAwait(false), expected, StringComparison.Ordinal))
         {
@@ -200,7 +201,7 @@ public static class DatasetCache
             {
                 try
                 {
-                    await DownloadOnceAsync(client, request.Url, part, progress, ct).ConfigureAwait(false);
+                    await DownloadOnceAsync(client, request, part, progress, ct).ConfigureAwait(false);
                     return;
                 }
                 catch (Exception ex) when (IsTransient(ex, ct))
@@ -232,8 +233,9 @@ public static class DatasetCache
         ex is not DatasetDownloadException && !ct.IsCancellationRequested &&
         (ex is HttpRequestException or IOException or TaskCanceledException or TimeoutException);
 
-    private static async Task DownloadOnceAsync(HttpClient client, Uri url, string part, IProgress<DownloadProgress>? progress, CancellationToken ct)
+    private static async Task DownloadOnceAsync(HttpClient client, Request req, string part, IProgress<DownloadProgress>? progress, CancellationToken ct)
     {
+        var url = req.Url;
         var existing = File.Exists(part) ? new FileInfo(part).Length : 0;
         using var request = new HttpRequestMessage(HttpMethod.Get, url);
         if (existing > 0)
@@ -275,7 +277,8 @@ public static class DatasetCache
                 var buffer = new byte[81920];
                 long received = start, lastReport = 0;
                 int n;
-                while ((n = await input.ReadAsync(buffer, ct).ConfigureAwait(false)) > 0)
+                using var stall = CancellationTokenSource.CreateLinkedTokenSource(ct);
+                while ((n = await ReadWithStallTimeoutAsync(input, buffer, stall, req.StallTimeout, ct).ConfigureAwait(false)) > 0)
                 {
                     await output.WriteAsync(buffer.AsMemory(0, n), ct).ConfigureAwait(false);
                     received += n;
@@ -295,7 +298,50 @@ public static class DatasetCache
         }
     }
 
+    private static async Task<int> ReadWithStallTimeoutAsync(Stream input, byte[] buffer, CancellationTokenSource stall, TimeSpan timeout, CancellationToken ct)
+    {
+        stall.CancelAfter(timeout);
+        try
+        {
+            return await input.ReadAsync(buffer, stall.Token).ConfigureAwait(false);
+        }
+        catch (OperationCanceledException ex) when (!ct.IsCancellationRequested)
+        {
+            throw new TimeoutException($"no data received for {timeout.TotalSeconds:0} s", ex);
+        }
+        finally
+        {
+            if (!stall.IsCancellationRequested)
+            {
+                stall.CancelAfter(Timeout.InfiniteTimeSpan);
+            }
+        }
+    }
+
+    /// <summary>Removes extraction folders left by a crashed run (older than an hour, so a concurrent extraction is left alone).</summary>
+    private static void RemoveStaleTemporaryFolders(string dir)
+    {
+        foreach (var stale in Directory.EnumerateDirectories(dir, ".extracting-*"))
+        {
+            try
+            {
+                if (Directory.GetLastWriteTimeUtc(stale) < DateTime.UtcNow.AddHours(-1))
+                {
+                    Directory.Delete(stale, recursive: true);
+                }
+            }
+            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+            {
+                // Best effort: a folder that cannot be removed now is tried again next time.
+            }
+        }
+    }
+
     /// <summary>What to fetch.</summary>
     internal sealed record Request(
-        string Name, Uri Url, string Sha256, string ArchiveName, string TopFolder, string? CacheDirectory, int MaxRetries, TimeSpan RetryDelay, HttpClient? HttpClient);
+        string Name, Uri Url, string Sha256, string ArchiveName, string TopFolder, string? CacheDirectory, int MaxRetries, TimeSpan RetryDelay, HttpClient? HttpClient)
+    {
+        /// <summary>Longest wait for the next bytes before the transfer is retried.</summary>
+        public TimeSpan StallTimeout { get; init; } = TimeSpan.FromSeconds(60);
+    }
 }

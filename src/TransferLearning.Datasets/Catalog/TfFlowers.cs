@@ -24,6 +24,9 @@ public sealed class TfFlowersOptions
     /// <summary>Wait before the first retry; doubled on each further retry. Default 1 s.</summary>
     public TimeSpan RetryDelay { get; set; } = TimeSpan.FromSeconds(1);
 
+    /// <summary>A transfer that receives no data for this long is abandoned and retried (resuming). Default 60 s.</summary>
+    public TimeSpan StallTimeout { get; set; } = TimeSpan.FromSeconds(60);
+
     /// <summary>HTTP client to use; null creates one for the download.</summary>
     public HttpClient? HttpClient { get; set; }
 
@@ -55,7 +58,10 @@ public static class TfFlowers
         options ??= new TfFlowersOptions();
         var folder = await DatasetCache.FetchAsync(
             new DatasetCache.Request(Name, options.Url, options.Sha256, "flower_photos.tgz", "flower_photos", options.CacheDirectory,
-                options.MaxRetries, options.RetryDelay, options.HttpClient),
+                options.MaxRetries, options.RetryDelay, options.HttpClient)
+            {
+                StallTimeout = options.StallTimeout,
+            },
             progress,
             cancellationToken).ConfigureAwait(false);
         return ImageFolder.Load(folder, options.FolderOptions);

@@ -321,7 +321,7 @@ public sealed class ImageLoader : IDisposable
                 }
 
                 deliveredBatches++;
-                var images = ImageTensor.CopyToTensor(slot.Buffer.AsSpan(0, kept * chw), [kept, 3, owner.Spec.Height, owner.Spec.Width]);
+                var images = ImageTensor.CopyToTensor(slot.Buffer, kept * chw, [kept, 3, owner.Spec.Height, owner.Spec.Width]);
                 torch.Tensor? labelTensor = null;
                 try
                 {

@@ -176,3 +176,52 @@ public sealed class HubCacheTests : IDisposable
         Assert.Equal("The backbone source 'no-such-model' is neither an existing file, an http(s) URL, nor a short name (resnet18).", ex.Message);
     }
 }
+
+public sealed class ModelHubTfjsTests : IDisposable
+{
+    private readonly DirectoryInfo _dir = Directory.CreateTempSubdirectory("tl-hub-tfjs-");
+    private readonly LoopbackServer _server = new();
+
+    public void Dispose()
+    {
+        _server.Dispose();
+        _dir.Delete(true);
+    }
+
+    private static string Fixture(string name) => Path.Combine(AppContext.BaseDirectory, "TestData", "tfjs", name);
+
+    private static float[] Features(TransferLearning.Backbones.Backbone backbone)
+    {
+        using var scope = TorchSharp.torch.NewDisposeScope();
+        TorchSharp.torch.manual_seed(1);
+        var x = TorchSharp.torch.rand(2, 3, backbone.InputSpec.Height, backbone.InputSpec.Width);
+        backbone.SetTrainingMode(false);
+        return backbone.Forward(x).data<float>().ToArray();
+    }
+
+    [Fact]
+    public void LoadBackbone_LocalModelJson_SameAsTfjsLoader()
+    {
+        var path = Path.Combine(Fixture("nested"), "model.json");
+        using var viaHub = ModelHub.LoadBackbone(path);
+        using var direct = TransferLearning.Backbones.Tfjs.TfjsModel.Load(path);
+
+        Assert.Equal(path, viaHub.Source);
+        Assert.Equal(Features(direct), Features(viaHub));
+    }
+
+    [Fact]
+    public async Task LoadBackboneAsync_ModelJsonUrl_FetchesShardsThroughCacheAndLoads()
+    {
+        var folder = Fixture("nested");
+        var url = _server.Add("keras/nested/model.json", File.ReadAllBytes(Path.Combine(folder, "model.json")));
+        _server.Add("keras/nested/weights.bin", File.ReadAllBytes(Path.Combine(folder, "weights.bin")));
+
+        using var viaUrl = await ModelHub.LoadBackboneAsync(url.AbsoluteUri, new BackboneLoadOptions { CacheDirectory = _dir.FullName });
+        using var local = TransferLearning.Backbones.Tfjs.TfjsModel.Load(Path.Combine(folder, "model.json"));
+
+        Assert.Equal(url.AbsoluteUri, viaUrl.Source);
+        Assert.Equal(Features(local), Features(viaUrl));
+        Assert.Single(Directory.GetFiles(_dir.FullName, "weights.bin", SearchOption.AllDirectories));
+    }
+}

@@ -56,6 +56,7 @@ public class ResNet18OnnxTests : IClassFixture<ResNet18OnnxFixture>
     {
         var b = _fx.Backbone;
         Assert.Equal(512, b.FeatureSize);
+        Assert.True(b.FixedInputSize); // the preprocessing subtracts a 224×224 mean image
         Assert.Equal(new Datasets.InputSpec(224, 224, 0f, 255f), b.InputSpec);
         Assert.Equal(44, b.Blocks.Count); // 20 Conv + 20 BN in the residual blocks, 2+2 in stem/downsample... one child per weighted node
         Assert.Equal("Convolution249", b.Blocks[0]);
@@ -83,5 +84,14 @@ public class ResNet18OnnxTests : IClassFixture<ResNet18OnnxFixture>
         var folded = _fx.Backbone.Forward(torch.tensor(images, [N, 3, 224, 224])).data<float>().ToArray();
         _fx.Backbone.Unfreeze();
         OrtReference.AssertClose(expected, folded, 1e-4, "resnet18 frozen (folded) eval");
+    }
+
+    [Fact]
+    public void LoadBackbone_ShortNameResNet18_LoadsOfflineOnnx()
+    {
+        using var backbone = ModelHub.LoadBackbone("ResNet18");
+        Assert.Equal("resnet18", backbone.Source);
+        Assert.Equal(512, backbone.FeatureSize);
+        Assert.Equal(_fx.Backbone.Blocks, backbone.Blocks);
     }
 }

@@ -28,8 +28,7 @@ public class TrainerTests
     {
         using var backbone = TestBackbones.Tiny();
         backbone.Freeze();
-        manual_seed(options.Seed);
-        using var head = HeadFactory.Create(8, 3, new HeadOptions());
+        using var head = HeadFactory.Create(8, 3, new HeadOptions(), options.Seed);
         var (x, y) = Blobs(20, 1);
         var (vx, vy) = Blobs(10, 2);
         using var train = new TensorBatchSource(x, y, options.BatchSize, shuffle: true, options.Seed);

@@ -194,6 +194,32 @@ public sealed class TfFlowersTests : IDisposable
     }
 
     [Fact]
+    public async Task LoadAsync_StalledTransfer_IsAbandonedAndResumed()
+    {
+        var archive = MakeArchive();
+        var half = archive.Length / 2;
+        using var server = new LoopbackServer(async (ctx, n) =>
+        {
+            if (n == 1)
+            {
+                ctx.Response.ContentLength64 = archive.Length;
+                await ctx.Response.OutputStream.WriteAsync(archive.AsMemory(0, half));
+                await ctx.Response.OutputStream.FlushAsync();
+                await Task.Delay(TimeSpan.FromSeconds(5)); // stall, then give up
+                ctx.Response.Abort();
+                return;
+            }
+
+            await LoopbackServer.ServeAsync(ctx, archive);
+        });
+        var options = Options(server.Url, Sha(archive));
+        options.StallTimeout = TimeSpan.FromMilliseconds(300);
+        var folder = await TfFlowers.LoadAsync(options);
+        Assert.Equal(4, folder.Count);
+        Assert.Matches(@"^bytes=\d+-$", server.RangeHeaders[1]);
+    }
+
+    [Fact]
     public async Task LoadAsync_NotFound_ThrowsClearErrorWithoutRetrying()
     {
         using var server = new LoopbackServer((ctx, _) =>

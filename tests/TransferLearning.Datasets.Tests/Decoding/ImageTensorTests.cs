@@ -342,10 +342,44 @@ public sealed class ImageTensorTests : IDisposable
     }
 
     [Fact]
+    public void FromStream_BadFileStream_NamesTheFile()
+    {
+        var path = dir.Combine("bad.png");
+        File.WriteAllText(path, "nope");
+        using var stream = File.OpenRead(path);
+        var ex = Assert.Throws<InvalidImageException>(() => ImageTensor.FromStream(stream, new InputSpec(4, 4)));
+        Assert.Equal(path, ex.FilePath);
+        using var memory = new MemoryStream([1, 2, 3]);
+        Assert.Equal("<stream>", Assert.Throws<InvalidImageException>(() => ImageTensor.FromStream(memory, new InputSpec(4, 4))).FilePath);
+    }
+
+    [Fact]
     public void ToChw_Directory_ThrowsCouldNotRead()
     {
         var ex = Assert.Throws<InvalidImageException>(() => ImageTensor.ToChw(dir.Path, new InputSpec(4, 4)));
         Assert.Equal("the path is a directory, not a file", ex.Reason);
+    }
+
+    [Fact]
+    public void ToChw_PermissionDenied_ThrowsCouldNotReadUnlessRoot()
+    {
+        if (OperatingSystem.IsWindows())
+        {
+            return;
+        }
+
+        var path = TestImages.SolidPng(dir.Combine("locked.png"), 4, 4, Probe);
+        File.SetUnixFileMode(path, UnixFileMode.None);
+        if (Environment.UserName == "root")
+        {
+            // root reads any file: the image simply loads (CI runs as root; the denial path is covered on other machines).
+            Assert.Equal(48, ImageTensor.ToChw(path, new InputSpec(4, 4)).Length);
+        }
+        else
+        {
+            var ex = Assert.Throws<InvalidImageException>(() => ImageTensor.ToChw(path, new InputSpec(4, 4)));
+            Assert.StartsWith("the file could not be read (UnauthorizedAccessException", ex.Reason, StringComparison.Ordinal);
+        }
     }
 
     [Fact]

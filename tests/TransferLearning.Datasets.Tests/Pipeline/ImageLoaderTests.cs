@@ -110,6 +110,14 @@ public sealed class ImageLoaderTests : IDisposable
     }
 
     [Fact]
+    public void EpochOrder_IsPinnedAcrossRuntimes()
+    {
+        using var loader = new ImageLoader(new ImageDataset(["a"], [.. Enumerable.Range(0, 8).Select(i => new ImageSample($"/{i}.jpg", 0))]), Spec,
+            new ImageLoaderOptions { Shuffle = true, Seed = 42 });
+        Assert.Equal(string.Join(",", PinnedEpoch1), string.Join(",", loader.EpochOrder(1)));
+    }
+
+    [Fact]
     public void Batches_Cancelled_ThrowsOperationCanceled()
     {
         var folder = MakeFolder(10, 10);
@@ -253,6 +261,27 @@ public sealed class ImageLoaderTests : IDisposable
     }
 
     [Fact]
+    public void Batches_AbandonedEarly_LoaderCanRunAgain()
+    {
+        var folder = MakeFolder(6, 6);
+        using var loader = new ImageLoader(folder, Spec, new ImageLoaderOptions { BatchSize = 2, PrefetchBatches = 3 });
+        using (var first = loader.Batches().First())
+        {
+            Assert.Equal(2, first.Count);
+        }
+
+        Assert.Equal(12, loader.Batches().Sum(b => { using (b) { return b.Count; } }));
+    }
+
+    [Fact]
+    public void Batches_EmptyDataset_YieldsNothing()
+    {
+        using var loader = new ImageLoader(new ImageDataset(["a", "b"], []), Spec);
+        Assert.Empty(loader.Batches());
+        Assert.Equal(0, loader.BatchCount);
+    }
+
+    [Fact]
     public void Batches_EnumeratedTwiceAtOnce_Throws()
     {
         var folder = MakeFolder(2, 2);
@@ -280,4 +309,6 @@ public sealed class ImageLoaderTests : IDisposable
             Assert.Equal(4, batch.Images.shape[0]); // still alive: the batch owns its tensors
         }
     }
+
+    private static readonly int[] PinnedEpoch1 = [6, 7, 2, 0, 5, 3, 4, 1];
 }

@@ -99,7 +99,8 @@ internal static class OnnxBackboneLoader
         try
         {
             var spec = inputSpec ?? new InputSpec(224, 224, 0f, 255f, ChannelOrder.Rgb);
-            return new Backbone(source, module, FeatureSize(module, spec), spec);
+            // The preprocessing subtracts a 224×224 mean image, so no other size fits.
+            return new Backbone(source, module, FeatureSize(module, spec), spec) { FixedInputSize = true };
         }
         catch
         {
