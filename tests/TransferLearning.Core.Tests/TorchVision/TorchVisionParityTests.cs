@@ -3,13 +3,23 @@ using TorchSharp;
 using TransferLearning.Backbones.TorchVision;
 using TransferLearning.Core.Tests.Onnx;
 using TransferLearning.Hub;
+using Xunit.Abstractions;
 
 namespace TransferLearning.Core.Tests.TorchVision;
 
 /// <summary>Features of torchvision backbones against PyTorch 1.13 / torchvision 0.14 (fixtures from tools/fixtures/make_torchvision_fixtures.py).</summary>
-public class TorchVisionParityTests
+public class TorchVisionParityTests(ITestOutputHelper output)
 {
     private static readonly string FixtureDir = Path.Combine(AppContext.BaseDirectory, "TorchVision", "Fixtures");
+
+    /// <summary>Logs the largest absolute difference (visible with <c>--logger "console;verbosity=detailed"</c>), then asserts.</summary>
+    private void AssertClose(float[] expected, float[] actual, string what)
+    {
+        var maxDiff = expected.Zip(actual, (e, a) => Math.Abs(e - a)).DefaultIfEmpty().Max();
+        var maxRef = expected.Select(Math.Abs).DefaultIfEmpty().Max();
+        output.WriteLine($"{what}: max |diff| {maxDiff:G3}, max |ref| {maxRef:G4}, relative {maxDiff / Math.Max(maxRef, 1e-3):G3}");
+        OrtReference.AssertClose(expected, actual, 1e-4, what);
+    }
 
     private static (long[] InputShape, float[] Expected) Reference(string file)
     {
@@ -55,8 +65,9 @@ public class TorchVisionParityTests
     [Trait("Category", "Parity")]
     [InlineData("resnet18", 512)]
     [InlineData("mobilenet_v2", 1280)]
-    // mobilenet_v3_small is not listed: TorchSharp's build of it differs from torchvision 0.14 (max |diff| 0.013 on the
-    // formula fixture, formula_mobilenet_v3_small.json kept for when that is fixed).
+    [InlineData("mobilenet_v3_small", 576)]
+    [InlineData("mobilenet_v3_large", 960)]
+    [InlineData("efficientnet_b0", 1280)]
     public void Forward_FormulaWeights_MatchesPyTorch(string arch, int features)
     {
         var (shape, expected) = Reference($"formula_{arch}.json");
@@ -68,7 +79,7 @@ public class TorchVisionParityTests
         using var noGrad = torch.no_grad();
         var y = module.forward(FormulaInput(shape));
         Assert.Equal(new long[] { shape[0], features }, y.shape);
-        OrtReference.AssertClose(expected, y.data<float>().ToArray(), 1e-4, arch);
+        AssertClose(expected, y.data<float>().ToArray(), arch);
     }
 
     [Theory]
@@ -87,10 +98,74 @@ public class TorchVisionParityTests
         using var scope = torch.NewDisposeScope();
         using var noGrad = torch.no_grad();
         var y = backbone.Forward(FormulaInput(shape));
-        OrtReference.AssertClose(expected, y.data<float>().ToArray(), 1e-4, file);
+        AssertClose(expected, y.data<float>().ToArray(), file);
     }
 
     [Theory]
+    [InlineData("mobilenet_v3_small")]
+    [InlineData("mobilenet_v3_large")]
+    [InlineData("efficientnet_b0")]
+    public void Create_OwnArchitectures_HaveTorchVisionStateDictNamesAndShapes(string arch)
+    {
+        using var doc = JsonDocument.Parse(File.ReadAllText(Path.Combine(FixtureDir, "state_dict_names.json")));
+        var expected = doc.RootElement.GetProperty(arch).EnumerateArray()
+            .Select(e => $"{e[0].GetString()} [{string.Join(",", e[1].EnumerateArray().Select(d => d.GetInt64()))}] {e[2].GetString()}")
+            .ToList();
+        using var model = TorchVisionBackbones.Create(arch);
+        var actual = model.state_dict()
+            .Select(kv => $"{kv.Key} [{string.Join(",", kv.Value.shape)}] {(kv.Value.dtype == torch.ScalarType.Int64 ? "int64" : kv.Value.dtype == torch.ScalarType.Float32 ? "float32" : kv.Value.dtype.ToString())}")
+            .ToList();
+        Assert.Equal(expected.Order(StringComparer.Ordinal), actual.Order(StringComparer.Ordinal));
+    }
+
+    [Fact]
+    [Trait("Category", "Parity")]
+    public void Load_TorchSaveEfficientNetB0_InfersArchitectureAndMatchesPyTorch()
+    {
+        // A real torch.save of the full efficientnet_b0 state dict (tensors are strided views of shared storages, so it is small),
+        // copied under torchvision's published file name so the architecture comes from the name.
+        var (shape, expected) = Reference("efficientnet_b0_views.json");
+        var dir = Directory.CreateTempSubdirectory("tl-tv-");
+        try
+        {
+            var path = Path.Combine(dir.FullName, "efficientnet_b0_rwightman-7f5810bc.pth");
+            File.Copy(Path.Combine(FixtureDir, "efficientnet_b0_views.pth"), path);
+            using var backbone = ModelHub.LoadBackbone(path);
+            backbone.SetTrainingMode(false);
+            Assert.Equal(1280, backbone.FeatureSize);
+            Assert.Equal(Datasets.InputSpec.ImageNet(224), backbone.InputSpec);
+            Assert.Equal(Enumerable.Range(0, 9).Select(i => $"features_{i}"), backbone.Blocks);
+            using var scope = torch.NewDisposeScope();
+            using var noGrad = torch.no_grad();
+            var y = backbone.Forward(FormulaInput(shape));
+            AssertClose(expected, y.data<float>().ToArray(), "efficientnet_b0_views.pth");
+        }
+        finally
+        {
+            dir.Delete(true);
+        }
+    }
+
+    [Fact]
+    public void Forward_EfficientNetB0Features_StochasticDepthRandomOnlyInTraining()
+    {
+        // The cut network has no dropout, and BatchNorm is deterministic in both modes: randomness can only be stochastic depth.
+        using var module = TorchVisionBackbones.Cut(TorchVisionBackbones.Create("efficientnet_b0"));
+        using var scope = torch.NewDisposeScope();
+        using var noGrad = torch.no_grad();
+        var x = FormulaInput([4, 3, 32, 32]);
+        module.eval();
+        Assert.True(module.forward(x).equal(module.forward(x)).item<bool>(), "eval forward must be deterministic");
+        module.train();
+        var outputs = Enumerable.Range(0, 3).Select(_ => module.forward(x)).ToList();
+        Assert.Equal(new long[] { 4, 1280 }, outputs[0].shape);
+        Assert.Contains(outputs.Skip(1), o => !o.allclose(outputs[0]));
+    }
+
+    [Theory]
+    [InlineData("efficientnet_b0_rwightman-7f5810bc.pth", "efficientnet_b0")]
+    [InlineData("efficientnet_b0_rwightman-3dd342df.pth", "efficientnet_b0")]
+    [InlineData("efficientnet_b1_rwightman-bac287d4.pth", null)]
     [InlineData("resnet18-f37072fd.pth", "resnet18")]
     [InlineData("https://example.invalid/models/resnet50-0676ba61.pth", "resnet50")]
     [InlineData("mobilenet_v2-b0353104.pth", "mobilenet_v2")]
