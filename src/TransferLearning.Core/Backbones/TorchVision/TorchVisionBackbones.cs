@@ -141,6 +141,14 @@ internal static class TorchVisionBackbones
         catch (Exception ex) when (ex is not OutOfMemoryException)
         {
             model.Dispose();
+            if (ex.Message.Contains("non-contiguous", StringComparison.Ordinal))
+            {
+                throw new InvalidDataException(
+                    $"Could not load '{Path.GetFileName(path)}': it holds tensors that are views of shared or larger storages, which " +
+                    "TorchSharp.PyBridge cannot read. Re-save it in PyTorch with " +
+                    "torch.save({k: v.contiguous().clone() for k, v in state_dict.items()}, path), or save it as .safetensors.", ex);
+            }
+
             throw new InvalidDataException(
                 $"Could not load '{Path.GetFileName(path)}' as a torchvision {arch} state dict ({ex.Message}). " +
                 "Give the right BackboneLoadOptions.Architecture, or a state dict (not a whole pickled model).", ex);
