@@ -121,6 +121,23 @@ public class TorchVisionParityTests(ITestOutputHelper output)
 
     [Fact]
     [Trait("Category", "Parity")]
+    public void Cut_TorchSharpMobileNetV3WithAvgpoolRegisteredFirst_PoolsOnlyAfterFeatures()
+    {
+        // TorchSharp's own MobileNetV3 registers avgpool before features; the cut once ran it first (max |diff| 0.013 vs PyTorch).
+        var (shape, expected) = Reference("formula_mobilenet_v3_small.json");
+        var model = torchvision.models.mobilenet_v3_small();
+        Assert.Equal("avgpool", model.named_children().First().name);
+        FillFormula(model);
+        using var module = TorchVisionBackbones.Cut(model);
+        module.eval();
+        Assert.Equal(Enumerable.Range(0, 13).Select(i => $"features_{i}"), module.named_children().Select(c => c.name));
+        using var scope = torch.NewDisposeScope();
+        using var noGrad = torch.no_grad();
+        AssertClose(expected, module.forward(FormulaInput(shape)).data<float>().ToArray(), "TorchSharp mobilenet_v3_small");
+    }
+
+    [Fact]
+    [Trait("Category", "Parity")]
     public void LoadBackbone_EfficientNetB0FileName_InfersArchitectureAndMatchesPyTorch()
     {
         // The formula-filled network is written as a PyTorch state-dict file under torchvision's published name; the names

@@ -5,8 +5,8 @@ namespace TransferLearning.Backbones.TorchVision;
 
 /// <summary>
 /// MobileNetV3 (small/large) as torchvision 0.14+ builds it, with torchvision's state-dict names. Written here because
-/// TorchVision 0.107 for .NET uses ReLU6 inside the squeeze-excitation blocks where torchvision uses ReLU (so PyTorch
-/// weights gave features off by up to 0.013), and ignores the class count.
+/// TorchVision 0.107 for .NET uses ReLU6 inside the squeeze-excitation blocks where torchvision uses ReLU (different
+/// whenever a squeeze activation exceeds 6) and ignores the class count and width multiplier.
 /// </summary>
 internal sealed class MobileNetV3 : nn.Module<Tensor, Tensor>
 {

@@ -79,7 +79,8 @@ internal static class TorchVisionBackbones
         "resnet152" => torchvision.models.resnet152(numClasses),
         "mobilenet_v2" => torchvision.models.mobilenet_v2(numClasses, widthMult),
 
-        // Ours, not TorchVision .NET's: its MobileNetV3 differs from torchvision (ReLU6 in squeeze-excitation) and it has no EfficientNet.
+        // Ours, not TorchVision .NET's: it has no EfficientNet, and its MobileNetV3 uses ReLU6 inside squeeze-excitation
+        // (torchvision: ReLU) and ignores the class count and width.
         "mobilenet_v3_small" => MobileNetV3.SmallModel(numClasses, widthMult),
         "mobilenet_v3_large" => MobileNetV3.LargeModel(numClasses, widthMult),
         "efficientnet_b0" => EfficientNet.B0Model(numClasses),
@@ -93,7 +94,9 @@ internal static class TorchVisionBackbones
         var stages = new List<(string, nn.Module<Tensor, Tensor>)>();
         foreach (var (name, child) in model.named_children())
         {
-            if (name is "fc" or "classifier" or "flatten")
+            // The feature module pools globally after the last stage. A model's own avgpool is dropped wherever it sits:
+            // TorchSharp registers MobileNetV3's avgpool before its features, and running it first pooled the image to 1×1.
+            if (name is "fc" or "classifier" or "flatten" or "avgpool")
             {
                 continue;
             }
