@@ -93,14 +93,17 @@ internal sealed class LoopbackServer : IDisposable
                 RangeHeaders.Add(ctx.Request.Headers["Range"]);
             }
 
-            try
+            _ = Task.Run(async () =>
             {
-                await handler(ctx, n);
-            }
-            catch (Exception ex) when (ex is HttpListenerException or IOException or ObjectDisposedException)
-            {
-                // The client went away.
-            }
+                try
+                {
+                    await handler(ctx, n);
+                }
+                catch (Exception ex) when (ex is HttpListenerException or IOException or ObjectDisposedException)
+                {
+                    // The client went away.
+                }
+            });
         }
     }
 }
@@ -237,6 +240,12 @@ public sealed class TfFlowersTests : IDisposable
                 ctx.Response.ContentLength64 = archive.Length;
                 await ctx.Response.OutputStream.WriteAsync(archive.AsMemory(0, half));
                 await ctx.Response.OutputStream.FlushAsync();
+                var part = dir.Combine("cache", "tf_flowers", "flower_photos.tgz.part");
+                for (var i = 0; i < 100 && !(File.Exists(part) && new FileInfo(part).Length > 0); i++)
+                {
+                    await Task.Delay(50); // until the client has written some of it
+                }
+
                 await cts.CancelAsync(); // the caller gives up mid-transfer
                 await Task.Delay(TimeSpan.FromSeconds(2));
                 ctx.Response.Abort();
