@@ -23,6 +23,15 @@ public sealed class HubCacheTests : IDisposable
 
     private HubCache Cache() => new(_dir.FullName, retryDelay: TimeSpan.FromMilliseconds(10));
 
+    /// <summary>Puts a file where the cache keeps <paramref name="url"/>, without a sidecar.</summary>
+    private string PlaceEntry(Uri url, byte[] content)
+    {
+        var entry = Cache().EntryPath(url);
+        Directory.CreateDirectory(Path.GetDirectoryName(entry)!);
+        File.WriteAllBytes(entry, content);
+        return entry;
+    }
+
     private sealed class SyncProgress : IProgress<DownloadProgress>
     {
         public List<DownloadProgress> Reports { get; } = [];
@@ -115,9 +124,7 @@ public sealed class HubCacheTests : IDisposable
     {
         var body = Content(8_000, 10);
         var url = _server.Add("i.onnx", body);
-        var entry = Cache().EntryPath(url);
-        Directory.CreateDirectory(Path.GetDirectoryName(entry)!);
-        File.WriteAllBytes(entry, body); // e.g. copied in by hand
+        var entry = PlaceEntry(url, body); // e.g. copied in by hand
         var sha = Convert.ToHexStringLower(SHA256.HashData(body));
         var path = await Cache().GetAsync(url, sha, null, default);
         Assert.Equal(entry, path);
@@ -139,9 +146,7 @@ public sealed class HubCacheTests : IDisposable
     {
         var body = Content(20_000, 4);
         var url = _server.Add("c.onnx", body);
-        var entry = Cache().EntryPath(url);
-        Directory.CreateDirectory(Path.GetDirectoryName(entry)!);
-        File.WriteAllBytes(entry, body[..1000]); // a crash mid-download left a partial file and no sidecar
+        PlaceEntry(url, body[..1000]); // a crash mid-download left a partial file and no sidecar
         var path = await Cache().GetAsync(url, null, null, default);
         Assert.Equal(body, File.ReadAllBytes(path));
         Assert.Equal(1, _server.Requests);

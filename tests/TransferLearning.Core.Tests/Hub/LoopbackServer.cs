@@ -101,17 +101,7 @@ internal sealed class LoopbackServer : IDisposable
                 return;
             }
 
-            // Honour "Range: bytes=N-" like a static file server.
-            var start = 0;
-            var range = ctx.Request.Headers["Range"];
-            if (range is not null && range.StartsWith("bytes=", StringComparison.Ordinal) && range.EndsWith('-'))
-            {
-                start = int.Parse(range[6..^1], System.Globalization.CultureInfo.InvariantCulture);
-                ctx.Response.StatusCode = 206;
-                ctx.Response.Headers["Content-Range"] = $"bytes {start}-{body.Length - 1}/{body.Length}";
-            }
-
-            ctx.Response.ContentLength64 = body.Length - start;
+            var start = TransferLearning.Tests.HttpRange.Begin(ctx, body.Length);
             var truncate = TruncateNext > 0;
             if (truncate)
             {

@@ -38,16 +38,7 @@ internal sealed class LoopbackServer : IDisposable
     /// <summary>Serves <paramref name="body"/>, honouring "Range: bytes=N-".</summary>
     public static async Task ServeAsync(HttpListenerContext ctx, byte[] body, int? dropAfter = null)
     {
-        var start = 0;
-        var range = ctx.Request.Headers["Range"];
-        if (range is not null && range.StartsWith("bytes=", StringComparison.Ordinal) && range.EndsWith('-'))
-        {
-            start = int.Parse(range[6..^1], System.Globalization.CultureInfo.InvariantCulture);
-            ctx.Response.StatusCode = 206;
-            ctx.Response.Headers["Content-Range"] = $"bytes {start}-{body.Length - 1}/{body.Length}";
-        }
-
-        ctx.Response.ContentLength64 = body.Length - start;
+        var start = TransferLearning.Tests.HttpRange.Begin(ctx, body.Length);
         if (dropAfter is { } drop)
         {
             await ctx.Response.OutputStream.WriteAsync(body.AsMemory(start, drop));
