@@ -121,6 +121,29 @@ public class TorchVisionParityTests(ITestOutputHelper output)
 
     [Fact]
     [Trait("Category", "Parity")]
+    public void Forward_MobileNetV3SqueezeActivationsAboveSix_MatchesPyTorch()
+    {
+        // torchvision's MobileNetV3 squeeze-excitation uses ReLU; TorchSharp's uses ReLU6, which clips here.
+        var (shape, expected) = Reference("formula_se8_mobilenet_v3_small.json");
+        var model = TorchVisionBackbones.Create("mobilenet_v3_small");
+        FillFormula(model);
+        using (torch.no_grad())
+        {
+            foreach (var (name, p) in model.named_parameters().Where(p => p.name.EndsWith("fc1.bias", StringComparison.Ordinal)))
+            {
+                p.add_(8.0f);
+            }
+        }
+
+        using var module = TorchVisionBackbones.Cut(model);
+        module.eval();
+        using var scope = torch.NewDisposeScope();
+        using var noGrad = torch.no_grad();
+        AssertClose(expected, module.forward(FormulaInput(shape)).data<float>().ToArray(), "mobilenet_v3_small, SE fc1 bias + 8");
+    }
+
+    [Fact]
+    [Trait("Category", "Parity")]
     public void Cut_TorchSharpMobileNetV3WithAvgpoolRegisteredFirst_PoolsOnlyAfterFeatures()
     {
         // TorchSharp's own MobileNetV3 registers avgpool before features; the cut once ran it first (max |diff| 0.013 vs PyTorch).
