@@ -21,7 +21,7 @@ internal static class DecodeBench
         {
             switch (args[i])
             {
-                case "--dir": dir = args[i + 1]; break;
+                case "--data" or "--dir": dir = args[i + 1]; break;
                 case "--size": size = int.Parse(args[i + 1], CultureInfo.InvariantCulture); break;
                 case "--limit": limit = int.Parse(args[i + 1], CultureInfo.InvariantCulture); break;
                 case "--dop": dop = int.Parse(args[i + 1], CultureInfo.InvariantCulture); break;

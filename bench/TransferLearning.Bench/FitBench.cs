@@ -20,6 +20,7 @@ internal static class FitBench
         var epochs = int.Parse(Arg("--epochs", "6"), CultureInfo.InvariantCulture);
         var fineTune = int.Parse(Arg("--fine-tune-epochs", "0"), CultureInfo.InvariantCulture);
         var rate = double.Parse(Arg("--lr", "0.001"), CultureInfo.InvariantCulture);
+        var fineTuneRate = double.Parse(Arg("--fine-tune-lr", "0.00001"), CultureInfo.InvariantCulture);
         var seed = int.Parse(Arg("--seed", "42"), CultureInfo.InvariantCulture);
         var resize = Enum.Parse<ResizeMode>(Arg("--resize", "Stretch"), ignoreCase: true);
 
@@ -51,7 +52,7 @@ internal static class FitBench
             if (fineTune > 0)
             {
                 var clock = Stopwatch.StartNew();
-                var (_, continued) = await TransferLearner.From(trained).Unfreeze().WithLearningRate(1e-4).WithBatchSize(32).WithSeed(seed)
+                var (_, continued) = await TransferLearner.From(trained).Unfreeze().WithLearningRate(fineTuneRate).WithBatchSize(32).WithSeed(seed)
                     .FitAsync(split, fineTune).ConfigureAwait(false);
                 Console.WriteLine(continued);
                 Console.WriteLine(string.Create(CultureInfo.InvariantCulture,

@@ -76,7 +76,7 @@ public sealed class TransferLearner : IDisposable
     public static async Task<TransferLearner> FromAsync(
         string source,
         BackboneLoadOptions? options = null,
-        IProgress<Hub.DownloadProgress>? progress = null,
+        IProgress<DownloadProgress>? progress = null,
         CancellationToken cancellationToken = default)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(source);

@@ -20,9 +20,3 @@ public sealed class BackboneLoadOptions
     /// <summary>Overrides the input spec the loader would declare.</summary>
     public InputSpec? InputSpec { get; init; }
 }
-
-/// <summary>Download progress of one file.</summary>
-/// <param name="Url">What is being downloaded.</param>
-/// <param name="BytesReceived">Bytes received so far in this attempt.</param>
-/// <param name="TotalBytes">Total size when the server tells it.</param>
-public readonly record struct DownloadProgress(Uri Url, long BytesReceived, long? TotalBytes);

@@ -2,6 +2,7 @@ using TransferLearning.Backbones;
 using TransferLearning.Backbones.Onnx;
 using TransferLearning.Backbones.Tfjs;
 using TransferLearning.Backbones.TorchVision;
+using TransferLearning.Downloads;
 
 namespace TransferLearning.Hub;
 
@@ -19,7 +20,8 @@ public static class ModelHub
 
     /// <summary>
     /// The download cache folder: set explicitly, else <c>$TRANSFERLEARNING_HUB_DIR</c>, else
-    /// <c>$XDG_CACHE_HOME/transferlearning/hub</c>, else <c>~/.cache/transferlearning/hub</c>.
+    /// <c>$XDG_CACHE_HOME/transferlearning/hub</c>, else <c>~/.cache/transferlearning/hub</c> (on Windows, under the
+    /// local application data folder).
     /// </summary>
     public static string CacheDirectory
     {
@@ -134,16 +136,5 @@ public static class ModelHub
         return Path.GetFullPath(path);
     }
 
-    private static string DefaultCacheDirectory()
-    {
-        var env = Environment.GetEnvironmentVariable(CacheDirectoryVariable);
-        if (!string.IsNullOrWhiteSpace(env))
-        {
-            return Path.GetFullPath(env);
-        }
-
-        var xdg = Environment.GetEnvironmentVariable("XDG_CACHE_HOME");
-        var root = !string.IsNullOrWhiteSpace(xdg) ? xdg : Path.Combine(Environment.GetFolderPath(Environment.SpecialFolder.UserProfile), ".cache");
-        return Path.Combine(root, "transferlearning", "hub");
-    }
+    private static string DefaultCacheDirectory() => CacheFolders.Resolve(CacheDirectoryVariable, "hub");
 }

@@ -130,18 +130,10 @@ internal sealed class Trainer
         double lossSum = 0;
         long correct = 0;
         var seen = 0;
-        using var batches = source.Batches(epochIndex, cancellationToken).GetEnumerator();
-        while (true)
+        foreach (var batch in InScopes(source, epochIndex, cancellationToken))
         {
-            cancellationToken.ThrowIfCancellationRequested();
-            using var scope = NewDisposeScope();
-            if (!batches.MoveNext())
-            {
-                break;
-            }
-
-            var inputs = batches.Current.Inputs.to(_device);
-            var labels = batches.Current.Labels.to(_device);
+            var inputs = batch.Inputs.to(_device);
+            var labels = batch.Labels.to(_device);
             Tensor features;
             if (inputsAreFeatures)
             {
@@ -186,18 +178,10 @@ internal sealed class Trainer
         double lossSum = 0;
         long correct = 0;
         var seen = 0;
-        using var batches = source.Batches(0, cancellationToken).GetEnumerator();
-        while (true)
+        foreach (var batch in InScopes(source, 0, cancellationToken))
         {
-            cancellationToken.ThrowIfCancellationRequested();
-            using var scope = NewDisposeScope();
-            if (!batches.MoveNext())
-            {
-                break;
-            }
-
-            var inputs = batches.Current.Inputs.to(_device);
-            var labels = batches.Current.Labels.to(_device);
+            var inputs = batch.Inputs.to(_device);
+            var labels = batch.Labels.to(_device);
             var logits = _head.forward(inputsAreFeatures ? inputs : _backbone.Forward(inputs));
             lossSum += nn.functional.cross_entropy(logits, labels, reduction: nn.Reduction.Sum).item<float>();
             correct += logits.argmax(1).eq(labels).sum().item<long>();
@@ -218,19 +202,11 @@ internal sealed class Trainer
         try
         {
             var seen = 0;
-            using var batches = images.Batches(0, cancellationToken).GetEnumerator();
-            while (true)
+            foreach (var batch in InScopes(images, 0, cancellationToken))
             {
-                cancellationToken.ThrowIfCancellationRequested();
-                using var scope = NewDisposeScope();
-                if (!batches.MoveNext())
-                {
-                    break;
-                }
-
-                features.Add(_backbone.Forward(batches.Current.Inputs.to(_device)).MoveToOuterDisposeScope());
-                labels.Add(batches.Current.Labels.to(_device).MoveToOuterDisposeScope());
-                seen += (int)batches.Current.Labels.shape[0];
+                features.Add(_backbone.Forward(batch.Inputs.to(_device)).MoveToOuterDisposeScope());
+                labels.Add(batch.Labels.to(_device).MoveToOuterDisposeScope());
+                seen += (int)batch.Labels.shape[0];
                 progress?.Report(new TrainingProgress(TrainingPhase.Featurizing, 0, seen, images.Count));
             }
 
@@ -242,6 +218,26 @@ internal sealed class Trainer
         {
             DisposeAll(features);
             DisposeAll(labels);
+        }
+    }
+
+    /// <summary>
+    /// Yields the batches of an epoch, each made and used inside its own dispose scope: every tensor created while
+    /// fetching or processing a batch is freed when the caller moves to the next one.
+    /// </summary>
+    private static IEnumerable<LabeledBatch> InScopes(IBatchSource source, int epoch, CancellationToken cancellationToken)
+    {
+        using var batches = source.Batches(epoch, cancellationToken).GetEnumerator();
+        while (true)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            using var scope = NewDisposeScope();
+            if (!batches.MoveNext())
+            {
+                yield break;
+            }
+
+            yield return batches.Current;
         }
     }
 

@@ -23,6 +23,15 @@ public sealed class HubCacheTests : IDisposable
 
     private HubCache Cache() => new(_dir.FullName, retryDelay: TimeSpan.FromMilliseconds(10));
 
+    /// <summary>Puts a file where the cache keeps <paramref name="url"/>, without a sidecar.</summary>
+    private string PlaceEntry(Uri url, byte[] content)
+    {
+        var entry = Cache().EntryPath(url);
+        Directory.CreateDirectory(Path.GetDirectoryName(entry)!);
+        File.WriteAllBytes(entry, content);
+        return entry;
+    }
+
     private sealed class SyncProgress : IProgress<DownloadProgress>
     {
         public List<DownloadProgress> Reports { get; } = [];
@@ -79,6 +88,51 @@ public sealed class HubCacheTests : IDisposable
     }
 
     [Fact]
+    public async Task GetAsync_DroppedConnection_ResumesWithRangeRequest()
+    {
+        var body = Content(60_000, 8);
+        var url = _server.Add("g.onnx", body);
+        _server.TruncateNext = 1;
+        var progress = new SyncProgress();
+        var path = await Cache().GetAsync(url, Convert.ToHexStringLower(SHA256.HashData(body)), progress, default);
+        Assert.Equal(body, File.ReadAllBytes(path));
+        Assert.Equal(2, _server.Requests);
+        Assert.Null(_server.RangeHeaders[0]);
+        Assert.Matches(@"^bytes=\d+-$", _server.RangeHeaders[1]);
+        var resumedAt = int.Parse(_server.RangeHeaders[1]![6..^1], System.Globalization.CultureInfo.InvariantCulture);
+        Assert.InRange(resumedAt, 1, body.Length / 2);
+        Assert.Contains(progress.Reports, p => p.BytesReceived == resumedAt && p.TotalBytes == body.Length && p.Stage == DownloadStage.Downloading);
+        Assert.Equal(DownloadStage.Done, progress.Reports[^1].Stage);
+        Assert.Empty(Directory.GetFiles(Path.GetDirectoryName(path)!, "*.part"));
+    }
+
+    [Fact]
+    public async Task GetAsync_StalledTransfer_IsAbandonedAndResumed()
+    {
+        var body = Content(60_000, 9);
+        var url = _server.Add("h.onnx", body);
+        _server.StallNext = 1;
+        var cache = new HubCache(_dir.FullName, retryDelay: TimeSpan.Zero) { StallTimeout = TimeSpan.FromMilliseconds(300) };
+        var path = await cache.GetAsync(url, null, null, default);
+        Assert.Equal(body, File.ReadAllBytes(path));
+        Assert.Equal(2, _server.Requests);
+        Assert.Matches(@"^bytes=\d+-$", _server.RangeHeaders[1]);
+    }
+
+    [Fact]
+    public async Task GetAsync_CompleteFileWithoutSidecar_IsAdoptedWhenItHasTheExpectedHash()
+    {
+        var body = Content(8_000, 10);
+        var url = _server.Add("i.onnx", body);
+        var entry = PlaceEntry(url, body); // e.g. copied in by hand
+        var sha = Convert.ToHexStringLower(SHA256.HashData(body));
+        var path = await Cache().GetAsync(url, sha, null, default);
+        Assert.Equal(entry, path);
+        Assert.Equal(0, _server.Requests);
+        Assert.Equal($"{sha} {body.Length}\n", File.ReadAllText(entry + ".sha256"));
+    }
+
+    [Fact]
     public async Task GetAsync_NotFound_FailsWithoutRetry()
     {
         var url = new Uri(_server.BaseUrl + "missing.onnx");
@@ -92,9 +146,7 @@ public sealed class HubCacheTests : IDisposable
     {
         var body = Content(20_000, 4);
         var url = _server.Add("c.onnx", body);
-        var entry = Cache().EntryPath(url);
-        Directory.CreateDirectory(Path.GetDirectoryName(entry)!);
-        File.WriteAllBytes(entry, body[..1000]); // a crash mid-download left a partial file and no sidecar
+        PlaceEntry(url, body[..1000]); // a crash mid-download left a partial file and no sidecar
         var path = await Cache().GetAsync(url, null, null, default);
         Assert.Equal(body, File.ReadAllBytes(path));
         Assert.Equal(1, _server.Requests);

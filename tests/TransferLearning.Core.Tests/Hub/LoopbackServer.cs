@@ -33,6 +33,12 @@ internal sealed class LoopbackServer : IDisposable
     /// <summary>Number of upcoming requests that send only half of the body (with the full Content-Length) and drop the connection.</summary>
     public int TruncateNext { get; set; }
 
+    /// <summary>Number of upcoming requests that send half of the body, then go silent for 5 s before dropping the connection.</summary>
+    public int StallNext { get; set; }
+
+    /// <summary>The Range header of each request, in arrival order (null when absent).</summary>
+    public List<string?> RangeHeaders { get; } = [];
+
     /// <summary>Delay between body chunks (for cancellation/concurrency tests).</summary>
     public TimeSpan ChunkDelay { get; set; }
 
@@ -67,6 +73,11 @@ internal sealed class LoopbackServer : IDisposable
     private async Task ServeAsync(HttpListenerContext ctx)
     {
         Interlocked.Increment(ref _requests);
+        lock (RangeHeaders)
+        {
+            RangeHeaders.Add(ctx.Request.Headers["Range"]);
+        }
+
         try
         {
             byte[]? body;
@@ -90,24 +101,36 @@ internal sealed class LoopbackServer : IDisposable
                 return;
             }
 
-            ctx.Response.ContentLength64 = body.Length;
+            var start = TransferLearning.Tests.HttpRange.Begin(ctx, body.Length);
             var truncate = TruncateNext > 0;
             if (truncate)
             {
                 TruncateNext--;
             }
 
-            var send = truncate ? body.Length / 2 : body.Length;
-            for (var offset = 0; offset < send; offset += 4096)
+            var stall = !truncate && StallNext > 0;
+            if (stall)
             {
-                await ctx.Response.OutputStream.WriteAsync(body.AsMemory(offset, Math.Min(4096, send - offset)));
+                StallNext--;
+            }
+
+            var end = truncate || stall ? start + ((body.Length - start) / 2) : body.Length;
+            for (var offset = start; offset < end; offset += 4096)
+            {
+                await ctx.Response.OutputStream.WriteAsync(body.AsMemory(offset, Math.Min(4096, end - offset)));
                 if (ChunkDelay > TimeSpan.Zero)
                 {
                     await Task.Delay(ChunkDelay);
                 }
             }
 
-            if (truncate)
+            if (stall)
+            {
+                await ctx.Response.OutputStream.FlushAsync();
+                await Task.Delay(TimeSpan.FromSeconds(5));
+            }
+
+            if (truncate || stall)
             {
                 ctx.Response.Abort();
                 return;

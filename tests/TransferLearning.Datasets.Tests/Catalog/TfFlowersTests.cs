@@ -38,16 +38,7 @@ internal sealed class LoopbackServer : IDisposable
     /// <summary>Serves <paramref name="body"/>, honouring "Range: bytes=N-".</summary>
     public static async Task ServeAsync(HttpListenerContext ctx, byte[] body, int? dropAfter = null)
     {
-        var start = 0;
-        var range = ctx.Request.Headers["Range"];
-        if (range is not null && range.StartsWith("bytes=", StringComparison.Ordinal) && range.EndsWith('-'))
-        {
-            start = int.Parse(range[6..^1], System.Globalization.CultureInfo.InvariantCulture);
-            ctx.Response.StatusCode = 206;
-            ctx.Response.Headers["Content-Range"] = $"bytes {start}-{body.Length - 1}/{body.Length}";
-        }
-
-        ctx.Response.ContentLength64 = body.Length - start;
+        var start = TransferLearning.Tests.HttpRange.Begin(ctx, body.Length);
         if (dropAfter is { } drop)
         {
             await ctx.Response.OutputStream.WriteAsync(body.AsMemory(start, drop));
@@ -93,14 +84,17 @@ internal sealed class LoopbackServer : IDisposable
                 RangeHeaders.Add(ctx.Request.Headers["Range"]);
             }
 
-            try
+            _ = Task.Run(async () =>
             {
-                await handler(ctx, n);
-            }
-            catch (Exception ex) when (ex is HttpListenerException or IOException or ObjectDisposedException)
-            {
-                // The client went away.
-            }
+                try
+                {
+                    await handler(ctx, n);
+                }
+                catch (Exception ex) when (ex is HttpListenerException or IOException or ObjectDisposedException)
+                {
+                    // The client went away.
+                }
+            });
         }
     }
 }
@@ -194,6 +188,76 @@ public sealed class TfFlowersTests : IDisposable
     }
 
     [Fact]
+    public async Task LoadAsync_ConcurrentLoads_DownloadOnce()
+    {
+        var archive = MakeArchive();
+        using var server = new LoopbackServer(async (ctx, _) =>
+        {
+            await Task.Delay(300); // keep the first transfer in flight while the other loads start
+            await LoopbackServer.ServeAsync(ctx, archive);
+        });
+        var loads = Enumerable.Range(0, 3).Select(_ => Task.Run(() => TfFlowers.LoadAsync(Options(server.Url, Sha(archive))))).ToArray();
+        var folders = await Task.WhenAll(loads);
+        Assert.Equal(1, server.Requests);
+        Assert.Single(folders.Select(f => f.Root).Distinct());
+        Assert.All(folders, f => Assert.Equal(4, f.Count));
+        var sidecar = dir.Combine("cache", "tf_flowers", "flower_photos.tgz.sha256");
+        Assert.Equal($"{Sha(archive)} {archive.Length}\n", File.ReadAllText(sidecar));
+    }
+
+    [Fact]
+    public async Task LoadAsync_ExtractedFolderRemoved_ReextractsFromVerifiedArchiveWithoutRequest()
+    {
+        var archive = MakeArchive();
+        using var server = new LoopbackServer((ctx, _) => LoopbackServer.ServeAsync(ctx, archive));
+        var first = await TfFlowers.LoadAsync(Options(server.Url, Sha(archive)));
+        Directory.Delete(Path.GetDirectoryName(first.Root)!, recursive: true);
+        var second = await TfFlowers.LoadAsync(Options(server.Url, Sha(archive)));
+        Assert.Equal(first.Root, second.Root);
+        Assert.Equal(4, second.Count);
+        Assert.Equal(1, server.Requests);
+    }
+
+    [Fact]
+    public async Task LoadAsync_Cancelled_KeepsPartialFileAndNextLoadResumes()
+    {
+        var archive = MakeArchive();
+        var half = archive.Length / 2;
+        using var cts = new CancellationTokenSource();
+        using var server = new LoopbackServer(async (ctx, n) =>
+        {
+            if (n == 1)
+            {
+                ctx.Response.ContentLength64 = archive.Length;
+                await ctx.Response.OutputStream.WriteAsync(archive.AsMemory(0, half));
+                await ctx.Response.OutputStream.FlushAsync();
+                var part = dir.Combine("cache", "tf_flowers", "flower_photos.tgz.part");
+                for (var i = 0; i < 100 && !(File.Exists(part) && new FileInfo(part).Length > 0); i++)
+                {
+                    await Task.Delay(50); // until the client has written some of it
+                }
+
+                await cts.CancelAsync(); // the caller gives up mid-transfer
+                await Task.Delay(TimeSpan.FromSeconds(2));
+                ctx.Response.Abort();
+                return;
+            }
+
+            await LoopbackServer.ServeAsync(ctx, archive);
+        });
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => TfFlowers.LoadAsync(Options(server.Url, Sha(archive)), null, cts.Token));
+        var part = dir.Combine("cache", "tf_flowers", "flower_photos.tgz.part");
+        Assert.True(File.Exists(part));
+        var kept = new FileInfo(part).Length;
+        Assert.InRange(kept, 1, half);
+
+        var folder = await TfFlowers.LoadAsync(Options(server.Url, Sha(archive)));
+        Assert.Equal(4, folder.Count);
+        Assert.Equal(2, server.Requests);
+        Assert.Equal($"bytes={kept}-", server.RangeHeaders[1]);
+    }
+
+    [Fact]
     public async Task LoadAsync_StalledTransfer_IsAbandonedAndResumed()
     {
         var archive = MakeArchive();
@@ -241,7 +305,8 @@ public sealed class TfFlowersTests : IDisposable
         var wrong = new string('a', 64);
         var ex = await Assert.ThrowsAsync<DatasetDownloadException>(() => TfFlowers.LoadAsync(Options(server.Url, wrong)));
         Assert.Contains($"has SHA-256 {Sha(archive)}, expected {wrong}; the file was deleted", ex.Message, StringComparison.Ordinal);
-        Assert.Empty(Directory.EnumerateFileSystemEntries(dir.Combine("cache", "tf_flowers")));
+        // Only the downloader's lock file remains: no archive, partial file, sidecar or extracted folder.
+        Assert.Equal(["flower_photos.tgz.lock"], Directory.EnumerateFileSystemEntries(dir.Combine("cache", "tf_flowers")).Select(Path.GetFileName));
     }
 
     [Fact]
@@ -252,7 +317,10 @@ public sealed class TfFlowersTests : IDisposable
         var ex = await Assert.ThrowsAsync<DatasetDownloadException>(() => TfFlowers.LoadAsync(Options(server.Url, Sha(archive))));
         Assert.Contains("contains an unsafe entry '../evil'", ex.Message, StringComparison.Ordinal);
         var cache = dir.Combine("cache", "tf_flowers");
-        Assert.Equal(["flower_photos.tgz"], Directory.EnumerateFileSystemEntries(cache).Select(Path.GetFileName));
+        // The verified archive with the downloader's lock and sidecar; nothing extracted.
+        Assert.Equal(
+            ["flower_photos.tgz", "flower_photos.tgz.lock", "flower_photos.tgz.sha256"],
+            Directory.EnumerateFileSystemEntries(cache).Select(Path.GetFileName).Order(StringComparer.Ordinal));
         Assert.False(File.Exists(dir.Combine("cache", "evil")));
         Assert.False(File.Exists(Path.Combine(cache, "evil")));
     }

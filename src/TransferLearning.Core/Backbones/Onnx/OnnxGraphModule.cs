@@ -211,6 +211,8 @@ internal sealed partial class OnnxGraphModule : nn.Module<Tensor, Tensor>
                     result = folded;
                 }
 
+                Release(step);
+                Release(_steps[s + 1]);
                 continue;
             }
 
@@ -248,7 +250,13 @@ internal sealed partial class OnnxGraphModule : nn.Module<Tensor, Tensor>
                 }
             }
 
-            foreach (var name in step.Release)
+            Release(step);
+        }
+
+        // Frees the values whose last reader is this step (intermediates only; weights and constants stay).
+        void Release(Step done)
+        {
+            foreach (var name in done.Release)
             {
                 if (values.Remove(name, out var dead) && owned.Remove(dead) && !ReferenceEquals(dead, result))
                 {

@@ -59,7 +59,7 @@ internal static class TorchVisionBackbones
 {
     /// <summary>Architectures this loader builds (longest names first for file-name matching).</summary>
     internal static readonly string[] Architectures =
-        ["mobilenet_v3_small", "mobilenet_v3_large", "mobilenet_v2", "resnet101", "resnet152", "resnet18", "resnet34", "resnet50"];
+        ["efficientnet_b0", "mobilenet_v3_small", "mobilenet_v3_large", "mobilenet_v2", "resnet101", "resnet152", "resnet18", "resnet34", "resnet50"];
 
     /// <summary>Infers the architecture from a file name such as <c>resnet18-f37072fd.pth</c>; null when unknown.</summary>
     public static string? InferArchitecture(string fileName)
@@ -70,23 +70,7 @@ internal static class TorchVisionBackbones
     }
 
     /// <summary>Creates the full classifier (random weights) for an architecture.</summary>
-    public static nn.Module<Tensor, Tensor> Create(string architecture, int numClasses = 1000, double widthMult = 1.0)
-    {
-        var model = CreateRaw(architecture, numClasses, widthMult);
-        if (architecture.StartsWith("mobilenet_v3", StringComparison.Ordinal))
-        {
-            // torchvision's MobileNetV3 uses BatchNorm eps 0.001 (momentum 0.01); match it for parity with PyTorch weights.
-            foreach (var m in model.modules().OfType<TorchSharp.Modules.BatchNorm>())
-            {
-                m.eps = 0.001;
-                m.momentum = 0.01;
-            }
-        }
-
-        return model;
-    }
-
-    private static nn.Module<Tensor, Tensor> CreateRaw(string architecture, int numClasses, double widthMult) => architecture switch
+    public static nn.Module<Tensor, Tensor> Create(string architecture, int numClasses = 1000, double widthMult = 1.0) => architecture switch
     {
         "resnet18" => torchvision.models.resnet18(numClasses),
         "resnet34" => torchvision.models.resnet34(numClasses),
@@ -94,8 +78,12 @@ internal static class TorchVisionBackbones
         "resnet101" => torchvision.models.resnet101(numClasses),
         "resnet152" => torchvision.models.resnet152(numClasses),
         "mobilenet_v2" => torchvision.models.mobilenet_v2(numClasses, widthMult),
-        "mobilenet_v3_small" => torchvision.models.mobilenet_v3_small(),
-        "mobilenet_v3_large" => torchvision.models.mobilenet_v3_large(),
+
+        // Ours, not TorchVision .NET's: it has no EfficientNet, and its MobileNetV3 uses ReLU6 inside squeeze-excitation
+        // (torchvision: ReLU) and ignores the class count and width.
+        "mobilenet_v3_small" => MobileNetV3.SmallModel(numClasses, widthMult),
+        "mobilenet_v3_large" => MobileNetV3.LargeModel(numClasses, widthMult),
+        "efficientnet_b0" => EfficientNet.B0Model(numClasses),
         _ => throw new NotSupportedException(
             $"The torchvision architecture '{architecture}' is not supported. Supported: {string.Join(", ", Architectures.Order(StringComparer.Ordinal))}."),
     };
@@ -106,7 +94,9 @@ internal static class TorchVisionBackbones
         var stages = new List<(string, nn.Module<Tensor, Tensor>)>();
         foreach (var (name, child) in model.named_children())
         {
-            if (name is "fc" or "classifier" or "flatten")
+            // The feature module pools globally after the last stage. A model's own avgpool is dropped wherever it sits:
+            // TorchSharp registers MobileNetV3's avgpool before its features, and running it first pooled the image to 1×1.
+            if (name is "fc" or "classifier" or "flatten" or "avgpool")
             {
                 continue;
             }
@@ -154,6 +144,14 @@ internal static class TorchVisionBackbones
         catch (Exception ex) when (ex is not OutOfMemoryException)
         {
             model.Dispose();
+            if (ex.Message.Contains("non-contiguous", StringComparison.Ordinal))
+            {
+                throw new InvalidDataException(
+                    $"Could not load '{Path.GetFileName(path)}': it holds tensors that are views of shared or larger storages, which " +
+                    "TorchSharp.PyBridge cannot read. Re-save it in PyTorch with " +
+                    "torch.save({k: v.contiguous().clone() for k, v in state_dict.items()}, path), or save it as .safetensors.", ex);
+            }
+
             throw new InvalidDataException(
                 $"Could not load '{Path.GetFileName(path)}' as a torchvision {arch} state dict ({ex.Message}). " +
                 "Give the right BackboneLoadOptions.Architecture, or a state dict (not a whole pickled model).", ex);
