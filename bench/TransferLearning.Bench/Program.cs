@@ -7,6 +7,7 @@ internal static class Program
     private static readonly Dictionary<string, (string Help, Func<string[], Task<int>> Run)> Benchmarks = new(StringComparer.OrdinalIgnoreCase)
     {
         // Each benchmark registers one line here: ["name"] = ("what it measures", args => Xxx.RunAsync(args)),
+        ["mlnet"] = ("ours vs ML.NET ResNet18 featurizer + LbfgsMaximumEntropy: same data, same split (--data DIR [--limit N])", args => MlNetComparison.RunAsync(args)),
         ["fit"] = ("the article's workflow on a folder: frozen fit, optional fine-tune (val acc, time, memory)", args => FitBench.RunAsync(args)),
         ["forward"] = ("imported ONNX ResNet18 forward vs ONNX Runtime (img/s)", args => ForwardBench.RunAsync(args)),
         ["decode"] = ("decode+resize+normalise a photo folder: parallel ImageLoader vs single thread", args => DecodeBench.RunAsync(args)),
