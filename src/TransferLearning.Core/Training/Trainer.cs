@@ -123,7 +123,7 @@ internal sealed class Trainer
         _head.train();
         if (!inputsAreFeatures)
         {
-            _backbone.SetTrainingMode(true);
+            _backbone.SetTrainingMode(_options.UpdateBatchNormStatistics);
         }
 
         var backboneFrozen = _backbone.IsFrozen;

@@ -254,6 +254,14 @@ public sealed class TrainingOptions
     public bool BalanceClasses { get; set; }
 
     /// <summary>
+    /// Whether an unfrozen backbone's BatchNorm layers use batch statistics and update their moving averages while
+    /// training. Default false: the backbone runs in inference mode (moving statistics, no dropout) while its weights,
+    /// BatchNorm scale and shift included, are trained, as Keras's fine-tuning guide recommends
+    /// (<c>base_model(x, training=False)</c>); small fine-tuning batches then do not disturb the pretrained statistics.
+    /// </summary>
+    public bool UpdateBatchNormStatistics { get; set; }
+
+    /// <summary>
     /// Run the frozen backbone once per image and train the head on cached features when the backbone is frozen and no
     /// augmentation is on. Default true.
     /// </summary>

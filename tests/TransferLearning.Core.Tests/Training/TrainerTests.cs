@@ -159,7 +159,7 @@ public class TrainerTests
     }
 
     [Fact]
-    public void Fit_ImagesThroughUnfrozenBackbone_BackboneWeightsAndStatisticsChange()
+    public void Fit_ImagesThroughUnfrozenBackbone_WeightsChangeStatisticsKeptByDefault()
     {
         using var backbone = TestBackbones.Tiny();
         backbone.Unfreeze();
@@ -169,6 +169,25 @@ public class TrainerTests
         using var images = new TensorBatchSource(rand(8, 3, 32, 32), tensor(new long[] { 0, 1, 0, 1, 0, 1, 0, 1 }), 4, true, 1);
 
         new Trainer(backbone, head, CPU, new TrainingOptions { BatchSize = 4 }, null).Fit(images, null, false, 1, new History(), null, CancellationToken.None);
+
+        var after = TestBackbones.Weights(backbone.Module);
+        Assert.NotEqual(before["stem.weight"], after["stem.weight"]);
+        Assert.NotEqual(before["stem_bn.weight"], after["stem_bn.weight"]);
+        Assert.Equal(before["stem_bn.running_mean"], after["stem_bn.running_mean"]); // inference mode, as Keras fine-tuning
+    }
+
+    [Fact]
+    public void Fit_UnfrozenWithBatchNormUpdates_WeightsAndStatisticsChange()
+    {
+        using var backbone = TestBackbones.Tiny();
+        backbone.Unfreeze();
+        using var head = HeadFactory.Create(8, 2, new HeadOptions());
+        var before = TestBackbones.Weights(backbone.Module);
+        manual_seed(3);
+        using var images = new TensorBatchSource(rand(8, 3, 32, 32), tensor(new long[] { 0, 1, 0, 1, 0, 1, 0, 1 }), 4, true, 1);
+
+        var options = new TrainingOptions { BatchSize = 4, UpdateBatchNormStatistics = true };
+        new Trainer(backbone, head, CPU, options, null).Fit(images, null, false, 1, new History(), null, CancellationToken.None);
 
         var after = TestBackbones.Weights(backbone.Module);
         Assert.NotEqual(before["stem.weight"], after["stem.weight"]);
@@ -186,7 +205,8 @@ public class TrainerTests
         manual_seed(3);
         using var images = new TensorBatchSource(rand(8, 3, 32, 32), tensor(new long[] { 0, 1, 0, 1, 0, 1, 0, 1 }), 4, true, 1);
 
-        new Trainer(backbone, head, CPU, new TrainingOptions { BatchSize = 4 }, null).Fit(images, null, false, 1, new History(), null, CancellationToken.None);
+        new Trainer(backbone, head, CPU, new TrainingOptions { BatchSize = 4, UpdateBatchNormStatistics = true }, null)
+            .Fit(images, null, false, 1, new History(), null, CancellationToken.None);
 
         var after = TestBackbones.Weights(backbone.Module);
         Assert.Equal(before["stem.weight"], after["stem.weight"]);
