@@ -324,7 +324,8 @@ internal sealed partial class OnnxGraphModule : nn.Module<Tensor, Tensor>
             var variance = values[bnNode.Inputs[4]];
             var eps = bnNode.Float("epsilon", 1e-5f);
             using var factor = scale / (variance + eps).sqrt();
-            var fw = (w * factor.reshape(-1, 1, 1, 1)).contiguous().DetachFromDisposeScope();
+            // Channels-last weights, like the inputs Backbone.Forward passes, let LibTorch pick its NHWC convolutions.
+            var fw = (w * factor.reshape(-1, 1, 1, 1)).permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2).DetachFromDisposeScope();
             using var baseBias = b is null ? torch.zeros_like(mean) : b.alias();
             var fb = ((baseBias - mean) * factor + shift).DetachFromDisposeScope();
             step.Module.Folded = (fw, fb);
