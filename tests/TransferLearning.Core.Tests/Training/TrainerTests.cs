@@ -137,25 +137,34 @@ public class TrainerTests
         Assert.Equal(2, batches);
     }
 
+    /// <summary>Trains <paramref name="backbone"/> + a fresh head on 8 random images; returns weights before and after.</summary>
+    private static (Dictionary<string, float[]> Before, Dictionary<string, float[]> After, Dictionary<string, float[]> HeadBefore, Dictionary<string, float[]> HeadAfter)
+        TrainOnRandomImages(TransferLearning.Backbones.Backbone backbone, TrainingOptions options, int epochs = 1)
+    {
+        using var head = HeadFactory.Create(8, 2, new HeadOptions(), seed: 1);
+        var before = TestBackbones.Weights(backbone.Module);
+        var headBefore = TestBackbones.Weights(head);
+        using var generator = new Generator(3, CPU);
+        using var images = new TensorBatchSource(rand(8, 3, 32, 32, generator: generator), tensor(new long[] { 0, 1, 0, 1, 0, 1, 0, 1 }), 4, true, 1);
+
+        new Trainer(backbone, head, CPU, options, null).Fit(images, null, false, epochs, new History(), null, CancellationToken.None);
+        return (before, TestBackbones.Weights(backbone.Module), headBefore, TestBackbones.Weights(head));
+    }
+
     [Fact]
     public void Fit_ImagesThroughFrozenBackbone_BackboneUnchangedHeadChanged()
     {
         using var backbone = TestBackbones.Tiny();
         backbone.Freeze();
-        using var head = HeadFactory.Create(8, 2, new HeadOptions());
-        var before = TestBackbones.Weights(backbone.Module);
-        var headBefore = TestBackbones.Weights(head);
-        manual_seed(3);
-        using var images = new TensorBatchSource(rand(8, 3, 32, 32), tensor(new long[] { 0, 1, 0, 1, 0, 1, 0, 1 }), 4, true, 1);
 
-        new Trainer(backbone, head, CPU, new TrainingOptions { BatchSize = 4 }, null).Fit(images, null, false, 2, new History(), null, CancellationToken.None);
+        var (before, after, headBefore, headAfter) = TrainOnRandomImages(backbone, new TrainingOptions { BatchSize = 4 }, epochs: 2);
 
-        foreach (var (name, w) in TestBackbones.Weights(backbone.Module))
+        foreach (var (name, w) in after)
         {
             Assert.Equal(before[name], w); // weights and BatchNorm running statistics: inference mode when frozen
         }
 
-        Assert.NotEqual(headBefore["logits.weight"], TestBackbones.Weights(head)["logits.weight"]);
+        Assert.NotEqual(headBefore["logits.weight"], headAfter["logits.weight"]);
     }
 
     [Fact]
@@ -163,14 +172,9 @@ public class TrainerTests
     {
         using var backbone = TestBackbones.Tiny();
         backbone.Unfreeze();
-        using var head = HeadFactory.Create(8, 2, new HeadOptions());
-        var before = TestBackbones.Weights(backbone.Module);
-        manual_seed(3);
-        using var images = new TensorBatchSource(rand(8, 3, 32, 32), tensor(new long[] { 0, 1, 0, 1, 0, 1, 0, 1 }), 4, true, 1);
 
-        new Trainer(backbone, head, CPU, new TrainingOptions { BatchSize = 4 }, null).Fit(images, null, false, 1, new History(), null, CancellationToken.None);
+        var (before, after, _, _) = TrainOnRandomImages(backbone, new TrainingOptions { BatchSize = 4 });
 
-        var after = TestBackbones.Weights(backbone.Module);
         Assert.NotEqual(before["stem.weight"], after["stem.weight"]);
         Assert.NotEqual(before["stem_bn.weight"], after["stem_bn.weight"]);
         Assert.Equal(before["stem_bn.running_mean"], after["stem_bn.running_mean"]); // inference mode, as Keras fine-tuning
@@ -181,15 +185,9 @@ public class TrainerTests
     {
         using var backbone = TestBackbones.Tiny();
         backbone.Unfreeze();
-        using var head = HeadFactory.Create(8, 2, new HeadOptions());
-        var before = TestBackbones.Weights(backbone.Module);
-        manual_seed(3);
-        using var images = new TensorBatchSource(rand(8, 3, 32, 32), tensor(new long[] { 0, 1, 0, 1, 0, 1, 0, 1 }), 4, true, 1);
 
-        var options = new TrainingOptions { BatchSize = 4, UpdateBatchNormStatistics = true };
-        new Trainer(backbone, head, CPU, options, null).Fit(images, null, false, 1, new History(), null, CancellationToken.None);
+        var (before, after, _, _) = TrainOnRandomImages(backbone, new TrainingOptions { BatchSize = 4, UpdateBatchNormStatistics = true });
 
-        var after = TestBackbones.Weights(backbone.Module);
         Assert.NotEqual(before["stem.weight"], after["stem.weight"]);
         Assert.NotEqual(before["stem_bn.running_mean"], after["stem_bn.running_mean"]);
     }
@@ -200,15 +198,9 @@ public class TrainerTests
         using var backbone = TestBackbones.Tiny();
         backbone.Freeze();
         backbone.Unfreeze("block1");
-        using var head = HeadFactory.Create(8, 2, new HeadOptions());
-        var before = TestBackbones.Weights(backbone.Module);
-        manual_seed(3);
-        using var images = new TensorBatchSource(rand(8, 3, 32, 32), tensor(new long[] { 0, 1, 0, 1, 0, 1, 0, 1 }), 4, true, 1);
 
-        new Trainer(backbone, head, CPU, new TrainingOptions { BatchSize = 4, UpdateBatchNormStatistics = true }, null)
-            .Fit(images, null, false, 1, new History(), null, CancellationToken.None);
+        var (before, after, _, _) = TrainOnRandomImages(backbone, new TrainingOptions { BatchSize = 4, UpdateBatchNormStatistics = true });
 
-        var after = TestBackbones.Weights(backbone.Module);
         Assert.Equal(before["stem.weight"], after["stem.weight"]);
         Assert.Equal(before["stem_bn.running_mean"], after["stem_bn.running_mean"]);
         Assert.NotEqual(before["block1.weight"], after["block1.weight"]);
