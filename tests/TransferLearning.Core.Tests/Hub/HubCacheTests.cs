@@ -245,8 +245,8 @@ public sealed class ModelHubTfjsTests : IDisposable
     private static float[] Features(TransferLearning.Backbones.Backbone backbone)
     {
         using var scope = TorchSharp.torch.NewDisposeScope();
-        TorchSharp.torch.manual_seed(1);
-        var x = TorchSharp.torch.rand(2, 3, backbone.InputSpec.Height, backbone.InputSpec.Width);
+        using var generator = new TorchSharp.torch.Generator(1, TorchSharp.torch.CPU); // not the global one: tests run in parallel
+        var x = TorchSharp.torch.rand(2, 3, backbone.InputSpec.Height, backbone.InputSpec.Width, generator: generator);
         backbone.SetTrainingMode(false);
         return backbone.Forward(x).data<float>().ToArray();
     }
