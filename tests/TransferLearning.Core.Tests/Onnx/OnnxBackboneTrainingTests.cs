@@ -113,4 +113,27 @@ public class OnnxBackboneTrainingTests
             File.Delete(path);
         }
     }
+
+    [Fact]
+    public void Forward_FrozenInEvalMode_FoldsConvBatchNormAndMatchesUnfolded()
+    {
+        using var backbone = TinyBackbone();
+        using var scope = torch.NewDisposeScope();
+        using var generator = new torch.Generator(9, torch.CPU);
+        var x = torch.randn(2, 3, 8, 8, generator: generator);
+        var conv = backbone.Module.named_children().Select(c => c.module).OfType<OnnxNodeModule>().First();
+        backbone.SetTrainingMode(false);
+        var unfolded = backbone.Forward(x); // trainable weights: BatchNormalization runs as its own op
+        Assert.Null(conv.Folded);
+
+        backbone.Freeze();
+        backbone.SetTrainingMode(false);
+        var folded = backbone.Forward(x);
+
+        Assert.NotNull(conv.Folded);
+        Assert.True(folded.allclose(unfolded, 1e-5, 1e-6));
+        backbone.Unfreeze();
+        backbone.Forward(x);
+        Assert.Null(conv.Folded); // trainable again: the folded copy is dropped
+    }
 }

@@ -158,9 +158,20 @@ internal sealed partial class OnnxGraphModule : nn.Module<Tensor, Tensor>
         }
 
         _weights = owned.ToDictionary(kv => kv.Key, kv => kv.Value.Weights[kv.Key]);
+
+        // Conv steps whose output feeds only the BatchNormalization right after them (fixed by the graph; checked once).
+        _foldsWithNext = new bool[_steps.Count];
+        for (var s = 0; s + 1 < _steps.Count; s++)
+        {
+            var (conv, bn) = (_steps[s], _steps[s + 1]);
+            _foldsWithNext[s] = conv.Node.OpType == "Conv" && conv.Module is not null && bn.Node.OpType == "BatchNormalization"
+                && bn.Module is not null && bn.Node.Inputs[0] == conv.Node.Outputs[0] && conv.Node.Outputs[0] != _output
+                && !_steps.Skip(s + 2).Any(x => x.Node.Inputs.Contains(conv.Node.Outputs[0]));
+        }
     }
 
     private readonly Dictionary<string, Tensor> _weights;
+    private readonly bool[] _foldsWithNext;
 
     /// <summary>Whether the output is flattened to <c>[N, features]</c>.</summary>
     public bool FlattenOutput { get; init; }
@@ -292,14 +303,13 @@ internal sealed partial class OnnxGraphModule : nn.Module<Tensor, Tensor>
     {
         folded = null!;
         var step = _steps[s];
-        if (!_foldingEnabled || step.Node.OpType != "Conv" || step.Module is null || s + 1 >= _steps.Count)
+        if (!_foldingEnabled || !_foldsWithNext[s])
         {
             return false;
         }
 
         var next = _steps[s + 1];
-        if (next.Node.OpType != "BatchNormalization" || next.Module is null || next.Node.Inputs[0] != step.Node.Outputs[0]
-            || step.Module.training || next.Module.training || _steps.Skip(s + 2).Any(x => x.Node.Inputs.Contains(step.Node.Outputs[0]))
+        if (step.Module!.training || next.Module!.training
             || step.Module.parameters().Any(p => p.requires_grad) || next.Module.parameters().Any(p => p.requires_grad))
         {
             if (step.Module?.Folded is { } stale)
@@ -315,6 +325,7 @@ internal sealed partial class OnnxGraphModule : nn.Module<Tensor, Tensor>
         if (step.Module.Folded is null)
         {
             using var noGrad = torch.no_grad();
+            using var scope = torch.NewDisposeScope(); // the arithmetic's temporaries; the two results are detached
             var w = values[step.Node.Inputs[1]];
             var b = step.Node.Inputs.Count > 2 && step.Node.Inputs[2].Length > 0 ? values[step.Node.Inputs[2]] : null;
             var bnNode = next.Node;
@@ -323,10 +334,10 @@ internal sealed partial class OnnxGraphModule : nn.Module<Tensor, Tensor>
             var mean = values[bnNode.Inputs[3]];
             var variance = values[bnNode.Inputs[4]];
             var eps = bnNode.Float("epsilon", 1e-5f);
-            using var factor = scale / (variance + eps).sqrt();
+            var factor = scale / (variance + eps).sqrt();
             // Channels-last weights, like the inputs Backbone.Forward passes, let LibTorch pick its NHWC convolutions.
             var fw = (w * factor.reshape(-1, 1, 1, 1)).permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2).DetachFromDisposeScope();
-            using var baseBias = b is null ? torch.zeros_like(mean) : b.alias();
+            var baseBias = b is null ? torch.zeros_like(mean) : b;
             var fb = ((baseBias - mean) * factor + shift).DetachFromDisposeScope();
             step.Module.Folded = (fw, fb);
         }
