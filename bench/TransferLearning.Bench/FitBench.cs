@@ -23,6 +23,7 @@ internal static class FitBench
         var fineTuneRate = double.Parse(Arg("--fine-tune-lr", "0.00001"), CultureInfo.InvariantCulture);
         var seed = int.Parse(Arg("--seed", "42"), CultureInfo.InvariantCulture);
         var resize = Enum.Parse<ResizeMode>(Arg("--resize", "Stretch"), ignoreCase: true);
+        var int8 = args.Contains("--int8");
 
         var total = Stopwatch.StartNew();
         var split = ImageFolder.Load(data).Split(0.7, seed: 42);
@@ -39,6 +40,11 @@ internal static class FitBench
 
         using var learner = TransferLearner.From(model).Freeze().AddHead(split.Classes)
             .WithLearningRate(rate).WithSeed(seed).Configure(o => o.ResizeMode = resize);
+        if (int8)
+        {
+            learner.WithInt8Backbone();
+        }
+
         var (trained, history) = await learner.FitAsync(split, epochs, progress).ConfigureAwait(false);
         using (trained)
         {
