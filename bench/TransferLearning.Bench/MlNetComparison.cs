@@ -52,7 +52,8 @@ internal static class MlNetComparison
             var result = side switch
             {
                 "mlnet" => RunMlNetSide(options.SplitFile!),
-                "ours" => RunOurSide(options.SplitFile!, options.Epochs, options.FineTuneEpochs),
+                "ours" => RunOurSide(options.SplitFile!, options.Epochs, options.FineTuneEpochs, int8: false),
+                "ours-int8" => RunOurSide(options.SplitFile!, options.Epochs, 0, int8: true),
                 _ => throw new ArgumentException($"unknown side '{side}'"),
             };
             result = result with { PeakWorkingSetMb = result.PeakWorkingSetMb > 0 ? result.PeakWorkingSetMb : PeakMb() };
@@ -87,7 +88,9 @@ internal static class MlNetComparison
             var mlnet = await RunChildAsync(["--side", "mlnet", "--split", splitFile]);
             Console.WriteLine("running our side …");
             var ours = await RunChildAsync(["--side", "ours", "--split", splitFile, "--epochs", Str(options.Epochs), "--fine-tune-epochs", Str(options.FineTuneEpochs)]);
-            PrintTable(mlnet, ours, options);
+            Console.WriteLine("running our side with the int8 backbone …");
+            var int8 = await RunChildAsync(["--side", "ours-int8", "--split", splitFile, "--epochs", Str(options.Epochs)]);
+            PrintTable(mlnet, ours, int8, options);
             return 0;
         }
         finally
@@ -96,20 +99,22 @@ internal static class MlNetComparison
         }
     }
 
-    private static void PrintTable(SideResult mlnet, SideResult ours, Options options)
+    private static void PrintTable(SideResult mlnet, SideResult ours, SideResult int8, Options options)
     {
         static string R(double ours, double theirs) => theirs > 0 && ours > 0 ? (ours / theirs).ToString("F2", CultureInfo.InvariantCulture) + "×" : "-";
+        static string D(double ours, double theirs) => (ours - theirs).ToString("+0.0000;-0.0000;0.0000", CultureInfo.InvariantCulture);
         var rows = new List<string[]>
         {
-            new[] { string.Empty, "ML.NET", "ours", "ours/ML.NET" },
-            new[] { "featurize images/s", F(mlnet.FeaturizeImagesPerSecond, "F1"), F(ours.FeaturizeImagesPerSecond, "F1"), R(ours.FeaturizeImagesPerSecond, mlnet.FeaturizeImagesPerSecond) },
-            new[] { "wall time (s)", F(mlnet.WallSeconds, "F1"), F(ours.WallSeconds, "F1"), R(ours.WallSeconds, mlnet.WallSeconds) },
-            new[] { "validation accuracy", F(mlnet.ValAccuracy, "F4"), F(ours.ValAccuracy, "F4"), (ours.ValAccuracy - mlnet.ValAccuracy).ToString("+0.0000;-0.0000;0.0000", CultureInfo.InvariantCulture) },
-            new[] { "peak working set (MB)", F(mlnet.PeakWorkingSetMb, "F0"), F(ours.PeakWorkingSetMb, "F0"), R(ours.PeakWorkingSetMb, mlnet.PeakWorkingSetMb) },
+            new[] { string.Empty, "ML.NET", "ours", "ours int8", "ours/ML.NET", "int8/ML.NET" },
+            new[] { "featurize images/s", F(mlnet.FeaturizeImagesPerSecond, "F1"), F(ours.FeaturizeImagesPerSecond, "F1"), F(int8.FeaturizeImagesPerSecond, "F1"), R(ours.FeaturizeImagesPerSecond, mlnet.FeaturizeImagesPerSecond), R(int8.FeaturizeImagesPerSecond, mlnet.FeaturizeImagesPerSecond) },
+            new[] { "wall time (s)", F(mlnet.WallSeconds, "F1"), F(ours.WallSeconds, "F1"), F(int8.WallSeconds, "F1"), R(ours.WallSeconds, mlnet.WallSeconds), R(int8.WallSeconds, mlnet.WallSeconds) },
+            new[] { "validation accuracy", F(mlnet.ValAccuracy, "F4"), F(ours.ValAccuracy, "F4"), F(int8.ValAccuracy, "F4"), D(ours.ValAccuracy, mlnet.ValAccuracy), D(int8.ValAccuracy, mlnet.ValAccuracy) },
+            new[] { "peak working set (MB)", F(mlnet.PeakWorkingSetMb, "F0"), F(ours.PeakWorkingSetMb, "F0"), F(int8.PeakWorkingSetMb, "F0"), R(ours.PeakWorkingSetMb, mlnet.PeakWorkingSetMb), R(int8.PeakWorkingSetMb, mlnet.PeakWorkingSetMb) },
         };
         Console.WriteLine();
         Console.WriteLine($"ML.NET: LoadImages → ResizeImages(224) → ExtractPixels → DnnFeaturizeImage(ResNet18) → LbfgsMaximumEntropy");
         Console.WriteLine($"ours:   TransferLearner.From(\"resnet18\").Freeze().AddHead(classes).Fit(split, {options.Epochs})");
+        Console.WriteLine($"int8:   the same with .WithInt8Backbone() (calibrated on the first 128 training images)");
         PrintRows(rows);
         if (ours.FineTuneSeconds is { } seconds)
         {
@@ -178,7 +183,7 @@ internal static class MlNetComparison
 
     // ---- our side -----------------------------------------------------------------------------------------------
 
-    private static SideResult RunOurSide(string splitFile, int epochs, int fineTuneEpochs)
+    private static SideResult RunOurSide(string splitFile, int epochs, int fineTuneEpochs, bool int8)
     {
         var wall = Stopwatch.StartNew();
         var file = SplitFile.Read(splitFile);
@@ -187,6 +192,11 @@ internal static class MlNetComparison
             new ImageDataset(file.Classes, file.Validation.Select(s => new ImageSample(s.Path, s.Label)).ToList()));
         var progress = new FeaturizeClock();
         using var learner = TransferLearner.From("resnet18").Freeze().AddHead(split.Classes);
+        if (int8)
+        {
+            learner.WithInt8Backbone();
+        }
+
         progress.Start();
         var (model, history) = learner.FitAsync(split, epochs, progress).GetAwaiter().GetResult();
         using (model)
