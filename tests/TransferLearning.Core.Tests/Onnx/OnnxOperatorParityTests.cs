@@ -14,6 +14,30 @@ public class OnnxOperatorParityTests
             var b = new OnnxModelBuilder(11, [2, 4, 9, 8]);
             return b.Output(b.Node("Conv", ["x", b.Weight(6, 2, 3, 3), b.Weight(6)], Is("kernel_shape", 3, 3), I("group", 2), Is("dilations", 2, 1), Is("pads", 1, 0, 2, 1), Is("strides", 1, 2)));
         },
+        ["conv_maxpool_begin_heavy_pads_residual"] = () =>
+        {
+            // CNTK-style pads (more at the start): run as symmetric padding, cut where that adds a trailing output.
+            var b = new OnnxModelBuilder(8, [2, 3, 9, 10]);
+            var c1 = b.Node("Conv", ["x", b.Weight(4, 3, 7, 7), b.Weight(4)], Is("kernel_shape", 7, 7), Is("strides", 2, 2), Is("pads", 3, 3, 2, 2));
+            var r1 = b.Node("Relu", [c1]);
+            var m = b.Node("MaxPool", [r1], Is("kernel_shape", 3, 3), Is("strides", 2, 2), Is("pads", 1, 1, 0, 0));
+            var c2 = b.Node("Conv", [m, b.Weight(4, 4, 3, 3)], Is("kernel_shape", 3, 3), Is("pads", 1, 1, 1, 1));
+            var a = b.Node("Add", [c2, m]);
+            var r2 = b.Node("Relu", [a]);
+            var c3 = b.Node("Conv", [r2, b.Weight(5, 4, 3, 3)], Is("kernel_shape", 3, 3), Is("strides", 2, 2), Is("pads", 1, 1, 0, 0));
+            return b.Output(b.Node("Add", [c3, b.Weight(5, 1, 1)]));
+        },
+        ["relu_add_inputs_also_read_through_views"] = () =>
+        {
+            // Relu/Add whose input is also viewed by Flatten/Reshape must not overwrite it.
+            var b = new OnnxModelBuilder(13, [2, 3, 4, 4]);
+            var c = b.Node("Conv", ["x", b.Weight(3, 3, 1, 1)], Is("kernel_shape", 1, 1));
+            var f = b.Node("Flatten", [c], I("axis", 1));
+            var r = b.Node("Relu", [c]);
+            var rf = b.Node("Reshape", [r, b.Ints(2, 48)]);
+            var a = b.Node("Add", [rf, f]);
+            return b.Output(b.Node("Add", [a, f]));
+        },
         ["conv_same_upper_stride2"] = () =>
         {
             var b = new OnnxModelBuilder(13, [1, 3, 9, 10]);
@@ -234,6 +258,23 @@ public class OnnxOperatorParityTests
         using var scope = torch.NewDisposeScope();
         var actual = module.forward(torch.tensor(input, builder.InputShape)).contiguous().data<float>().ToArray();
         OrtReference.AssertClose(expected, actual, 1e-4, name);
+
+        // Without autograd, Relu/Add may run in place: same results.
+        using var noGrad = torch.no_grad();
+        var inference = module.forward(torch.tensor(input, builder.InputShape)).contiguous().data<float>().ToArray();
+        OrtReference.AssertClose(expected, inference, 1e-4, name + " (no_grad)");
+    }
+
+    [Fact]
+    public void Load_ReluAndAddAfterFreshResults_RunInPlaceOnlyWhereNoViewReadsTheInput()
+    {
+        using var residual = new OnnxGraphModule(Cases["conv_maxpool_begin_heavy_pads_residual"]().Model, "residual");
+        // The Relu after a Conv, the Add of a Conv and a MaxPool output, the Relu after that Add (node names count weights
+        // too); the last Add writes the graph output, so it allocates.
+        Assert.Equal(["relu_3", "add_7", "relu_8"], residual.InPlaceNodeNames);
+
+        using var views = new OnnxGraphModule(Cases["relu_add_inputs_also_read_through_views"]().Model, "views");
+        Assert.Empty(views.InPlaceNodeNames);
     }
 
     [Fact]

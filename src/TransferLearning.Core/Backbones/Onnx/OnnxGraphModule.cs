@@ -159,6 +159,8 @@ internal sealed partial class OnnxGraphModule : nn.Module<Tensor, Tensor>
 
         _weights = owned.ToDictionary(kv => kv.Key, kv => kv.Value.Weights[kv.Key]);
 
+        _inPlace = InPlaceSteps(_steps, _input, _output);
+
         // Conv steps whose output feeds only the BatchNormalization right after them (fixed by the graph; checked once).
         _foldsWithNext = new bool[_steps.Count];
         for (var s = 0; s + 1 < _steps.Count; s++)
@@ -172,6 +174,10 @@ internal sealed partial class OnnxGraphModule : nn.Module<Tensor, Tensor>
 
     private readonly Dictionary<string, Tensor> _weights;
     private readonly bool[] _foldsWithNext;
+    private readonly bool[] _inPlace;
+
+    /// <summary>Names of the Relu/Add nodes that overwrite their first input when no gradient is recorded.</summary>
+    internal IEnumerable<string> InPlaceNodeNames => _steps.Where((_, i) => _inPlace[i]).Select(s => s.Node.Name);
 
     /// <summary>Whether the output is flattened to <c>[N, features]</c>.</summary>
     public bool FlattenOutput { get; init; }
@@ -245,7 +251,17 @@ internal sealed partial class OnnxGraphModule : nn.Module<Tensor, Tensor>
                 inputs[i] = v;
             }
 
-            outputs = step.Run(inputs, step.Module);
+            if (CanRunInPlace(s, inputs))
+            {
+                // The first input dies here and nothing records it for a gradient: overwrite it instead of allocating.
+                values.Remove(step.Node.Inputs[0]);
+                owned.Remove(inputs[0]);
+                outputs = [step.Node.OpType == "Relu" ? inputs[0].relu_() : inputs[0].add_(inputs[1])];
+            }
+            else
+            {
+                outputs = step.Run(inputs, step.Module);
+            }
             for (var o = 0; o < outputs.Length && o < step.Node.Outputs.Count; o++)
             {
                 if (step.Node.Outputs[o].Length == 0)
@@ -298,6 +314,90 @@ internal sealed partial class OnnxGraphModule : nn.Module<Tensor, Tensor>
 
         return result;
     }
+
+    /// <summary>
+    /// Relu and Add may overwrite their first input when the graph allows it (see <see cref="_inPlace"/>), the shapes and
+    /// types match, and no gradient is being recorded through it.
+    /// </summary>
+    private bool CanRunInPlace(int s, Tensor[] inputs)
+    {
+        if (!_inPlace[s])
+        {
+            return false;
+        }
+
+        var x = inputs[0];
+        var recording = torch.is_grad_enabled();
+        if ((recording && x.requires_grad) || !x.is_floating_point())
+        {
+            return false;
+        }
+
+        if (inputs.Length == 1)
+        {
+            return true;
+        }
+
+        var y = inputs[1];
+        if (y.dtype != x.dtype || (recording && y.requires_grad) || y.dim() > x.dim())
+        {
+            return false;
+        }
+
+        for (var d = 1; d <= y.dim(); d++)
+        {
+            if (y.shape[^d] != x.shape[^d] && y.shape[^d] != 1)
+            {
+                return false;
+            }
+        }
+
+        return true;
+    }
+
+    /// <summary>
+    /// Per step: whether a Relu/Add may write into its first input — an intermediate made fresh by an operator that
+    /// allocates its result, read by no operator that may return a view of it, and last read by this step.
+    /// </summary>
+    private static bool[] InPlaceSteps(List<Step> steps, string graphInput, string graphOutput)
+    {
+        var producer = new Dictionary<string, string>();
+        var readers = new Dictionary<string, List<string>>();
+        foreach (var step in steps)
+        {
+            foreach (var o in step.Node.Outputs)
+            {
+                producer[o] = step.Node.OpType;
+            }
+
+            foreach (var i in step.Node.Inputs)
+            {
+                (readers.TryGetValue(i, out var list) ? list : readers[i] = []).Add(step.Node.OpType);
+            }
+        }
+
+        return steps.Select(step =>
+        {
+            var node = step.Node;
+            if (node.OpType is not ("Relu" or "Add") || node.Outputs.Count != 1 || node.Outputs[0] == graphOutput)
+            {
+                return false;
+            }
+
+            var x = node.Inputs[0];
+            return x != graphInput && x != graphOutput && step.Release.Contains(x)
+                && (node.OpType == "Relu" || (node.Inputs.Count == 2 && node.Inputs[1] != x))
+                && producer.TryGetValue(x, out var op) && FreshResultOps.Contains(op)
+                && readers[x].All(FreshResultOps.Contains);
+        }).ToArray();
+    }
+
+    /// <summary>Operators whose implementation here always returns a newly allocated tensor (never a view of an input).</summary>
+    private static readonly HashSet<string> FreshResultOps = new(StringComparer.Ordinal)
+    {
+        "Conv", "BatchNormalization", "Relu", "Add", "Sub", "Mul", "Div", "MaxPool", "AveragePool", "GlobalAveragePool",
+        "Gemm", "MatMul", "Concat", "Sigmoid", "Tanh",
+    };
 
     private bool TryFolded(int s, Dictionary<string, Tensor> values, out Tensor folded)
     {

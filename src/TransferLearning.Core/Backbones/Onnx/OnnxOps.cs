@@ -521,8 +521,59 @@ internal sealed partial class OnnxGraphModule
             return F.conv2d(x, w, b, strides, begin, dilations, group);
         }
 
+        if (SymmetricCover(x, begin, end, kernel, strides, dilations) is { } outputSize)
+        {
+            // Padding every side by `begin` gives the same windows (plus, maybe, extra trailing ones): no padded copy.
+            using var wide = F.conv2d(x, w, b, strides, begin, dilations, group);
+            return NarrowTo(wide, outputSize);
+        }
+
         using var padded = F.pad(x, TorchPad(begin, end));
         return F.conv2d(padded, w, b, strides, [0, 0], dilations, group);
+    }
+
+    /// <summary>
+    /// For asymmetric pads with begin ≥ end in every spatial dim: the output size the ONNX pads give. Padding each side
+    /// by <c>begin</c> instead places every window at the same input offset, and since those windows lie inside the
+    /// asymmetrically padded range, the first outputs are identical; any extra trailing outputs are cut off.
+    /// Null when some dim pads more at the end (the windows would shift).
+    /// </summary>
+    internal static long[]? SymmetricCover(Tensor x, long[] begin, long[] end, long[] kernel, long[] strides, long[] dilations)
+    {
+        var size = new long[begin.Length];
+        for (var i = 0; i < begin.Length; i++)
+        {
+            if (begin[i] < end[i])
+            {
+                return null;
+            }
+
+            var span = x.shape[2 + i] + begin[i] + end[i] - (((kernel[i] - 1) * dilations[i]) + 1);
+            if (span < 0)
+            {
+                return null;
+            }
+
+            size[i] = (span / strides[i]) + 1;
+        }
+
+        return size;
+    }
+
+    private static Tensor NarrowTo(Tensor wide, long[] size)
+    {
+        var result = wide.alias();
+        for (var i = 0; i < size.Length; i++)
+        {
+            if (result.shape[2 + i] != size[i])
+            {
+                var cut = result.narrow(2 + i, 0, size[i]);
+                result.Dispose();
+                result = cut;
+            }
+        }
+
+        return result;
     }
 
     private static Tensor RunPool(OnnxNode node, Tensor x)
@@ -543,6 +594,12 @@ internal sealed partial class OnnxGraphModule
             if (symmetric)
             {
                 return F.max_pool2d(x, kernel, strides, begin, dilations, ceil);
+            }
+
+            if (!ceil && begin.Zip(kernel).All(p => p.First <= p.Second / 2) && SymmetricCover(x, begin, end, kernel, strides, dilations) is { } outputSize)
+            {
+                using var wide = F.max_pool2d(x, kernel, strides, begin, dilations, false);
+                return NarrowTo(wide, outputSize);
             }
 
             using var padded = F.pad(x, TorchPad(begin, end), PaddingModes.Constant, double.NegativeInfinity);
