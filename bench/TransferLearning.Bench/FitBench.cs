@@ -8,6 +8,8 @@ namespace TransferLearning.Bench;
 /// <summary>
 /// The article's workflow on real photos: 70/30 split, frozen backbone, head only, then fine-tuning.
 /// Reports validation accuracy, wall time, featurization vs head-epoch time (feature caching) and peak memory.
+/// Options: --data DIR, --limit N (the first N images of each class, in the folder's sorted order), --model, --epochs,
+/// --fine-tune-epochs, --lr, --fine-tune-lr, --seed, --resize.
 /// </summary>
 internal static class FitBench
 {
@@ -23,10 +25,17 @@ internal static class FitBench
         var fineTuneRate = double.Parse(Arg("--fine-tune-lr", "0.00001"), CultureInfo.InvariantCulture);
         var seed = int.Parse(Arg("--seed", "42"), CultureInfo.InvariantCulture);
         var resize = Enum.Parse<ResizeMode>(Arg("--resize", "Stretch"), ignoreCase: true);
+        int? limit = Arg("--limit", string.Empty) is { Length: > 0 } l ? int.Parse(l, CultureInfo.InvariantCulture) : null;
 
         var total = Stopwatch.StartNew();
-        var split = ImageFolder.Load(data).Split(0.7, seed: 42);
-        Console.WriteLine($"data: {split.Train.Count} train / {split.Validation.Count} validation, classes: {string.Join(", ", split.Classes)}");
+        ImageDataset folder = ImageFolder.Load(data);
+        if (limit is { } perClass)
+        {
+            folder = new ImageDataset(folder.Classes, [.. folder.Samples.GroupBy(s => s.Label).SelectMany(g => g.Take(perClass))]);
+        }
+
+        var split = folder.Split(0.7, seed: 42);
+        Console.WriteLine($"data: {split.Train.Count} train / {split.Validation.Count} validation{(limit is { } n ? $" (first {n} per class)" : string.Empty)}, classes: {string.Join(", ", split.Classes)}");
         var featurizing = Stopwatch.StartNew();
         var firstTraining = TimeSpan.Zero;
         var progress = new Progress(p =>
@@ -48,6 +57,10 @@ internal static class FitBench
                 $"frozen: val_accuracy {history[History.ValAccuracy][^1]:F4}, featurize (first batch of epoch 1 after) {firstTraining.TotalSeconds:F1} s " +
                 $"= {(split.Train.Count + split.Validation.Count) / firstTraining.TotalSeconds:F1} img/s, epoch 1 {history.Epochs[0].Seconds:F2} s, later epochs {headEpochs:F2} s each, " +
                 $"wall {total.Elapsed.TotalSeconds:F1} s, peak memory {Process.GetCurrentProcess().PeakWorkingSet64 / (1 << 20)} MiB"));
+            var gc = GC.GetGCMemoryInfo(GCKind.Any);
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"managed: {GC.GetTotalAllocatedBytes() / (1 << 20)} MiB allocated in total, GCs gen0/1/2 {GC.CollectionCount(0)}/{GC.CollectionCount(1)}/{GC.CollectionCount(2)}, " +
+                $"heap now {GC.GetTotalMemory(false) / (1 << 20)} MiB, last GC committed {gc.TotalCommittedBytes / (1 << 20)} MiB"));
 
             if (fineTune > 0)
             {
