@@ -38,14 +38,22 @@ internal static class FitBench
         Console.WriteLine($"data: {split.Train.Count} train / {split.Validation.Count} validation{(limit is { } n ? $" (first {n} per class)" : string.Empty)}, classes: {string.Join(", ", split.Classes)}");
         var featurizing = Stopwatch.StartNew();
         var firstTraining = TimeSpan.Zero;
+        long allocatedAtFeaturizing = -1, allocatedAtTraining = -1;
         var progress = new Progress(p =>
         {
+            if (p.Phase == TrainingPhase.Featurizing && allocatedAtFeaturizing < 0)
+            {
+                allocatedAtFeaturizing = GC.GetTotalAllocatedBytes();
+            }
+
             if (p.Phase == TrainingPhase.Training && firstTraining == TimeSpan.Zero)
             {
                 firstTraining = featurizing.Elapsed;
+                allocatedAtTraining = GC.GetTotalAllocatedBytes();
             }
         });
 
+        var allocatedBeforeLoad = GC.GetTotalAllocatedBytes();
         using var learner = TransferLearner.From(model).Freeze().AddHead(split.Classes)
             .WithLearningRate(rate).WithSeed(seed).Configure(o => o.ResizeMode = resize);
         var (trained, history) = await learner.FitAsync(split, epochs, progress).ConfigureAwait(false);
@@ -59,7 +67,8 @@ internal static class FitBench
                 $"wall {total.Elapsed.TotalSeconds:F1} s, peak memory {Process.GetCurrentProcess().PeakWorkingSet64 / (1 << 20)} MiB"));
             var gc = GC.GetGCMemoryInfo(GCKind.Any);
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"managed: {GC.GetTotalAllocatedBytes() / (1 << 20)} MiB allocated in total, GCs gen0/1/2 {GC.CollectionCount(0)}/{GC.CollectionCount(1)}/{GC.CollectionCount(2)}, " +
+                $"managed: {GC.GetTotalAllocatedBytes() / (1 << 20)} MiB allocated in total " +
+                $"({(allocatedAtFeaturizing - allocatedBeforeLoad) / (1 << 20)} MiB loading the backbone, {(allocatedAtTraining - allocatedAtFeaturizing) / (double)(split.Train.Count + split.Validation.Count) / 1024:F0} KiB per image while featurizing), GCs gen0/1/2 {GC.CollectionCount(0)}/{GC.CollectionCount(1)}/{GC.CollectionCount(2)}, " +
                 $"heap now {GC.GetTotalMemory(false) / (1 << 20)} MiB, last GC committed {gc.TotalCommittedBytes / (1 << 20)} MiB"));
 
             if (fineTune > 0)
