@@ -9,7 +9,7 @@ namespace TransferLearning.Bench;
 /// The article's workflow on real photos: 70/30 split, frozen backbone, head only, then fine-tuning.
 /// Reports validation accuracy, wall time, featurization vs head-epoch time (feature caching) and peak memory.
 /// Options: --data DIR, --limit N (the first N images of each class, in the folder's sorted order), --model, --epochs,
-/// --fine-tune-epochs, --lr, --fine-tune-lr, --seed, --resize.
+/// --fine-tune-epochs, --lr, --fine-tune-lr, --seed, --resize, --trace-memory (a memory line every 2 s).
 /// </summary>
 internal static class FitBench
 {
@@ -28,6 +28,7 @@ internal static class FitBench
         int? limit = Arg("--limit", string.Empty) is { Length: > 0 } l ? int.Parse(l, CultureInfo.InvariantCulture) : null;
 
         var total = Stopwatch.StartNew();
+        using var trace = args.Contains("--trace-memory") ? new Timer(_ => TraceMemory(total), null, 0, 2000) : null;
         ImageDataset folder = ImageFolder.Load(data);
         if (limit is { } perClass)
         {
@@ -84,6 +85,16 @@ internal static class FitBench
         }
 
         return 0;
+    }
+
+    /// <summary>One line of memory figures (--trace-memory): working set, managed heap (live + garbage) and GC-committed bytes.</summary>
+    private static void TraceMemory(Stopwatch clock)
+    {
+        using var process = Process.GetCurrentProcess();
+        var gc = GC.GetGCMemoryInfo(GCKind.Any);
+        Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"  [{clock.Elapsed.TotalSeconds,6:F1} s] working set {process.WorkingSet64 >> 20} MiB (peak {process.PeakWorkingSet64 >> 20}), " +
+            $"managed heap {GC.GetTotalMemory(false) >> 20} MiB, GC committed {gc.TotalCommittedBytes >> 20} MiB, GCs {GC.CollectionCount(0)}/{GC.CollectionCount(1)}/{GC.CollectionCount(2)}"));
     }
 
     private sealed class Progress(Action<TrainingProgress> report) : IProgress<TrainingProgress>

@@ -257,13 +257,17 @@ internal sealed class Trainer
         while (true)
         {
             cancellationToken.ThrowIfCancellationRequested();
-            using var scope = NewDisposeScope();
-            if (!batches.MoveNext())
+            using (var scope = NewDisposeScope())
             {
-                yield break;
+                if (!batches.MoveNext())
+                {
+                    yield break;
+                }
+
+                yield return batches.Current;
             }
 
-            yield return batches.Current;
+            NativeHeap.TrimThrottled(); // the batch's tensors are freed: hand their pages back (see NativeHeap)
         }
     }
 
