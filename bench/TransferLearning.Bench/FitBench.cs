@@ -9,7 +9,8 @@ namespace TransferLearning.Bench;
 /// The article's workflow on real photos: 70/30 split, frozen backbone, head only, then fine-tuning.
 /// Reports validation accuracy, wall time, featurization vs head-epoch time (feature caching) and peak memory.
 /// Options: --data DIR, --limit N (the first N images of each class, in the folder's sorted order), --model, --epochs,
-/// --fine-tune-epochs, --lr, --fine-tune-lr, --seed, --resize, --trace-memory (a memory line every 2 s).
+/// --fine-tune-epochs, --lr, --fine-tune-lr, --seed, --resize, --trace-memory (a memory line every 2 s),
+/// --gc-after-load (an aggressive full GC once the backbone is loaded, to see what the import's garbage costs).
 /// </summary>
 internal static class FitBench
 {
@@ -57,6 +58,12 @@ internal static class FitBench
         var allocatedBeforeLoad = GC.GetTotalAllocatedBytes();
         using var learner = TransferLearner.From(model).Freeze().AddHead(split.Classes)
             .WithLearningRate(rate).WithSeed(seed).Configure(o => o.ResizeMode = resize);
+        if (args.Contains("--gc-after-load"))
+        {
+            // Experiment: how much of the peak is the GC keeping the backbone import's transient allocations committed.
+            GC.Collect(2, GCCollectionMode.Aggressive, blocking: true, compacting: true);
+        }
+
         var (trained, history) = await learner.FitAsync(split, epochs, progress).ConfigureAwait(false);
         using (trained)
         {
