@@ -10,7 +10,7 @@ namespace TransferLearning.Bench;
 /// Reports validation accuracy, wall time, featurization vs head-epoch time (feature caching) and peak memory.
 /// Options: --data DIR, --limit N (the first N images of each class, in the folder's sorted order), --model, --epochs,
 /// --fine-tune-epochs, --lr, --fine-tune-lr, --seed, --resize, --trace-memory (a memory line every 2 s),
-/// --gc-after-load (an aggressive full GC once the backbone is loaded, to see what the import's garbage costs).
+/// --gc-after-load (an aggressive full GC once the backbone is loaded, to see what the import's garbage costs), --int8.
 /// </summary>
 internal static class FitBench
 {
@@ -27,6 +27,7 @@ internal static class FitBench
         var seed = int.Parse(Arg("--seed", "42"), CultureInfo.InvariantCulture);
         var resize = Enum.Parse<ResizeMode>(Arg("--resize", "Stretch"), ignoreCase: true);
         int? limit = Arg("--limit", string.Empty) is { Length: > 0 } l ? int.Parse(l, CultureInfo.InvariantCulture) : null;
+        var int8 = args.Contains("--int8");
 
         var total = Stopwatch.StartNew();
         using var trace = args.Contains("--trace-memory") ? new Timer(_ => TraceMemory(total), null, 0, 2000) : null;
@@ -58,6 +59,11 @@ internal static class FitBench
         var allocatedBeforeLoad = GC.GetTotalAllocatedBytes();
         using var learner = TransferLearner.From(model).Freeze().AddHead(split.Classes)
             .WithLearningRate(rate).WithSeed(seed).Configure(o => o.ResizeMode = resize);
+        if (int8)
+        {
+            learner.WithInt8Backbone();
+        }
+
         if (args.Contains("--gc-after-load"))
         {
             // Experiment: how much of the peak is the GC keeping the backbone import's transient allocations committed.

@@ -235,6 +235,22 @@ public sealed class TransferLearner : IDisposable
     /// <param name="weights">Weight by class name.</param>
     public TransferLearner WithClassWeights(IReadOnlyDictionary<string, double> weights) => Configure(o => o.ClassWeights = weights ?? throw new ArgumentNullException(nameof(weights)));
 
+    /// <summary>
+    /// Runs the frozen backbone in int8 while featurizing and in the trained model (see
+    /// <see cref="TrainingOptions.Int8Backbone"/>): faster on CPUs, features a few percent off the float ones.
+    /// </summary>
+    /// <exception cref="NotSupportedException">The backbone was not imported from ONNX.</exception>
+    public TransferLearner WithInt8Backbone()
+    {
+        if (!_backbone.SupportsInt8)
+        {
+            throw new NotSupportedException(
+                $"Int8 inference is available for backbones imported from ONNX (such as 'resnet18'); '{_backbone.Source}' is not one.");
+        }
+
+        return Configure(o => o.Int8Backbone = true);
+    }
+
     /// <summary>Trains on a device: <c>cpu</c> (default), <c>cuda</c> or <c>cuda:N</c>.</summary>
     /// <param name="device">The device name.</param>
     public TransferLearner OnDevice(string device) => Configure(o => o.Device = device);
@@ -305,6 +321,12 @@ public sealed class TransferLearner : IDisposable
             throw new ArgumentException("The training data is empty: add images to the class folders or change the split.", nameof(data));
         }
 
+        if (_options.Int8Backbone && !_backbone.IsFrozen)
+        {
+            throw new InvalidOperationException(
+                "Int8Backbone needs a frozen backbone: call Freeze() before Fit (fine-tuning trains unfrozen layers in float).");
+        }
+
         var spec = ResolveInputSpec();
         var device = ResolveDevice(_options.Device);
         _used = true;
@@ -335,6 +357,11 @@ public sealed class TransferLearner : IDisposable
         IBatchSource trainImages = new ImageBatchSource(trainLoader, train.Count);
         IBatchSource? validationImages = validationLoader is null ? null : new ImageBatchSource(validationLoader, validation!.Count);
 
+        if (options.Int8Backbone && !_backbone.IsInt8)
+        {
+            QuantizeBackbone(train, spec, options, cancellationToken);
+        }
+
         var cache = options.CacheFeatures && _backbone.IsFrozen && !options.Augmentation.IsEnabled;
         ValidationPass? pass;
         if (!cache)
@@ -361,6 +388,26 @@ public sealed class TransferLearner : IDisposable
 
         var confusion = pass.Confusion.GetLength(0) == classes.Count ? pass.Confusion : new int[classes.Count, classes.Count];
         return new Evaluation(classes, confusion, pass.LossSum, validationLoader.Skipped);
+    }
+
+    /// <summary>Calibrates int8 on the first training images (in the data set's order) and switches the backbone to it.</summary>
+    private void QuantizeBackbone(ImageDataset train, InputSpec spec, TrainingOptions options, CancellationToken cancellationToken)
+    {
+        var count = Math.Min(options.Int8CalibrationImages, train.Count);
+        var calibration = new ImageDataset(train.Classes, train.Samples.Take(count).ToList());
+        using var loader = new ImageLoader(calibration, spec, new ImageLoaderOptions { BatchSize = options.BatchSize, DegreeOfParallelism = options.DegreeOfParallelism });
+        _backbone.QuantizeInt8(Images(loader, cancellationToken));
+
+        static IEnumerable<Tensor> Images(ImageLoader loader, CancellationToken cancellationToken)
+        {
+            foreach (var batch in loader.Batches(0, cancellationToken))
+            {
+                using (batch)
+                {
+                    yield return batch.Images; // disposed with its batch once the next one is requested
+                }
+            }
+        }
     }
 
     private InputSpec ResolveInputSpec()

@@ -1,5 +1,6 @@
 using TorchSharp;
 using TorchSharp.Modules;
+using TransferLearning.Backbones.Onnx;
 using TransferLearning.Datasets;
 using static TorchSharp.torch;
 
@@ -88,6 +89,7 @@ public sealed class Backbone : IDisposable
                 nameof(fromBlock), fromBlock, $"The backbone has {_blocks.Count} blocks; give an index from 0 to {Math.Max(0, _blocks.Count - 1)}.");
         }
 
+        (Module as OnnxGraphModule)?.DisableInt8(); // trainable weights run in float
         for (var i = 0; i < _blocks.Count; i++)
         {
             foreach (var p in _blocks[i].Module.parameters())
@@ -139,6 +141,62 @@ public sealed class Backbone : IDisposable
             _blocks[i].Module.eval();
         }
     }
+
+    /// <summary>Whether <see cref="QuantizeInt8"/> works for this backbone (networks imported from ONNX, such as <c>resnet18</c>).</summary>
+    public bool SupportsInt8 => Module is OnnxGraphModule;
+
+    /// <summary>True while inference runs in int8 (after <see cref="QuantizeInt8"/>, until <see cref="Unfreeze()"/>).</summary>
+    public bool IsInt8 => (Module as OnnxGraphModule)?.Int8Activations is not null;
+
+    /// <summary>
+    /// Switches inference to int8: weights quantized per output channel, activations per tensor with ranges observed on
+    /// <paramref name="calibrationBatches"/> (prepared as <see cref="InputSpec"/> says; a few batches of real images).
+    /// Convolutions, additions, ReLU and max pooling then run on 8-bit tensors (LibTorch's x86 kernels); the rest in float.
+    /// The backbone must be frozen; <see cref="Unfreeze()"/> returns to float.
+    /// </summary>
+    /// <param name="calibrationBatches">Image batches <c>[N, 3, H, W]</c>.</param>
+    /// <exception cref="NotSupportedException">The backbone was not imported from ONNX.</exception>
+    /// <exception cref="InvalidOperationException">The backbone is not frozen.</exception>
+    public void QuantizeInt8(IEnumerable<Tensor> calibrationBatches)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        ArgumentNullException.ThrowIfNull(calibrationBatches);
+        var graph = Int8Graph();
+        graph.DisableInt8();
+        SetTrainingMode(false);
+        graph.EnableInt8(graph.Calibrate(calibrationBatches, ChannelsLast));
+    }
+
+    /// <summary>The int8 activation parameters in use (saved with a model), or null when running in float.</summary>
+    internal IReadOnlyDictionary<string, ActivationQuantization>? Int8Activations => (Module as OnnxGraphModule)?.Int8Activations;
+
+    /// <summary>Switches to int8 with saved activation parameters.</summary>
+    internal void EnableInt8(IReadOnlyDictionary<string, ActivationQuantization> activations)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        var graph = Int8Graph();
+        SetTrainingMode(false);
+        graph.EnableInt8(activations);
+    }
+
+    private OnnxGraphModule Int8Graph()
+    {
+        if (Module is not OnnxGraphModule graph)
+        {
+            throw new NotSupportedException(
+                $"Int8 inference is available for backbones imported from ONNX (such as 'resnet18'); '{Source}' is a {Module.GetType().Name}.");
+        }
+
+        if (!IsFrozen)
+        {
+            throw new InvalidOperationException($"Int8 inference needs a frozen backbone: call Freeze() first ('{Source}' has trainable weights).");
+        }
+
+        return graph;
+    }
+
+    private static Tensor ChannelsLast(Tensor images) =>
+        images.dim() == 4 ? images.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2) : images;
 
     /// <summary>Runs the network on a prepared batch.</summary>
     /// <param name="images">Float tensor <c>[N, 3, H, W]</c>.</param>

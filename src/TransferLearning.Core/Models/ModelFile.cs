@@ -4,6 +4,7 @@ using System.Text.Json;
 using System.Text.Json.Serialization;
 using TorchSharp;
 using TransferLearning.Backbones;
+using TransferLearning.Backbones.Onnx;
 using TransferLearning.Datasets;
 using TransferLearning.Heads;
 using TransferLearning.Hub;
@@ -43,7 +44,8 @@ public sealed class ModelFileException : Exception
 internal static class ModelFile
 {
     internal const string Format = "transferlearning-model";
-    internal const int Version = 1;
+    /// <summary>Newest format read: 1 = float backbone; 2 adds int8 activation parameters (older readers must refuse those).</summary>
+    internal const int Version = 2;
     private const string ManifestEntry = "manifest.json";
     private const string BackboneEntry = "backbone.bin";
     private const string HeadEntry = "head.bin";
@@ -67,12 +69,13 @@ internal static class ModelFile
         {
             var backbone = Serialize(model.Backbone.Module);
             var head = Serialize(model.Head);
+            var int8 = model.Backbone.Int8Activations?.ToDictionary(kv => kv.Key, kv => new[] { kv.Value.Scale, kv.Value.ZeroPoint }, StringComparer.Ordinal);
             var manifest = new Manifest
             {
                 Format = Format,
-                Version = Version,
+                Version = int8 is null ? 1 : 2,
                 Classes = [.. model.Classes],
-                Backbone = new BackboneInfo { Source = model.Backbone.Source, FeatureSize = model.Backbone.FeatureSize, InputSpec = SpecDto.From(model.Backbone.InputSpec) },
+                Backbone = new BackboneInfo { Source = model.Backbone.Source, FeatureSize = model.Backbone.FeatureSize, InputSpec = SpecDto.From(model.Backbone.InputSpec), Int8 = int8 },
                 InputSpec = SpecDto.From(model.InputSpec),
                 Head = new HeadDto { HiddenUnits = [.. model.HeadOptions.HiddenUnits], Dropout = model.HeadOptions.Dropout, Activation = model.HeadOptions.Activation },
                 History = [.. model.History.Epochs],
@@ -168,6 +171,16 @@ internal static class ModelFile
             backbone.Module.to(device);
             head.to(device);
             backbone.Freeze();
+            if (manifest.Backbone.Int8 is { Count: > 0 } int8)
+            {
+                if (!backbone.SupportsInt8 || int8.Values.Any(v => v is not { Length: 2 }))
+                {
+                    throw new ModelFileException($"'{path}' runs its backbone in int8, but '{manifest.Backbone.Source}' cannot (or the int8 parameters are damaged).");
+                }
+
+                backbone.EnableInt8(int8.ToDictionary(kv => kv.Key, kv => new ActivationQuantization(kv.Value[0], (long)kv.Value[1]), StringComparer.Ordinal));
+            }
+
             return new TrainedModel(backbone, head, manifest.Classes, manifest.InputSpec.ToSpec(), headOptions, new History(manifest.History ?? []), device);
         }
         catch
@@ -241,6 +254,9 @@ internal static class ModelFile
         public int FeatureSize { get; set; }
 
         public SpecDto? InputSpec { get; set; }
+
+        /// <summary>Int8 activation parameters by ONNX value name: [scale, zero point]; null for a float backbone.</summary>
+        public Dictionary<string, double[]>? Int8 { get; set; }
     }
 
     internal sealed class HeadDto

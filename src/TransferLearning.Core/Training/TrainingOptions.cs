@@ -148,6 +148,7 @@ public sealed class TrainingOptions
     private int? _imageSize;
     private Augmentation _augmentation = Augmentation.None;
     private string _device = "cpu";
+    private int _int8CalibrationImages = 128;
     private int _degreeOfParallelism = Environment.ProcessorCount;
 
     /// <summary>Images per batch (&gt; 0). Default 32.</summary>
@@ -286,6 +287,26 @@ public sealed class TrainingOptions
         {
             ArgumentOutOfRangeException.ThrowIfNegativeOrZero(value);
             _degreeOfParallelism = value;
+        }
+    }
+
+    /// <summary>
+    /// Run the frozen backbone in int8 (8-bit weights and activations through LibTorch's x86 quantized kernels) while
+    /// featurizing and in the trained model's predictions. About 1.8× faster on a 2-core AVX2 CPU for ResNet18; features
+    /// differ from the float ones by a few percent, so measure accuracy on your data. Needs a frozen backbone loaded
+    /// from ONNX (such as <c>resnet18</c>); activation ranges come from the first <see cref="Int8CalibrationImages"/>
+    /// training images. Unfreezing the model later (fine-tuning) returns to float. Default false.
+    /// </summary>
+    public bool Int8Backbone { get; set; }
+
+    /// <summary>Training images whose activation ranges set the int8 scales (see <see cref="Int8Backbone"/>). Default 128.</summary>
+    public int Int8CalibrationImages
+    {
+        get => _int8CalibrationImages;
+        set
+        {
+            ArgumentOutOfRangeException.ThrowIfNegativeOrZero(value);
+            _int8CalibrationImages = value;
         }
     }
 

@@ -198,6 +198,12 @@ internal sealed partial class OnnxGraphModule : nn.Module<Tensor, Tensor>
     /// <inheritdoc />
     public override Tensor forward(Tensor input)
     {
+        if (_int8 is not null && !training)
+        {
+            return ForwardInt8(input);
+        }
+
+        Observe(_input, input);
         var values = new Dictionary<string, Tensor>(_constants) { [_input] = input };
         foreach (var (k, v) in _weights)
         {
@@ -222,6 +228,7 @@ internal sealed partial class OnnxGraphModule : nn.Module<Tensor, Tensor>
                 var bn = _steps[s + 1].Node;
                 skip.Add(bn);
                 values[bn.Outputs[0]] = folded;
+                Observe(bn.Outputs[0], folded);
                 owned.Add(folded);
                 if (bn.Outputs[0] == _output)
                 {
@@ -270,6 +277,7 @@ internal sealed partial class OnnxGraphModule : nn.Module<Tensor, Tensor>
                 }
 
                 values[step.Node.Outputs[o]] = outputs[o];
+                Observe(step.Node.Outputs[o], outputs[o]);
                 owned.Add(outputs[o]);
                 if (step.Node.Outputs[o] == _output)
                 {
@@ -399,6 +407,27 @@ internal sealed partial class OnnxGraphModule : nn.Module<Tensor, Tensor>
         "Gemm", "MatMul", "Concat", "Sigmoid", "Tanh",
     };
 
+    /// <summary>The weight and bias of Conv step <paramref name="s"/> with the BatchNormalization after it folded in (detached, no grad).</summary>
+    private (Tensor Weight, Tensor Bias) FoldConvBatchNorm(int s, Dictionary<string, Tensor> values)
+    {
+        using var noGrad = torch.no_grad();
+        using var scope = torch.NewDisposeScope(); // the arithmetic's temporaries; the two results are detached
+        var conv = _steps[s].Node;
+        var w = values[conv.Inputs[1]];
+        var b = conv.Inputs.Count > 2 && conv.Inputs[2].Length > 0 ? values[conv.Inputs[2]] : null;
+        var bnNode = _steps[s + 1].Node;
+        var scale = values[bnNode.Inputs[1]];
+        var shift = values[bnNode.Inputs[2]];
+        var mean = values[bnNode.Inputs[3]];
+        var variance = values[bnNode.Inputs[4]];
+        var eps = bnNode.Float("epsilon", 1e-5f);
+        var factor = scale / (variance + eps).sqrt();
+        var fw = (w * factor.reshape(-1, 1, 1, 1)).DetachFromDisposeScope();
+        var baseBias = b is null ? torch.zeros_like(mean) : b;
+        var fb = ((baseBias - mean) * factor + shift).DetachFromDisposeScope();
+        return (fw, fb);
+    }
+
     private bool TryFolded(int s, Dictionary<string, Tensor> values, out Tensor folded)
     {
         folded = null!;
@@ -424,22 +453,13 @@ internal sealed partial class OnnxGraphModule : nn.Module<Tensor, Tensor>
 
         if (step.Module.Folded is null)
         {
-            using var noGrad = torch.no_grad();
-            using var scope = torch.NewDisposeScope(); // the arithmetic's temporaries; the two results are detached
-            var w = values[step.Node.Inputs[1]];
-            var b = step.Node.Inputs.Count > 2 && step.Node.Inputs[2].Length > 0 ? values[step.Node.Inputs[2]] : null;
-            var bnNode = next.Node;
-            var scale = values[bnNode.Inputs[1]];
-            var shift = values[bnNode.Inputs[2]];
-            var mean = values[bnNode.Inputs[3]];
-            var variance = values[bnNode.Inputs[4]];
-            var eps = bnNode.Float("epsilon", 1e-5f);
-            var factor = scale / (variance + eps).sqrt();
+            var (fw, fb) = FoldConvBatchNorm(s, values);
             // Channels-last weights, like the inputs Backbone.Forward passes, let LibTorch pick its NHWC convolutions.
-            var fw = (w * factor.reshape(-1, 1, 1, 1)).permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2).DetachFromDisposeScope();
-            var baseBias = b is null ? torch.zeros_like(mean) : b;
-            var fb = ((baseBias - mean) * factor + shift).DetachFromDisposeScope();
-            step.Module.Folded = (fw, fb);
+            using (fw)
+            using (torch.NewDisposeScope())
+            {
+                step.Module.Folded = (fw.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2).DetachFromDisposeScope(), fb);
+            }
         }
 
         var x = values[step.Node.Inputs[0]];
@@ -479,6 +499,7 @@ internal sealed partial class OnnxGraphModule : nn.Module<Tensor, Tensor>
 
             _nodeConstants.Clear();
             InvalidateFolding();
+            DisableInt8();
         }
 
         base.Dispose(disposing);

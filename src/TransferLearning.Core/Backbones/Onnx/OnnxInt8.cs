@@ -1,0 +1,354 @@
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace TransferLearning.Backbones.Onnx;
+
+/// <summary>Scale and zero point of one activation quantized to unsigned 8 bits.</summary>
+/// <param name="Scale">Real value of one quantization step.</param>
+/// <param name="ZeroPoint">The 8-bit value that stands for 0.</param>
+internal readonly record struct ActivationQuantization(double Scale, long ZeroPoint);
+
+/// <summary>
+/// Int8 inference for a frozen graph: Conv (with a following BatchNormalization folded in and a following Relu fused),
+/// Add (+Relu), MaxPool and Relu run on quantized tensors through PyTorch's x86 quantized kernels; every other
+/// operator runs in float on dequantized inputs. Weights are quantized per output channel (symmetric int8);
+/// activations per tensor (unsigned, 7-bit range as the x86 kernels without VNNI need), from ranges observed on
+/// calibration images.
+/// </summary>
+internal sealed partial class OnnxGraphModule
+{
+    /// <summary>Largest 8-bit value used: the x86 kernels' u8×s8 products saturate without VNNI at the full range.</summary>
+    private const int ActivationLevels = 127;
+
+    private Dictionary<string, (double Min, double Max)>? _observer;
+    private Int8State? _int8;
+
+    private sealed class Int8State(jit.ScriptModule ops, Dictionary<int, long> packed, IReadOnlyDictionary<string, ActivationQuantization> activations) : IDisposable
+    {
+        public jit.ScriptModule Ops { get; } = ops;
+
+        /// <summary>Conv step index → index of its packed int8 weights in <see cref="Ops"/>.</summary>
+        public Dictionary<int, long> Packed { get; } = packed;
+
+        public IReadOnlyDictionary<string, ActivationQuantization> Activations { get; } = activations;
+
+        public void Dispose() => Ops.Dispose();
+    }
+
+    /// <summary>The activation parameters in use, or null when the graph runs in float.</summary>
+    internal IReadOnlyDictionary<string, ActivationQuantization>? Int8Activations => _int8?.Activations;
+
+    /// <summary>Number of Conv nodes that run in int8 (0 when int8 is off).</summary>
+    internal int Int8ConvCount => _int8?.Packed.Count ?? 0;
+
+    /// <summary>
+    /// Runs the float graph (eval mode, no grad) on the batches and derives each value's 8-bit scale and zero point from
+    /// the range it took (widened to include 0).
+    /// </summary>
+    internal Dictionary<string, ActivationQuantization> Calibrate(IEnumerable<Tensor> batches, Func<Tensor, Tensor>? prepare = null)
+    {
+        if (_int8 is not null)
+        {
+            throw new InvalidOperationException("The graph already runs in int8; calibrate before enabling it.");
+        }
+
+        var ranges = new Dictionary<string, (double Min, double Max)>();
+        _observer = ranges;
+        try
+        {
+            using var noGrad = torch.no_grad();
+            foreach (var batch in batches)
+            {
+                using var scope = torch.NewDisposeScope();
+                _ = forward(prepare is null ? batch : prepare(batch));
+            }
+        }
+        finally
+        {
+            _observer = null;
+        }
+
+        if (ranges.Count == 0)
+        {
+            throw new ArgumentException("Calibration needs at least one batch of images.", nameof(batches));
+        }
+
+        return ranges.ToDictionary(kv => kv.Key, kv => Quantization(kv.Value.Min, kv.Value.Max));
+    }
+
+    private static ActivationQuantization Quantization(double min, double max)
+    {
+        min = Math.Min(min, 0);
+        max = Math.Max(max, 0);
+        var scale = (max - min) / ActivationLevels;
+        if (!(scale > 1e-12) || !double.IsFinite(scale))
+        {
+            return new ActivationQuantization(1e-6, 0);
+        }
+
+        var zeroPoint = (long)Math.Clamp(Math.Round(-min / scale), 0, ActivationLevels);
+        return new ActivationQuantization(scale, zeroPoint);
+    }
+
+    private void Observe(string name, Tensor value)
+    {
+        if (_observer is null || !value.is_floating_point() || value.numel() == 0)
+        {
+            return;
+        }
+
+        using var scope = torch.NewDisposeScope();
+        var (min, max) = ((double)value.min().item<float>(), (double)value.max().item<float>());
+        _observer[name] = _observer.TryGetValue(name, out var seen) ? (Math.Min(seen.Min, min), Math.Max(seen.Max, max)) : (min, max);
+    }
+
+    /// <summary>
+    /// Switches eval-mode forward passes to int8 with the given activation parameters (from <see cref="Calibrate"/>, or
+    /// a saved model). The weights must not change while it is on (freeze first); <see cref="DisableInt8"/> goes back.
+    /// </summary>
+    internal void EnableInt8(IReadOnlyDictionary<string, ActivationQuantization> activations)
+    {
+        ArgumentNullException.ThrowIfNull(activations);
+        DisableInt8();
+        var values = new Dictionary<string, Tensor>(_constants);
+        foreach (var (k, v) in _weights)
+        {
+            values[k] = v;
+        }
+
+        var ops = LoadInt8Ops();
+        var packed = new Dictionary<int, long>();
+        try
+        {
+            using var noGrad = torch.no_grad();
+            for (var s = 0; s < _steps.Count; s++)
+            {
+                var node = _steps[s].Node;
+                if (node.OpType != "Conv" || !Int8Padding(node, out var pads) || !values.ContainsKey(node.Inputs[1]))
+                {
+                    continue;
+                }
+
+                var output = _foldsWithNext[s] ? _steps[s + 1].Node.Outputs[0] : node.Outputs[0];
+                if (!activations.ContainsKey(node.Inputs[0]) || !activations.ContainsKey(FusedReluOutput(s, output) ?? output))
+                {
+                    continue;
+                }
+
+                using var scope = torch.NewDisposeScope();
+                var (w, b) = _foldsWithNext[s]
+                    ? FoldConvBatchNorm(s, values)
+                    : (values[node.Inputs[1]].detach(), node.Inputs.Count > 2 && node.Inputs[2].Length > 0 ? values[node.Inputs[2]].detach() : torch.zeros(values[node.Inputs[1]].shape[0]));
+                if (w.dim() != 4)
+                {
+                    continue;
+                }
+
+                var wScale = (w.abs().amax([1, 2, 3]) / 127.0).clamp_min(1e-8);
+                var strides = node.Ints("strides") ?? [1, 1];
+                var dilations = node.Ints("dilations") ?? [1, 1];
+                var group = node.Int("group", 1);
+                packed[s] = ops.invoke<Scalar>("add_conv", w.contiguous(), b.contiguous(), wScale, strides[0], strides[1], pads[0], pads[1], dilations[0], dilations[1], group).ToInt64();
+            }
+        }
+        catch
+        {
+            ops.Dispose();
+            throw;
+        }
+
+        _int8 = new Int8State(ops, packed, new Dictionary<string, ActivationQuantization>(activations));
+    }
+
+    /// <summary>Back to float forward passes.</summary>
+    internal void DisableInt8()
+    {
+        _int8?.Dispose();
+        _int8 = null;
+    }
+
+    private static jit.ScriptModule LoadInt8Ops()
+    {
+        using var stream = typeof(OnnxGraphModule).Assembly.GetManifestResourceStream("TransferLearning.Int8Ops.pt")
+            ?? throw new InvalidOperationException("The Int8Ops.pt resource is missing from TransferLearning.Core.");
+        using var copy = new MemoryStream();
+        stream.CopyTo(copy);
+        return torch.jit.load(copy.ToArray());
+    }
+
+    /// <summary>Symmetric padding that reproduces the node's (explicit) pads, cutting extra outputs; false for auto_pad SAME.</summary>
+    private static bool Int8Padding(OnnxNode node, out long[] pads)
+    {
+        pads = [0, 0];
+        var autoPad = node.Str("auto_pad", "NOTSET");
+        if (autoPad is "SAME_UPPER" or "SAME_LOWER" || (node.Ints("kernel_shape") ?? [0, 0]).Length != 2)
+        {
+            return false;
+        }
+
+        if (autoPad == "VALID" || node.Ints("pads") is not { Length: 4 } p)
+        {
+            return true;
+        }
+
+        // Begin-heavy pads run as symmetric `begin` padding plus a cut (see SymmetricCover).
+        if (p[0] < p[2] || p[1] < p[3])
+        {
+            return false;
+        }
+
+        pads = [p[0], p[1]];
+        return true;
+    }
+
+    /// <summary>The output of the Relu that alone reads <paramref name="value"/> right after step <paramref name="s"/> (or its folded BN).</summary>
+    private string? FusedReluOutput(int s, string value)
+    {
+        var next = _foldsWithNext[s] ? s + 2 : s + 1;
+        if (next >= _steps.Count || _steps[next].Node.OpType != "Relu" || _steps[next].Node.Inputs[0] != value || value == _output)
+        {
+            return null;
+        }
+
+        var readers = _steps.Count(st => st.Node.Inputs.Contains(value));
+        return readers == 1 ? _steps[next].Node.Outputs[0] : null;
+    }
+
+    private Tensor ForwardInt8(Tensor input)
+    {
+        var state = _int8!;
+        using var noGrad = torch.no_grad();
+        using var scope = torch.NewDisposeScope();
+        var values = new Dictionary<string, Tensor>(_constants) { [_input] = input };
+        foreach (var (k, v) in _weights)
+        {
+            values[k] = v;
+        }
+
+        var quantized = new Dictionary<string, Tensor>();
+        Tensor Float(string name) => values.TryGetValue(name, out var f) ? f
+            : quantized.TryGetValue(name, out var q) ? values[name] = q.dequantize()
+            : throw new InvalidOperationException($"ONNX value '{name}' was never produced.");
+        Tensor? Quantized(string name)
+        {
+            if (quantized.TryGetValue(name, out var q))
+            {
+                return q;
+            }
+
+            if (!state.Activations.TryGetValue(name, out var p) || !values.TryGetValue(name, out var f) || f.dtype != ScalarType.Float32 || f.dim() != 4)
+            {
+                return null;
+            }
+
+            return quantized[name] = state.Ops.invoke<Tensor>("quantize", f, p.Scale, p.ZeroPoint);
+        }
+
+        Tensor? result = null;
+        for (var s = 0; s < _steps.Count && result is null; s++)
+        {
+            var step = _steps[s];
+            var node = step.Node;
+            if (state.Packed.TryGetValue(s, out var index) && Quantized(node.Inputs[0]) is { } qx)
+            {
+                var output = _foldsWithNext[s] ? _steps[s + 1].Node.Outputs[0] : node.Outputs[0];
+                var relu = FusedReluOutput(s, output);
+                var p = state.Activations[relu ?? output];
+                var y = state.Ops.invoke<Tensor>("conv", qx, index, relu is not null, p.Scale, p.ZeroPoint);
+                var kernel = node.Ints("kernel_shape") ?? [.. values[node.Inputs[1]].shape.Skip(2)];
+                var (begin, end) = ResolvePads(node, qx, kernel, node.Ints("strides") ?? [1, 1], node.Ints("dilations") ?? [1, 1]);
+                if (!begin.SequenceEqual(end) && SymmetricCover(qx, begin, end, kernel, node.Ints("strides") ?? [1, 1], node.Ints("dilations") ?? [1, 1]) is { } size)
+                {
+                    y = NarrowTo(y, size);
+                }
+
+                quantized[relu ?? output] = y;
+                s += (_foldsWithNext[s] ? 1 : 0) + (relu is null ? 0 : 1);
+                result = (relu ?? output) == _output ? y.dequantize() : null;
+                continue;
+            }
+
+            if (node.OpType == "Add" && node.Inputs.Count == 2)
+            {
+                var relu = FusedAddRelu(s);
+                if (state.Activations.TryGetValue(relu ?? node.Outputs[0], out var p)
+                    && Quantized(node.Inputs[0]) is { } qa && Quantized(node.Inputs[1]) is { } qb && qa.shape.SequenceEqual(qb.shape))
+                {
+                    var y = state.Ops.invoke<Tensor>("add", qa, qb, relu is not null, p.Scale, p.ZeroPoint);
+                    quantized[relu ?? node.Outputs[0]] = y;
+                    s += relu is null ? 0 : 1;
+                    result = (relu ?? node.Outputs[0]) == _output ? y.dequantize() : null;
+                    continue;
+                }
+            }
+
+            if ((node.OpType == "Relu" || (node.OpType == "MaxPool" && PoolsWithoutPadCopy(node, kernelRank: 2)))
+                && quantized.TryGetValue(node.Inputs[0], out var qin) && node.Outputs.Count == 1)
+            {
+                var y = node.OpType == "Relu" ? qin.relu() : RunPool(node, qin);
+                quantized[node.Outputs[0]] = y;
+                result = node.Outputs[0] == _output ? y.dequantize() : null;
+                continue;
+            }
+
+            var inputs = node.Inputs.Select(n => n.Length == 0 ? null! : Float(n)).ToArray();
+            var outputs = step.Run(inputs, step.Module);
+            for (var o = 0; o < outputs.Length && o < node.Outputs.Count; o++)
+            {
+                if (node.Outputs[o].Length > 0)
+                {
+                    values[node.Outputs[o]] = outputs[o];
+                    if (node.Outputs[o] == _output)
+                    {
+                        result = outputs[o];
+                    }
+                }
+            }
+        }
+
+        if (result is null)
+        {
+            throw new InvalidOperationException($"The ONNX graph never produced '{_output}'.");
+        }
+
+        if (FlattenOutput && result.dim() > 2)
+        {
+            result = result.flatten(1);
+        }
+
+        return result.contiguous().MoveToOuterDisposeScope();
+    }
+
+    /// <summary>Whether a MaxPool runs as LibTorch's padded pooling (no padded copy, which quantized tensors lack).</summary>
+    private static bool PoolsWithoutPadCopy(OnnxNode node, int kernelRank)
+    {
+        var kernel = node.Ints("kernel_shape");
+        if (kernel is null || kernel.Length != kernelRank || node.Int("ceil_mode", 0) != 0 || node.Str("auto_pad", "NOTSET") is "SAME_UPPER" or "SAME_LOWER")
+        {
+            return false;
+        }
+
+        var pads = node.Ints("pads") ?? new long[2 * kernelRank];
+        for (var i = 0; i < kernelRank; i++)
+        {
+            if (pads[i] < pads[kernelRank + i] || pads[i] > kernel[i] / 2)
+            {
+                return false;
+            }
+        }
+
+        return true;
+    }
+
+    /// <summary>The output of a Relu right after Add step <paramref name="s"/> that alone reads the sum.</summary>
+    private string? FusedAddRelu(int s)
+    {
+        var sum = _steps[s].Node.Outputs[0];
+        if (s + 1 >= _steps.Count || _steps[s + 1].Node.OpType != "Relu" || _steps[s + 1].Node.Inputs[0] != sum || sum == _output)
+        {
+            return null;
+        }
+
+        return _steps.Count(st => st.Node.Inputs.Contains(sum)) == 1 ? _steps[s + 1].Node.Outputs[0] : null;
+    }
+}
