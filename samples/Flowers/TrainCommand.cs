@@ -129,6 +129,9 @@ internal static class TrainCommand
         var model = result.Model;
         using (model)
         {
+            // The fit already measured the returned weights on the validation images each epoch: its last (or restored
+            // best) pass is the evaluation, so the backbone does not run over the validation images again.
+            var evaluation = result.ValidationEvaluation;
             var frozenEpochs = model.History.Count;
             var frozenAccuracy = model.History.Last!.ValAccuracy;
             if (featurizePerSecond > 0)
@@ -141,7 +144,7 @@ internal static class TrainCommand
                 console.MarkupLineInterpolated($"Fine-tuning: whole backbone trainable, learning rate 1e-5, {settings.FineTuneEpochs} epoch(s).");
                 var fineTuner = TransferLearner.From(model).Unfreeze().WithLearningRate(1e-5).WithBatchSize(settings.BatchSize).WithSeed(settings.Seed);
                 var monitor = new FitMonitor(split.Train.Count, split.Validation.Count);
-                await FitView.RunAsync(
+                var tuning = await FitView.RunAsync(
                     console,
                     monitor,
                     table,
@@ -149,12 +152,13 @@ internal static class TrainCommand
                     frozenEpochs + settings.FineTuneEpochs,
                     featurizes: false,
                     fineTuner.FitAsync(split, settings.FineTuneEpochs, monitor, cancellationToken));
+                evaluation = tuning.ValidationEvaluation;
                 var tuned = model.History.Last!.ValAccuracy;
                 var colour = tuned >= frozenAccuracy ? "green" : "red";
                 console.MarkupLineInterpolated($"Fine-tuning gain: val_accuracy {frozenAccuracy:F4} → {tuned:F4} ([{colour}]{tuned - frozenAccuracy:+0.0000;-0.0000;0.0000}[/]).");
             }
 
-            var evaluation = await Report.EvaluateWithProgressAsync(console, model, split.Validation, "Evaluating on the validation images", cancellationToken);
+            evaluation ??= await Report.EvaluateWithProgressAsync(console, model, split.Validation, "Evaluating on the validation images", cancellationToken);
             Report.EvaluationTables(console, evaluation);
 
             var modelPath = Path.GetFullPath(settings.Out);

@@ -12,7 +12,16 @@ namespace TransferLearning;
 /// <summary>The result of <see cref="TransferLearner.Fit(DatasetSplit, int)"/>: deconstructs into <c>(model, history)</c>.</summary>
 /// <param name="Model">The trained model (owns the backbone; dispose it).</param>
 /// <param name="History">Every epoch of the model so far, including earlier fits.</param>
-public sealed record FitResult(TrainedModel Model, History History);
+public sealed record FitResult(TrainedModel Model, History History)
+{
+    /// <summary>
+    /// How the returned <see cref="Model"/> does on the validation images (accuracy, loss, per-class precision/recall/F1,
+    /// confusion matrix), taken from the validation pass the fit already made: the last epoch's, or, when early
+    /// stopping restored the best weights, the best epoch's. It equals <c>Model.Evaluate(data.Validation)</c> without
+    /// running the backbone over the validation images again. Null when the split has no validation images.
+    /// </summary>
+    public Evaluation? ValidationEvaluation { get; init; }
+}
 
 /// <summary>
 /// Builds and trains an image classifier on a pretrained backbone, Keras-style:
@@ -354,16 +363,31 @@ public sealed class TransferLearner : IDisposable
         }
 
         var cache = options.CacheFeatures && _backbone.IsFrozen && !options.Augmentation.IsEnabled;
+        ValidationPass? pass;
         if (!cache)
         {
-            trainer.Fit(trainImages, validationImages, inputsAreFeatures: false, epochs, model.History, progress, cancellationToken);
-            return new FitResult(model, model.History);
+            pass = trainer.Fit(trainImages, validationImages, inputsAreFeatures: false, epochs, model.History, progress, cancellationToken);
+        }
+        else
+        {
+            using var trainFeatures = trainer.Featurize(trainImages, shuffle: true, progress, cancellationToken);
+            using var validationFeatures = validationImages is null ? null : trainer.Featurize(validationImages, shuffle: false, progress, cancellationToken);
+            pass = trainer.Fit(trainFeatures, validationFeatures, inputsAreFeatures: true, epochs, model.History, progress, cancellationToken);
         }
 
-        using var trainFeatures = trainer.Featurize(trainImages, shuffle: true, progress, cancellationToken);
-        using var validationFeatures = validationImages is null ? null : trainer.Featurize(validationImages, shuffle: false, progress, cancellationToken);
-        trainer.Fit(trainFeatures, validationFeatures, inputsAreFeatures: true, epochs, model.History, progress, cancellationToken);
-        return new FitResult(model, model.History);
+        return new FitResult(model, model.History) { ValidationEvaluation = ToEvaluation(pass, model.Classes, validationLoader) };
+    }
+
+    /// <summary>The validation pass of the returned weights as an <see cref="Evaluation"/>; null without validation data.</summary>
+    private static Evaluation? ToEvaluation(ValidationPass? pass, IReadOnlyList<string> classes, ImageLoader? validationLoader)
+    {
+        if (pass is null || validationLoader is null)
+        {
+            return null;
+        }
+
+        var confusion = pass.Confusion.GetLength(0) == classes.Count ? pass.Confusion : new int[classes.Count, classes.Count];
+        return new Evaluation(classes, confusion, pass.LossSum, validationLoader.Skipped);
     }
 
     /// <summary>Calibrates int8 on the first training images (in the data set's order) and switches the backbone to it.</summary>

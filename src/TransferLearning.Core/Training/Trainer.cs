@@ -27,7 +27,11 @@ internal sealed class Trainer
     /// Trains for <paramref name="epochs"/> epochs, appending to <paramref name="history"/>. When
     /// <paramref name="inputsAreFeatures"/> is true the sources yield cached backbone features and only the head runs.
     /// </summary>
-    public void Fit(
+    /// <returns>
+    /// The validation pass of the weights the head and backbone hold on return: the last epoch's, or the best epoch's
+    /// when early stopping restored them; null without validation data.
+    /// </returns>
+    public ValidationPass? Fit(
         IBatchSource train,
         IBatchSource? validation,
         bool inputsAreFeatures,
@@ -52,6 +56,8 @@ internal sealed class Trainer
         var bestCount = history.Count;
         var sinceBest = 0;
         Dictionary<string, Tensor>? bestWeights = null;
+        ValidationPass? lastPass = null;
+        ValidationPass? bestPass = null;
         var firstEpoch = history.Count;
 
         try
@@ -67,9 +73,10 @@ internal sealed class Trainer
 
                 var clock = Stopwatch.StartNew();
                 var (loss, accuracy) = TrainEpoch(train, inputsAreFeatures, optimizer, augmentationRandom, firstEpoch + e, epochNumber, progress, cancellationToken);
-                var (valLoss, valAccuracy) = validation is { Count: > 0 }
-                    ? Measure(validation, inputsAreFeatures, epochNumber, progress, cancellationToken)
-                    : (double.NaN, double.NaN);
+                lastPass = validation is { Count: > 0 }
+                    ? MeasurePass(validation, inputsAreFeatures, epochNumber, progress, cancellationToken)
+                    : null;
+                var (valLoss, valAccuracy) = lastPass is null ? (double.NaN, double.NaN) : (lastPass.Loss, lastPass.Accuracy);
                 var metrics = new EpochMetrics(epochNumber, loss, accuracy, valLoss, valAccuracy, rate, clock.Elapsed.TotalSeconds, _backbone.IsFrozen);
                 history.Add(metrics);
                 progress?.Report(new TrainingProgress(TrainingPhase.EpochEnd, epochNumber, train.Count, train.Count, metrics));
@@ -91,6 +98,7 @@ internal sealed class Trainer
                     {
                         DisposeAll(bestWeights);
                         bestWeights = Snapshot(inputsAreFeatures);
+                        bestPass = lastPass;
                     }
                 }
                 else if (++sinceBest > stopping.Patience)
@@ -102,7 +110,10 @@ internal sealed class Trainer
             if (bestWeights is not null && bestCount < history.Count)
             {
                 Restore(bestWeights, inputsAreFeatures);
+                return bestPass;
             }
+
+            return lastPass;
         }
         finally
         {
@@ -172,11 +183,18 @@ internal sealed class Trainer
     /// <summary>Mean loss and accuracy of the current weights on a source, in inference mode.</summary>
     public (double Loss, double Accuracy) Measure(IBatchSource source, bool inputsAreFeatures, int epochNumber, IProgress<TrainingProgress>? progress, CancellationToken cancellationToken)
     {
+        var pass = MeasurePass(source, inputsAreFeatures, epochNumber, progress, cancellationToken);
+        return (pass.Loss, pass.Accuracy);
+    }
+
+    /// <summary>Loss, accuracy and confusion matrix of the current weights on a source, in inference mode.</summary>
+    public ValidationPass MeasurePass(IBatchSource source, bool inputsAreFeatures, int epochNumber, IProgress<TrainingProgress>? progress, CancellationToken cancellationToken)
+    {
         _head.eval();
         _backbone.SetTrainingMode(false);
         using var noGrad = no_grad();
         double lossSum = 0;
-        long correct = 0;
+        int[,]? confusion = null;
         var seen = 0;
         foreach (var batch in InScopes(source, 0, cancellationToken))
         {
@@ -184,12 +202,20 @@ internal sealed class Trainer
             var labels = batch.Labels.to(_device);
             var logits = _head.forward(inputsAreFeatures ? inputs : _backbone.Forward(inputs));
             lossSum += nn.functional.cross_entropy(logits, labels, reduction: nn.Reduction.Sum).item<float>();
-            correct += logits.argmax(1).eq(labels).sum().item<long>();
-            seen += (int)labels.shape[0];
+            var classes = (int)logits.shape[1];
+            confusion ??= new int[classes, classes];
+            var predicted = logits.argmax(1).cpu().data<long>().ToArray();
+            var truth = labels.cpu().data<long>().ToArray();
+            for (var i = 0; i < truth.Length; i++)
+            {
+                confusion[truth[i], predicted[i]]++;
+            }
+
+            seen += truth.Length;
             progress?.Report(new TrainingProgress(TrainingPhase.Validating, epochNumber, seen, source.Count));
         }
 
-        return seen == 0 ? (double.NaN, double.NaN) : (lossSum / seen, (double)correct / seen);
+        return new ValidationPass(confusion ?? new int[0, 0], lossSum, seen);
     }
 
     /// <summary>Runs the backbone once over every image (inference mode) and keeps the features in memory.</summary>
@@ -231,13 +257,17 @@ internal sealed class Trainer
         while (true)
         {
             cancellationToken.ThrowIfCancellationRequested();
-            using var scope = NewDisposeScope();
-            if (!batches.MoveNext())
+            using (var scope = NewDisposeScope())
             {
-                yield break;
+                if (!batches.MoveNext())
+                {
+                    yield break;
+                }
+
+                yield return batches.Current;
             }
 
-            yield return batches.Current;
+            NativeHeap.TrimThrottled(); // the batch's tensors are freed: hand their pages back (see NativeHeap)
         }
     }
 
@@ -287,4 +317,35 @@ internal sealed class Trainer
     }
 
     private static void DisposeAll(Dictionary<string, Tensor>? tensors) => DisposeAll(tensors?.Values);
+}
+
+/// <summary>One pass over validation data: the confusion matrix (row = true class, column = predicted) and summed loss.</summary>
+internal sealed class ValidationPass(int[,] confusion, double lossSum, int count)
+{
+    public int[,] Confusion { get; } = confusion;
+
+    public double LossSum { get; } = lossSum;
+
+    public int Count { get; } = count;
+
+    public double Loss => Count == 0 ? double.NaN : LossSum / Count;
+
+    public double Accuracy
+    {
+        get
+        {
+            if (Count == 0)
+            {
+                return double.NaN;
+            }
+
+            long correct = 0;
+            for (var i = 0; i < Confusion.GetLength(0); i++)
+            {
+                correct += Confusion[i, i];
+            }
+
+            return (double)correct / Count;
+        }
+    }
 }

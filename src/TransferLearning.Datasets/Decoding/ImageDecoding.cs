@@ -1,3 +1,4 @@
+using System.Buffers;
 using SixLabors.ImageSharp;
 using SixLabors.ImageSharp.Formats;
 using SixLabors.ImageSharp.Formats.Bmp;
@@ -74,8 +75,13 @@ internal static class ImageDecoding
         return DetectFormat(header[..total]);
     }
 
-    /// <summary>Reads a whole file, turning I/O failures into <see cref="InvalidImageException"/>.</summary>
-    public static byte[] ReadFile(string path)
+    /// <summary>
+    /// Reads a whole file into a buffer rented from <see cref="ArrayPool{T}.Shared"/> (no per-image garbage: encoded
+    /// photos are often larger than the large-object threshold). The caller owns the buffer and must give it back with
+    /// <c>ArrayPool&lt;byte&gt;.Shared.Return</c> once done with it; <paramref name="length"/> bytes of it are the file.
+    /// I/O failures (missing file, directory, no permission) become <see cref="InvalidImageException"/>.
+    /// </summary>
+    public static byte[] RentFile(string path, out int length)
     {
         try
         {
@@ -84,7 +90,36 @@ internal static class ImageDecoding
                 throw new InvalidImageException(path, "the path is a directory, not a file", null);
             }
 
-            return File.ReadAllBytes(path);
+            using var fs = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1, FileOptions.SequentialScan);
+            var size = fs.Length;
+            if (size > Array.MaxLength)
+            {
+                throw new InvalidImageException(path, $"the file is too large to be an image ({size:N0} bytes)", null);
+            }
+
+            var buffer = ArrayPool<byte>.Shared.Rent((int)Math.Max(1, size));
+            var total = 0;
+            try
+            {
+                while (total < size)
+                {
+                    var n = fs.Read(buffer, total, (int)size - total);
+                    if (n == 0)
+                    {
+                        break; // the file shrank while being read: use what is there
+                    }
+
+                    total += n;
+                }
+            }
+            catch
+            {
+                ArrayPool<byte>.Shared.Return(buffer);
+                throw;
+            }
+
+            length = total;
+            return buffer;
         }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or NotSupportedException or System.Security.SecurityException)
         {
@@ -116,22 +151,26 @@ internal static class ImageDecoding
     /// Decodes encoded bytes to a single-frame RGB image after checking the format and the pixel limit.
     /// Greyscale, palette, CMYK, alpha (dropped) and 16-bit inputs all come out as 8-bit RGB.
     /// </summary>
-    public static Image<Rgb24> Decode(byte[] data, string source, ImageDecodeOptions options)
+    public static Image<Rgb24> Decode(byte[] data, string source, ImageDecodeOptions options) => Decode(data, data.Length, source, options);
+
+    /// <summary>Decodes the first <paramref name="length"/> bytes of <paramref name="data"/> (e.g. a pooled buffer); see <see cref="Decode(byte[], string, ImageDecodeOptions)"/>.</summary>
+    public static Image<Rgb24> Decode(byte[] data, int length, string source, ImageDecodeOptions options)
     {
-        if (data.Length == 0)
+        var encoded = data.AsSpan(0, length);
+        if (length == 0)
         {
             throw new InvalidImageException(source, "the file is empty (0 bytes)", null);
         }
 
         var config = options.Configuration ?? Default;
-        var format = Image.DetectFormat(config, data);
+        var format = Image.DetectFormat(config, encoded);
         if (format is null)
         {
             throw new InvalidImageException(source, "the content is not a recognised image format (supported: " +
                 string.Join(", ", config.ImageFormats.Select(f => f.Name)) + ")", null);
         }
 
-        if (format is JpegFormat && !options.AllowTruncatedJpeg && !IsCompleteJpeg(data))
+        if (format is JpegFormat && !options.AllowTruncatedJpeg && !IsCompleteJpeg(encoded))
         {
             throw new InvalidImageException(source, "the JPEG data is truncated (it ends before the end-of-image marker)", null);
         }
@@ -139,7 +178,8 @@ internal static class ImageDecoding
         IImageInfo? info;
         try
         {
-            info = Image.Identify(config, data, out _);
+            using var stream = new MemoryStream(data, 0, length, writable: false); // a view: no copy
+            info = Image.Identify(config, stream, out _);
         }
         catch (Exception ex) when (IsDecodeFailure(ex))
         {
@@ -166,7 +206,7 @@ internal static class ImageDecoding
         Image<Rgb24> image;
         try
         {
-            image = Image.Load<Rgb24>(config, data);
+            image = Image.Load<Rgb24>(config, encoded);
         }
         catch (Exception ex) when (IsDecodeFailure(ex))
         {

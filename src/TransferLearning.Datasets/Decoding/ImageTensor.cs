@@ -22,8 +22,12 @@ public static class ImageTensor
     /// <param name="options">Decode options (pixel limit, resize override); null for defaults.</param>
     /// <returns>A new tensor the caller owns (dispose it or use a dispose scope).</returns>
     /// <exception cref="InvalidImageException">The file cannot be read, is not an image, is corrupt or is too large.</exception>
-    public static torch.Tensor FromFile(string path, InputSpec spec, ImageDecodeOptions? options = null) =>
-        ToTensor(ToChw(path, spec, options), spec);
+    public static torch.Tensor FromFile(string path, InputSpec spec, ImageDecodeOptions? options = null)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(path);
+        ArgumentNullException.ThrowIfNull(spec);
+        return ToTensor(spec, chw => DecodeFile(path, spec, options ?? ImageDecodeOptions.Default, chw));
+    }
 
     /// <summary>Decodes an encoded image (JPEG, PNG, GIF, BMP, WebP, TIFF, TGA, PBM) from a stream into a [3, Height, Width] tensor.</summary>
     /// <param name="stream">Stream positioned at the start of the encoded image; read to its end, not disposed.</param>
@@ -31,16 +35,24 @@ public static class ImageTensor
     /// <param name="options">Decode options; null for defaults.</param>
     /// <returns>A new tensor the caller owns.</returns>
     /// <exception cref="InvalidImageException">The content is not a usable image.</exception>
-    public static torch.Tensor FromStream(Stream stream, InputSpec spec, ImageDecodeOptions? options = null) =>
-        ToTensor(ToChw(stream, spec, options), spec);
+    public static torch.Tensor FromStream(Stream stream, InputSpec spec, ImageDecodeOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(stream);
+        ArgumentNullException.ThrowIfNull(spec);
+        return ToTensor(spec, chw => DecodeStream(stream, spec, options ?? ImageDecodeOptions.Default, chw));
+    }
 
     /// <summary>Converts an in-memory image into a [3, Height, Width] tensor (EXIF orientation applied; the image is not changed).</summary>
     /// <param name="image">The image.</param>
     /// <param name="spec">What the network expects.</param>
     /// <param name="options">Options (only <see cref="ImageDecodeOptions.ResizeMode"/> applies); null for defaults.</param>
     /// <returns>A new tensor the caller owns.</returns>
-    public static torch.Tensor FromImage(Image<Rgb24> image, InputSpec spec, ImageDecodeOptions? options = null) =>
-        ToTensor(ToChw(image, spec, options), spec);
+    public static torch.Tensor FromImage(Image<Rgb24> image, InputSpec spec, ImageDecodeOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(image);
+        ArgumentNullException.ThrowIfNull(spec);
+        return ToTensor(spec, chw => ConvertImage(image, spec, options ?? ImageDecodeOptions.Default, chw));
+    }
 
     /// <summary>Decodes an image file into normalised float CHW values (length 3 × Height × Width).</summary>
     /// <param name="path">Image file.</param>
@@ -53,8 +65,7 @@ public static class ImageTensor
         ArgumentException.ThrowIfNullOrEmpty(path);
         ArgumentNullException.ThrowIfNull(spec);
         var dst = new float[3 * spec.Width * spec.Height];
-        var rgb = DecodeResized(ImageDecoding.ReadFile(path), path, spec, options ?? ImageDecodeOptions.Default);
-        Normalize(rgb, spec, dst);
+        DecodeFile(path, spec, options ?? ImageDecodeOptions.Default, dst);
         return dst;
     }
 
@@ -68,10 +79,8 @@ public static class ImageTensor
     {
         ArgumentNullException.ThrowIfNull(stream);
         ArgumentNullException.ThrowIfNull(spec);
-        var source = stream is FileStream fs ? fs.Name : "<stream>";
         var dst = new float[3 * spec.Width * spec.Height];
-        var rgb = DecodeResized(ImageDecoding.ReadStream(stream, source), source, spec, options ?? ImageDecodeOptions.Default);
-        Normalize(rgb, spec, dst);
+        DecodeStream(stream, spec, options ?? ImageDecodeOptions.Default, dst);
         return dst;
     }
 
@@ -85,18 +94,82 @@ public static class ImageTensor
         ArgumentNullException.ThrowIfNull(image);
         ArgumentNullException.ThrowIfNull(spec);
         var dst = new float[3 * spec.Width * spec.Height];
-        var rgb = ResizeToRgb(image, spec, (options ?? ImageDecodeOptions.Default).ResizeMode ?? spec.ResizeMode, mayMutate: false);
-        Normalize(rgb, spec, dst);
+        ConvertImage(image, spec, options ?? ImageDecodeOptions.Default, dst);
         return dst;
     }
 
-    /// <summary>Decodes, orients and resizes encoded bytes to packed RGB bytes (Height × Width × 3).</summary>
-    internal static byte[] DecodeResized(byte[] data, string source, InputSpec spec, ImageDecodeOptions options)
+    /// <summary>
+    /// Decodes an image file into normalised float CHW values in <paramref name="destination"/> (3 × Height × Width),
+    /// with the file bytes and the resized RGB pixels in pooled buffers that are back in the pool on return.
+    /// </summary>
+    internal static void DecodeFile(string path, InputSpec spec, ImageDecodeOptions options, Span<float> destination)
     {
-        using var image = ImageDecoding.Decode(data, source, options);
+        var size = 3 * spec.Width * spec.Height;
+        var rgb = ArrayPool<byte>.Shared.Rent(size);
         try
         {
-            return ResizeToRgb(image, spec, options.ResizeMode ?? spec.ResizeMode, mayMutate: true);
+            DecodeFileResized(path, spec, options, rgb.AsSpan(0, size));
+            Normalize(rgb.AsSpan(0, size), spec, destination);
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(rgb);
+        }
+    }
+
+    /// <summary>Decodes, orients and resizes an image file to packed RGB bytes (Height × Width × 3) in <paramref name="rgb"/>; the file is read into a pooled buffer.</summary>
+    internal static void DecodeFileResized(string path, InputSpec spec, ImageDecodeOptions options, Span<byte> rgb)
+    {
+        var file = ImageDecoding.RentFile(path, out var length);
+        try
+        {
+            DecodeResized(file, length, path, spec, options, rgb);
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(file);
+        }
+    }
+
+    private static void DecodeStream(Stream stream, InputSpec spec, ImageDecodeOptions options, Span<float> destination)
+    {
+        var source = stream is FileStream fs ? fs.Name : "<stream>";
+        var data = ImageDecoding.ReadStream(stream, source);
+        var size = 3 * spec.Width * spec.Height;
+        var rgb = ArrayPool<byte>.Shared.Rent(size);
+        try
+        {
+            DecodeResized(data, data.Length, source, spec, options, rgb.AsSpan(0, size));
+            Normalize(rgb.AsSpan(0, size), spec, destination);
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(rgb);
+        }
+    }
+
+    private static void ConvertImage(Image<Rgb24> image, InputSpec spec, ImageDecodeOptions options, Span<float> destination)
+    {
+        var size = 3 * spec.Width * spec.Height;
+        var rgb = ArrayPool<byte>.Shared.Rent(size);
+        try
+        {
+            ResizeToRgb(image, spec, options.ResizeMode ?? spec.ResizeMode, mayMutate: false, rgb.AsSpan(0, size));
+            Normalize(rgb.AsSpan(0, size), spec, destination);
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(rgb);
+        }
+    }
+
+    /// <summary>Decodes, orients and resizes the first <paramref name="length"/> encoded bytes into <paramref name="rgb"/> (Height × Width × 3).</summary>
+    internal static void DecodeResized(byte[] data, int length, string source, InputSpec spec, ImageDecodeOptions options, Span<byte> rgb)
+    {
+        using var image = ImageDecoding.Decode(data, length, source, options);
+        try
+        {
+            ResizeToRgb(image, spec, options.ResizeMode ?? spec.ResizeMode, mayMutate: true, rgb);
         }
         catch (Exception ex) when (ex is ImageProcessingException or InvalidOperationException or ArgumentException)
         {
@@ -105,14 +178,20 @@ public static class ImageTensor
     }
 
     /// <summary>
-    /// Applies EXIF orientation and resizes to the spec size, returning packed RGB bytes (Height × Width × 3).
+    /// Applies EXIF orientation and resizes to the spec size, as packed RGB bytes (Height × Width × 3).
     /// Stretch resamples the whole image; CenterCrop first takes the largest centred window with the target aspect
     /// ratio (integer size, as Keras <c>smart_resize</c>) and resamples that. Resampling is bilinear with half-pixel
     /// centres as <c>tf.image.resize</c>; a window more than 3× the target size is first reduced with an antialiasing
     /// (triangle) filter to about 2× the target so that large camera photos do not alias.
+    /// Writes into <paramref name="rgb"/> (exactly Height × Width × 3 bytes).
     /// </summary>
-    internal static byte[] ResizeToRgb(Image<Rgb24> image, InputSpec spec, ResizeMode mode, bool mayMutate)
+    internal static void ResizeToRgb(Image<Rgb24> image, InputSpec spec, ResizeMode mode, bool mayMutate, Span<byte> rgb)
     {
+        if (rgb.Length != 3 * spec.Width * spec.Height)
+        {
+            throw new ArgumentException($"Expected room for exactly {3 * spec.Width * spec.Height} RGB bytes; got {rgb.Length}.", nameof(rgb));
+        }
+
         Image<Rgb24>? owned = null;
         try
         {
@@ -151,11 +230,10 @@ public static class ImageTensor
             }
 
             int w = current.Width, h = current.Height;
-            var rgb = new byte[dstW * dstH * 3];
             if (w == dstW && h == dstH)
             {
                 current.CopyPixelDataTo(rgb);
-                return rgb;
+                return;
             }
 
             var src = ArrayPool<byte>.Shared.Rent(w * h * 3);
@@ -168,8 +246,6 @@ public static class ImageTensor
             {
                 ArrayPool<byte>.Shared.Return(src);
             }
-
-            return rgb;
         }
         finally
         {
@@ -247,6 +323,21 @@ public static class ImageTensor
         }
     }
 
-    private static torch.Tensor ToTensor(float[] chw, InputSpec spec) =>
-        CopyToTensor(chw, chw.Length, [3L, spec.Height, spec.Width]);
+    /// <summary>Fills a pooled float buffer with <paramref name="fill"/> and copies it into a new [3, Height, Width] tensor.</summary>
+    private static torch.Tensor ToTensor(InputSpec spec, SpanAction fill)
+    {
+        var size = 3 * spec.Width * spec.Height;
+        var chw = ArrayPool<float>.Shared.Rent(size);
+        try
+        {
+            fill(chw.AsSpan(0, size));
+            return CopyToTensor(chw, size, [3L, spec.Height, spec.Width]);
+        }
+        finally
+        {
+            ArrayPool<float>.Shared.Return(chw);
+        }
+    }
+
+    private delegate void SpanAction(Span<float> destination);
 }

@@ -173,22 +173,31 @@ public sealed class ImageLoader : IDisposable
         }
     }
 
-    /// <summary>Decodes one sample to packed resized RGB bytes, using the cache.</summary>
-    private byte[] DecodeSample(int sampleIndex)
+    /// <summary>
+    /// Decodes one sample into normalised float CHW values in <paramref name="destination"/>, using the cache. The file
+    /// bytes and, unless they are cached, the resized RGB pixels live in pooled buffers that are back in the pool on
+    /// return, so a pass leaves no per-image garbage; cached pixels get their own array.
+    /// </summary>
+    private void DecodeSample(int sampleIndex, Span<float> destination)
     {
         if (cache.TryGetValue(sampleIndex, out var cached))
         {
-            return cached;
+            ImageTensor.Normalize(cached, Spec, destination);
+            return;
         }
 
         var path = Data.Samples[sampleIndex].Path;
-        var rgb = ImageTensor.DecodeResized(ImageDecoding.ReadFile(path), path, Spec, decodeOptions);
+        var size = 3 * Spec.Width * Spec.Height;
         if (Options.CacheDecoded)
         {
+            var rgb = new byte[size];
+            ImageTensor.DecodeFileResized(path, Spec, decodeOptions, rgb);
+            ImageTensor.Normalize(rgb, Spec, destination);
             cache.TryAdd(sampleIndex, rgb);
+            return;
         }
 
-        return rgb;
+        ImageTensor.DecodeFile(path, Spec, decodeOptions, destination);
     }
 
     private sealed class Slot(int start, int count, int chw)
@@ -400,8 +409,7 @@ public sealed class ImageLoader : IDisposable
                     }
                     else
                     {
-                        var rgb = owner.DecodeSample(sampleIndex);
-                        ImageTensor.Normalize(rgb, owner.Spec, slot.Buffer.AsSpan(k * chw, chw));
+                        owner.DecodeSample(sampleIndex, slot.Buffer.AsSpan(k * chw, chw));
                     }
                 }
                 catch (InvalidImageException ex) when (owner.Options.BadImages == BadImagePolicy.Skip)

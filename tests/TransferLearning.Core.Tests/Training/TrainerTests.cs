@@ -116,6 +116,49 @@ public class TrainerTests
     }
 
     [Fact]
+    public void Fit_EarlyStoppingRestoreBest_ReturnsValidationPassOfRestoredWeights()
+    {
+        // Shuffled labels and a bouncing learning rate: the restored epoch is not the last one and predicts differently.
+        var options = new TrainingOptions { BatchSize = 60, LearningRate = 50, EarlyStopping = new EarlyStopping(History.Loss, patience: 100, restoreBestWeights: true) };
+        using var backbone = TestBackbones.Tiny();
+        backbone.Freeze();
+        using var head = HeadFactory.Create(8, 3, new HeadOptions(), options.Seed);
+        var (x, _) = Blobs(20, 1);
+        var (vx, vy) = Blobs(10, 2);
+        using var g = new Generator(9, CPU);
+        var y = randint(0, 3, [60], generator: g);
+        using var train = new TensorBatchSource(x, y, 60, true, 1);
+        using var validation = new TensorBatchSource(vx, vy, 8, false, 1);
+        var history = new History();
+        var trainer = new Trainer(backbone, head, CPU, options, null);
+
+        var pass = trainer.Fit(train, validation, true, 12, history, null, CancellationToken.None);
+
+        var losses = history[History.Loss];
+        var best = losses.ToList().IndexOf(losses.Min());
+        Assert.True(best < losses.Count - 1, $"the test needs a best epoch before the last; losses: {string.Join(", ", losses)}");
+        Assert.NotNull(pass);
+        Assert.Equal(30, pass.Count);
+        Assert.Equal(history[History.ValLoss][best], pass.Loss, 6);
+        Assert.Equal(history[History.ValAccuracy][best], pass.Accuracy);
+        var now = trainer.MeasurePass(validation, true, 0, null, CancellationToken.None);
+        Assert.Equal(now.Confusion, pass.Confusion);
+        Assert.Equal(30, pass.Confusion.Cast<int>().Sum());
+    }
+
+    [Fact]
+    public void Fit_NoValidation_ReturnsNoValidationPass()
+    {
+        using var backbone = TestBackbones.Tiny();
+        backbone.Freeze();
+        using var head = HeadFactory.Create(8, 3, new HeadOptions(), 1);
+        var (x, y) = Blobs(5, 1);
+        using var train = new TensorBatchSource(x, y, 8, true, 1);
+
+        Assert.Null(new Trainer(backbone, head, CPU, new TrainingOptions { BatchSize = 8 }, null).Fit(train, null, true, 1, new History(), null, CancellationToken.None));
+    }
+
+    [Fact]
     public void Fit_Cancelled_ThrowsOperationCanceled()
     {
         using var backbone = TestBackbones.Tiny();
