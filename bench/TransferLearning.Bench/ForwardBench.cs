@@ -10,7 +10,7 @@ namespace TransferLearning.Bench;
 /// <summary>
 /// Imported ONNX ResNet18 (+ preprocess) forward, batch 32, 224×224, eval, no grad, in images/s, next to ONNX Runtime on
 /// the same two ONNX files in the same run (ORT: batch 1 per call, the model's batch is fixed at 1).
-/// Variants: unfrozen (BatchNorm as its own op), frozen (BatchNorm folded into the convolutions), channels_last, threads.
+/// Variants: unfrozen (BatchNorm as its own op), frozen (BatchNorm folded into the convolutions), channels_last, threads, int8.
 /// Usage: forward [--batches N] [--threads T]
 /// </summary>
 internal static class ForwardBench
@@ -68,6 +68,11 @@ internal static class ForwardBench
             }
         }
 
+        // Int8 (speed only: calibrated on the same random batch, so its scales say nothing about accuracy).
+        backbone.Freeze();
+        backbone.QuantizeInt8([x]);
+        var int8 = Measure(() => Forward(backbone, x), batches, Batch);
+        Console.WriteLine($"  torchsharp {"frozen, int8",-28} threads {threads}  {int8,8:F1} img/s  {int8 / ort:F2}x");
         return Task.FromResult(0);
     }
 

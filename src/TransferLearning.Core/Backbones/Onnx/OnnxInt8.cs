@@ -139,6 +139,8 @@ internal sealed partial class OnnxGraphModule
                 var (w, b) = _foldsWithNext[s]
                     ? FoldConvBatchNorm(s, values)
                     : (values[node.Inputs[1]].detach(), node.Inputs.Count > 2 && node.Inputs[2].Length > 0 ? values[node.Inputs[2]].detach() : torch.zeros(values[node.Inputs[1]].shape[0]));
+                using var weight = w; // the folded pair is detached from the scope; packing copies what it needs
+                using var bias = b;
                 if (w.dim() != 4)
                 {
                     continue;
