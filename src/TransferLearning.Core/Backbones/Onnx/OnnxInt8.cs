@@ -23,9 +23,12 @@ internal sealed partial class OnnxGraphModule
     private Dictionary<string, (double Min, double Max)>? _observer;
     private Int8State? _int8;
 
-    private sealed class Int8State(jit.ScriptModule ops, Dictionary<int, long> packed, IReadOnlyDictionary<string, ActivationQuantization> activations) : IDisposable
+    private sealed class Int8State(jit.ScriptModule ops, Dictionary<int, long> packed, IReadOnlyDictionary<string, ActivationQuantization> activations, Dictionary<int, string> fusedRelu) : IDisposable
     {
         public jit.ScriptModule Ops { get; } = ops;
+
+        /// <summary>Conv or Add step index → output of the Relu fused into it (fixed by the graph; found once).</summary>
+        public Dictionary<int, string> FusedRelu { get; } = fusedRelu;
 
         /// <summary>Conv step index → index of its packed int8 weights in <see cref="Ops"/>.</summary>
         public Dictionary<int, long> Packed { get; } = packed;
@@ -159,7 +162,23 @@ internal sealed partial class OnnxGraphModule
             throw;
         }
 
-        _int8 = new Int8State(ops, packed, new Dictionary<string, ActivationQuantization>(activations));
+        var fused = new Dictionary<int, string>();
+        for (var s = 0; s < _steps.Count; s++)
+        {
+            var node = _steps[s].Node;
+            var relu = node.OpType switch
+            {
+                "Conv" => FusedReluOutput(s, _foldsWithNext[s] ? _steps[s + 1].Node.Outputs[0] : node.Outputs[0]),
+                "Add" => FusedAddRelu(s),
+                _ => null,
+            };
+            if (relu is not null)
+            {
+                fused[s] = relu;
+            }
+        }
+
+        _int8 = new Int8State(ops, packed, new Dictionary<string, ActivationQuantization>(activations), fused);
     }
 
     /// <summary>Back to float forward passes.</summary>
@@ -254,7 +273,7 @@ internal sealed partial class OnnxGraphModule
             if (state.Packed.TryGetValue(s, out var index) && Quantized(node.Inputs[0]) is { } qx)
             {
                 var output = _foldsWithNext[s] ? _steps[s + 1].Node.Outputs[0] : node.Outputs[0];
-                var relu = FusedReluOutput(s, output);
+                var relu = state.FusedRelu.GetValueOrDefault(s);
                 var p = state.Activations[relu ?? output];
                 var y = state.Ops.invoke<Tensor>("conv", qx, index, relu is not null, p.Scale, p.ZeroPoint);
                 var kernel = node.Ints("kernel_shape") ?? [.. values[node.Inputs[1]].shape.Skip(2)];
@@ -272,7 +291,7 @@ internal sealed partial class OnnxGraphModule
 
             if (node.OpType == "Add" && node.Inputs.Count == 2)
             {
-                var relu = FusedAddRelu(s);
+                var relu = state.FusedRelu.GetValueOrDefault(s);
                 if (state.Activations.TryGetValue(relu ?? node.Outputs[0], out var p)
                     && Quantized(node.Inputs[0]) is { } qa && Quantized(node.Inputs[1]) is { } qb && qa.shape.SequenceEqual(qb.shape))
                 {
