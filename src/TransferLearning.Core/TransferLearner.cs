@@ -390,11 +390,14 @@ public sealed class TransferLearner : IDisposable
         return new Evaluation(classes, confusion, pass.LossSum, validationLoader.Skipped);
     }
 
-    /// <summary>Calibrates int8 on the first training images (in the data set's order) and switches the backbone to it.</summary>
+    /// <summary>
+    /// Calibrates int8 on training images spread evenly over the data set's order (which is sorted by class, so every
+    /// class contributes) and switches the backbone to it.
+    /// </summary>
     private void QuantizeBackbone(ImageDataset train, InputSpec spec, TrainingOptions options, CancellationToken cancellationToken)
     {
         var count = Math.Min(options.Int8CalibrationImages, train.Count);
-        var calibration = new ImageDataset(train.Classes, train.Samples.Take(count).ToList());
+        var calibration = new ImageDataset(train.Classes, [.. CalibrationSamples(train.Samples, count)]);
         using var loader = new ImageLoader(calibration, spec, new ImageLoaderOptions { BatchSize = options.BatchSize, DegreeOfParallelism = options.DegreeOfParallelism });
         _backbone.QuantizeInt8(Images(loader, cancellationToken));
 
@@ -409,6 +412,10 @@ public sealed class TransferLearner : IDisposable
             }
         }
     }
+
+    /// <summary><paramref name="count"/> samples at even steps through <paramref name="samples"/>.</summary>
+    internal static IEnumerable<ImageSample> CalibrationSamples(IReadOnlyList<ImageSample> samples, int count) =>
+        Enumerable.Range(0, count).Select(i => samples[(int)((long)i * samples.Count / count)]);
 
     private InputSpec ResolveInputSpec()
     {

@@ -294,8 +294,9 @@ public sealed class TrainingOptions
     /// Run the frozen backbone in int8 (8-bit weights and activations through LibTorch's x86 quantized kernels) while
     /// featurizing and in the trained model's predictions. About 1.8× faster on a 2-core AVX2 CPU for ResNet18; features
     /// differ from the float ones by a few percent, so measure accuracy on your data. Needs a frozen backbone loaded
-    /// from ONNX (such as <c>resnet18</c>); activation ranges come from the first <see cref="Int8CalibrationImages"/>
-    /// training images. Unfreezing the model later (fine-tuning) returns to float. Default false.
+    /// from ONNX (such as <c>resnet18</c>); activation ranges come from <see cref="Int8CalibrationImages"/> training images
+    /// spread evenly over the training set (every class contributes). Unfreezing the model later (fine-tuning) returns
+    /// to float. Default false.
     /// </summary>
     public bool Int8Backbone { get; set; }
 

@@ -110,6 +110,20 @@ public sealed class Int8Tests
     }
 
     [Fact]
+    public void CalibrationSamples_ClassSortedTrainingSet_TakesEveryClassEvenly()
+    {
+        var samples = Enumerable.Range(0, 300).Select(i => new ImageSample($"img{i:D3}.jpg", i / 100)).ToList();
+
+        var picked = TransferLearner.CalibrationSamples(samples, 30).ToList();
+
+        Assert.Equal(30, picked.Distinct().Count());
+        Assert.Equal([10, 10, 10], picked.GroupBy(p => p.Label).Select(g => g.Count()));
+        Assert.Equal("img000.jpg", picked[0].Path);
+        Assert.Equal("img290.jpg", picked[^1].Path);
+        Assert.Equal(samples.Take(3), TransferLearner.CalibrationSamples(samples.Take(3).ToList(), 3));
+    }
+
+    [Fact]
     public void Fit_Int8WithUnfrozenBackbone_ThrowsAskingToFreeze()
     {
         using var images = new GeneratedImages();
