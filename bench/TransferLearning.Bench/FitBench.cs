@@ -61,7 +61,7 @@ internal static class FitBench
             .WithLearningRate(rate).WithSeed(seed).Configure(o => o.ResizeMode = resize);
         if (int8)
         {
-            learner.WithInt8Backbone();
+            learner.WithInt8Backbone().Configure(o => o.Int8CalibrationImages = int.Parse(Arg("--int8-calibration", "64"), CultureInfo.InvariantCulture));
         }
 
         if (args.Contains("--gc-after-load"))

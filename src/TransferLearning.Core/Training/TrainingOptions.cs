@@ -148,7 +148,7 @@ public sealed class TrainingOptions
     private int? _imageSize;
     private Augmentation _augmentation = Augmentation.None;
     private string _device = "cpu";
-    private int _int8CalibrationImages = 128;
+    private int _int8CalibrationImages = 64;
     private int _degreeOfParallelism = Environment.ProcessorCount;
 
     /// <summary>Images per batch (&gt; 0). Default 32.</summary>
@@ -300,7 +300,7 @@ public sealed class TrainingOptions
     /// </summary>
     public bool Int8Backbone { get; set; }
 
-    /// <summary>Training images whose activation ranges set the int8 scales (see <see cref="Int8Backbone"/>). Default 128.</summary>
+    /// <summary>Training images whose activation ranges set the int8 scales (see <see cref="Int8Backbone"/>). Default 64.</summary>
     public int Int8CalibrationImages
     {
         get => _int8CalibrationImages;
