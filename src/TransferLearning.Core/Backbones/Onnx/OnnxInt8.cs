@@ -21,17 +21,21 @@ internal sealed partial class OnnxGraphModule
     private const int ActivationLevels = 127;
 
     private Dictionary<string, (double Min, double Max)>? _observer;
+    private HashSet<string>? _observed;
     private Int8State? _int8;
 
-    private sealed class Int8State(jit.ScriptModule ops, Dictionary<int, long> packed, IReadOnlyDictionary<string, ActivationQuantization> activations, Dictionary<int, string> fusedRelu) : IDisposable
+    /// <summary>A Conv packed for int8: its index in the TorchScript module and the geometry to cut begin-heavy padding.</summary>
+    private sealed record PackedConv(long Index, long[] Kernel, long[] Strides, long[] Dilations, long[] Begin, long[] End);
+
+    private sealed class Int8State(jit.ScriptModule ops, Dictionary<int, PackedConv> packed, IReadOnlyDictionary<string, ActivationQuantization> activations, Dictionary<int, string> fusedRelu) : IDisposable
     {
         public jit.ScriptModule Ops { get; } = ops;
 
         /// <summary>Conv or Add step index → output of the Relu fused into it (fixed by the graph; found once).</summary>
         public Dictionary<int, string> FusedRelu { get; } = fusedRelu;
 
-        /// <summary>Conv step index → index of its packed int8 weights in <see cref="Ops"/>.</summary>
-        public Dictionary<int, long> Packed { get; } = packed;
+        /// <summary>Conv step index → its packed int8 weights in <see cref="Ops"/>.</summary>
+        public Dictionary<int, PackedConv> Packed { get; } = packed;
 
         public IReadOnlyDictionary<string, ActivationQuantization> Activations { get; } = activations;
 
@@ -56,6 +60,7 @@ internal sealed partial class OnnxGraphModule
         }
 
         var ranges = new Dictionary<string, (double Min, double Max)>();
+        _observed = Int8Values();
         _observer = ranges;
         try
         {
@@ -69,6 +74,7 @@ internal sealed partial class OnnxGraphModule
         finally
         {
             _observer = null;
+            _observed = null;
         }
 
         if (ranges.Count == 0)
@@ -77,6 +83,29 @@ internal sealed partial class OnnxGraphModule
         }
 
         return ranges.ToDictionary(kv => kv.Key, kv => Quantization(kv.Value.Min, kv.Value.Max));
+    }
+
+    /// <summary>The values whose scales int8 execution needs: Conv inputs and outputs (after a fused Relu), Add inputs and outputs.</summary>
+    private HashSet<string> Int8Values()
+    {
+        var names = new HashSet<string>(StringComparer.Ordinal);
+        for (var s = 0; s < _steps.Count; s++)
+        {
+            var node = _steps[s].Node;
+            if (node.OpType == "Conv" && Int8Padding(node, out _, out _))
+            {
+                var output = _foldsWithNext[s] ? _steps[s + 1].Node.Outputs[0] : node.Outputs[0];
+                names.Add(node.Inputs[0]);
+                names.Add(FusedReluOutput(s, output) ?? output);
+            }
+            else if (node.OpType == "Add" && node.Inputs.Count == 2)
+            {
+                names.UnionWith(node.Inputs);
+                names.Add(FusedAddRelu(s) ?? node.Outputs[0]);
+            }
+        }
+
+        return names;
     }
 
     private static ActivationQuantization Quantization(double min, double max)
@@ -95,13 +124,14 @@ internal sealed partial class OnnxGraphModule
 
     private void Observe(string name, Tensor value)
     {
-        if (_observer is null || !value.is_floating_point() || value.numel() == 0)
+        if (_observer is null || _observed?.Contains(name) != true || !value.is_floating_point() || value.numel() == 0)
         {
             return;
         }
 
         using var scope = torch.NewDisposeScope();
-        var (min, max) = ((double)value.min().item<float>(), (double)value.max().item<float>());
+        var (low, high) = torch.aminmax(value);
+        var (min, max) = ((double)low.item<float>(), (double)high.item<float>());
         _observer[name] = _observer.TryGetValue(name, out var seen) ? (Math.Min(seen.Min, min), Math.Max(seen.Max, max)) : (min, max);
     }
 
@@ -120,14 +150,14 @@ internal sealed partial class OnnxGraphModule
         }
 
         var ops = LoadInt8Ops();
-        var packed = new Dictionary<int, long>();
+        var packed = new Dictionary<int, PackedConv>();
         try
         {
             using var noGrad = torch.no_grad();
             for (var s = 0; s < _steps.Count; s++)
             {
                 var node = _steps[s].Node;
-                if (node.OpType != "Conv" || !Int8Padding(node, out var pads) || !values.ContainsKey(node.Inputs[1]))
+                if (node.OpType != "Conv" || !Int8Padding(node, out var begin, out var end) || !values.ContainsKey(node.Inputs[1]))
                 {
                     continue;
                 }
@@ -153,7 +183,8 @@ internal sealed partial class OnnxGraphModule
                 var strides = node.Ints("strides") ?? [1, 1];
                 var dilations = node.Ints("dilations") ?? [1, 1];
                 var group = node.Int("group", 1);
-                packed[s] = ops.invoke<Scalar>("add_conv", w.contiguous(), b.contiguous(), wScale, strides[0], strides[1], pads[0], pads[1], dilations[0], dilations[1], group).ToInt64();
+                var index = ops.invoke<Scalar>("add_conv", w.contiguous(), b.contiguous(), wScale, strides[0], strides[1], begin[0], begin[1], dilations[0], dilations[1], group).ToInt64();
+                packed[s] = new PackedConv(index, [w.shape[2], w.shape[3]], strides, dilations, begin, end);
             }
         }
         catch
@@ -197,10 +228,14 @@ internal sealed partial class OnnxGraphModule
         return torch.jit.load(copy.ToArray());
     }
 
-    /// <summary>Symmetric padding that reproduces the node's (explicit) pads, cutting extra outputs; false for auto_pad SAME.</summary>
-    private static bool Int8Padding(OnnxNode node, out long[] pads)
+    /// <summary>
+    /// The node's explicit pads (begin, end per spatial dim) when int8 can reproduce them: symmetric, or begin-heavy
+    /// (run as symmetric <c>begin</c> padding plus a cut, see <see cref="SymmetricCover"/>); false for auto_pad SAME.
+    /// </summary>
+    private static bool Int8Padding(OnnxNode node, out long[] begin, out long[] end)
     {
-        pads = [0, 0];
+        begin = [0, 0];
+        end = [0, 0];
         var autoPad = node.Str("auto_pad", "NOTSET");
         if (autoPad is "SAME_UPPER" or "SAME_LOWER" || (node.Ints("kernel_shape") ?? [0, 0]).Length != 2)
         {
@@ -212,14 +247,9 @@ internal sealed partial class OnnxGraphModule
             return true;
         }
 
-        // Begin-heavy pads run as symmetric `begin` padding plus a cut (see SymmetricCover).
-        if (p[0] < p[2] || p[1] < p[3])
-        {
-            return false;
-        }
-
-        pads = [p[0], p[1]];
-        return true;
+        begin = [p[0], p[1]];
+        end = [p[2], p[3]];
+        return begin[0] >= end[0] && begin[1] >= end[1];
     }
 
     /// <summary>The output of the Relu that alone reads <paramref name="value"/> right after step <paramref name="s"/> (or its folded BN).</summary>
@@ -270,15 +300,13 @@ internal sealed partial class OnnxGraphModule
         {
             var step = _steps[s];
             var node = step.Node;
-            if (state.Packed.TryGetValue(s, out var index) && Quantized(node.Inputs[0]) is { } qx)
+            if (state.Packed.TryGetValue(s, out var conv) && Quantized(node.Inputs[0]) is { } qx)
             {
                 var output = _foldsWithNext[s] ? _steps[s + 1].Node.Outputs[0] : node.Outputs[0];
                 var relu = state.FusedRelu.GetValueOrDefault(s);
                 var p = state.Activations[relu ?? output];
-                var y = state.Ops.invoke<Tensor>("conv", qx, index, relu is not null, p.Scale, p.ZeroPoint);
-                var kernel = node.Ints("kernel_shape") ?? [.. values[node.Inputs[1]].shape.Skip(2)];
-                var (begin, end) = ResolvePads(node, qx, kernel, node.Ints("strides") ?? [1, 1], node.Ints("dilations") ?? [1, 1]);
-                if (!begin.SequenceEqual(end) && SymmetricCover(qx, begin, end, kernel, node.Ints("strides") ?? [1, 1], node.Ints("dilations") ?? [1, 1]) is { } size)
+                var y = state.Ops.invoke<Tensor>("conv", qx, conv.Index, relu is not null, p.Scale, p.ZeroPoint);
+                if (!conv.Begin.SequenceEqual(conv.End) && SymmetricCover(qx, conv.Begin, conv.End, conv.Kernel, conv.Strides, conv.Dilations) is { } size)
                 {
                     y = NarrowTo(y, size);
                 }
