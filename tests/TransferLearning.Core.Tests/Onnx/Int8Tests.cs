@@ -92,6 +92,16 @@ public sealed class Int8Tests
     }
 
     [Fact]
+    public void QuantizeInt8_NoCalibrationBatches_ThrowsNamingTheArgument()
+    {
+        using var backbone = TinyOnnx();
+        backbone.Freeze();
+        var ex = Assert.Throws<ArgumentException>(() => backbone.QuantizeInt8([]));
+        Assert.StartsWith("Calibration needs at least one batch of images.", ex.Message, StringComparison.Ordinal);
+        Assert.False(backbone.IsInt8);
+    }
+
+    [Fact]
     public void QuantizeInt8_NonOnnxBackbone_ThrowsNotSupported()
     {
         using var backbone = TestBackbones.Tiny();

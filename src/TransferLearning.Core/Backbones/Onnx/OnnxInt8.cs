@@ -61,12 +61,19 @@ internal sealed partial class OnnxGraphModule
 
         var ranges = new Dictionary<string, (double Min, double Max)>();
         _observed = Int8Values();
+        if (_observed.Count == 0)
+        {
+            throw new NotSupportedException("The graph has no Conv or Add node that int8 can run (explicit pads, 2-D kernels), so int8 would change nothing.");
+        }
+
+        var seen = 0;
         _observer = ranges;
         try
         {
             using var noGrad = torch.no_grad();
             foreach (var batch in batches)
             {
+                seen++;
                 using var scope = torch.NewDisposeScope();
                 _ = forward(prepare is null ? batch : prepare(batch));
             }
@@ -77,7 +84,7 @@ internal sealed partial class OnnxGraphModule
             _observed = null;
         }
 
-        if (ranges.Count == 0)
+        if (seen == 0)
         {
             throw new ArgumentException("Calibration needs at least one batch of images.", nameof(batches));
         }
