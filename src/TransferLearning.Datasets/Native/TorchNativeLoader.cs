@@ -23,6 +23,9 @@ public static class TorchNativeLoader
     /// <summary>Environment variable naming the folder where patched copies are kept.</summary>
     public const string CacheVariable = "TRANSFERLEARNING_NATIVE_DIR";
 
+    /// <summary>The oneDNN environment variable that caps the instruction set its kernels use.</summary>
+    public const string OneDnnIsaVariable = "ONEDNN_MAX_CPU_ISA";
+
     private const string LibraryFile = "libLibTorchSharp.so";
     private static readonly Lock Gate = new();
     private static bool s_done;
@@ -54,6 +57,62 @@ public static class TorchNativeLoader
     }
 
     private static string Load()
+    {
+        var isa = LimitOneDnnIsa();
+        var loaded = LoadLibraries();
+        return isa is null ? loaded : $"{loaded}; {isa}";
+    }
+
+    /// <summary>
+    /// On an AMD EPYC (Zen 5) with AVX-512, LibTorch 2.10's oneDNN AVX-512 convolution kernels give wrong results when
+    /// a channel count is not a multiple of 16 (a 1×1 convolution 144→40 channels-last off by 2–3, a 3×3 one 24→8 off by
+    /// 0.7, changing from run to run); capped at AVX2 they are right. Only Zen 5 was measured; the cap applies to every AMD
+    /// CPU with AVX-512 as a precaution. The cap is an environment
+    /// variable oneDNN reads once, at its first primitive, so it is set in the native environment before LibTorch runs.
+    /// A value the user set for <c>ONEDNN_MAX_CPU_ISA</c> (or <c>DNNL_MAX_CPU_ISA</c>) is kept.
+    /// </summary>
+    /// <returns>What was done, or null when nothing was needed.</returns>
+    internal static string? LimitOneDnnIsa()
+    {
+        if (!NeedsOneDnnIsaLimit())
+        {
+            return null;
+        }
+
+        if (!string.IsNullOrEmpty(Environment.GetEnvironmentVariable(OneDnnIsaVariable)) ||
+            !string.IsNullOrEmpty(Environment.GetEnvironmentVariable("DNNL_MAX_CPU_ISA")))
+        {
+            return $"{OneDnnIsaVariable} left as the environment sets it";
+        }
+
+        if (OperatingSystem.IsWindows())
+        {
+            return null;
+        }
+
+        // .NET keeps its own copy of the environment on Unix; oneDNN reads the C library's.
+        _ = SetEnv(OneDnnIsaVariable, "AVX2", 0);
+        Environment.SetEnvironmentVariable(OneDnnIsaVariable, "AVX2");
+        return $"{OneDnnIsaVariable}=AVX2 (oneDNN's AVX-512 convolutions are wrong on this AMD CPU)";
+    }
+
+    /// <summary>True on AMD processors with AVX-512 (Zen 4 and later), where oneDNN must stay at AVX2.</summary>
+    internal static bool NeedsOneDnnIsaLimit()
+    {
+        if (!System.Runtime.Intrinsics.X86.X86Base.IsSupported || !System.Runtime.Intrinsics.X86.Avx512F.IsSupported)
+        {
+            return false;
+        }
+
+        var (_, ebx, ecx, edx) = System.Runtime.Intrinsics.X86.X86Base.CpuId(0, 0);
+        Span<int> vendor = [ebx, edx, ecx];
+        return System.Text.Encoding.ASCII.GetString(MemoryMarshal.AsBytes(vendor)) == "AuthenticAMD";
+    }
+
+    [DllImport("libc", EntryPoint = "setenv", CharSet = CharSet.Ansi, BestFitMapping = false, ThrowOnUnmappableChar = true)]
+    private static extern int SetEnv(string name, string value, int overwrite);
+
+    private static string LoadLibraries()
     {
         if (!OperatingSystem.IsLinux() || RuntimeInformation.ProcessArchitecture != Architecture.X64)
         {

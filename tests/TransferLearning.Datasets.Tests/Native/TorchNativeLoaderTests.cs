@@ -20,6 +20,36 @@ public class TorchNativeLoaderTests
         Assert.NotNull(TorchNativeLoader.Status);
     }
 
+    /// <summary>
+    /// Shapes whose oneDNN AVX-512 kernels gave wrong results on an AMD Zen 5 (channel counts not multiples of 16), in
+    /// both memory layouts the library uses, against a float64 reference: guards every machine the suite runs on.
+    /// </summary>
+    [Theory]
+    [InlineData(144, 40, 1, 7, true)]
+    [InlineData(96, 512, 1, 14, true)]
+    [InlineData(8, 40, 1, 28, true)]
+    [InlineData(24, 8, 3, 7, false)]
+    [InlineData(24, 16, 3, 28, false)]
+    [InlineData(40, 64, 3, 14, true)]
+    [InlineData(64, 64, 3, 56, true)]
+    public void Conv2d_ChannelCountsNotMultipleOf16_MatchFloat64Reference(int inChannels, int outChannels, int kernel, int size, bool channelsLast)
+    {
+        TorchNativeLoader.EnsureLoaded();
+        using var scope = torch.NewDisposeScope();
+        using var noGrad = torch.no_grad();
+        using var generator = new torch.Generator(7);
+        var x = torch.randn([2, inChannels, size, size], generator: generator);
+        var w = torch.randn([outChannels, inChannels, kernel, kernel], generator: generator) / Math.Sqrt(inChannels * kernel * kernel);
+        var input = channelsLast ? x.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2) : x;
+        long[] padding = [kernel / 2, kernel / 2];
+
+        var actual = torch.nn.functional.conv2d(input, w, padding: padding);
+        var expected = torch.nn.functional.conv2d(x.to(torch.float64), w.to(torch.float64), padding: padding).to(torch.float32);
+
+        var maxDiff = (actual - expected).abs().max().item<float>();
+        Assert.True(maxDiff < 1e-4f, $"conv {inChannels}→{outChannels} k{kernel} {size}×{size} channels-last={channelsLast}: max |diff| {maxDiff} ({TorchNativeLoader.Status})");
+    }
+
     [Fact]
     public void MarkWeak_RealTorchSharpLibrary_OnlyNewLibstdcxxNeedsBecomeWeak()
     {
