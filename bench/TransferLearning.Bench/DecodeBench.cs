@@ -1,5 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
+using TransferLearning.Datasets.Decoding;
+using TransferLearning.Datasets.Pipeline;
 using TransferLearning.Datasets;
 using ImageSharpConfiguration = SixLabors.ImageSharp.Configuration;
 
@@ -7,7 +9,7 @@ namespace TransferLearning.Bench;
 
 /// <summary>
 /// Decode + resize + normalise every photo of a folder (default: ../shared/data/flowers) three ways in one run:
-/// a single-thread loop over <see cref="ImageTensor.ToChw(string, InputSpec, ImageDecodeOptions?)"/> (baseline),
+/// a single-thread loop over <see cref="ImagePixels.DecodeFile(string, InputSpec, Span{float}, ImageDecodeOptions?)"/> (baseline),
 /// the <see cref="ImageLoader"/> with one worker, and the <see cref="ImageLoader"/> with all cores; prints images/s and ratios.
 /// Options: --dir PATH, --size N (default 224), --limit N (images), --dop N (default: processor count).
 /// </summary>
@@ -44,9 +46,10 @@ internal static class DecodeBench
         var serialConfig = ImageSharpConfiguration.Default.Clone();
         serialConfig.MaxDegreeOfParallelism = 1;
         var serial = new ImageDecodeOptions { Configuration = serialConfig };
+        var chw = new float[3 * spec.Width * spec.Height];
         foreach (var s in data.Samples.Take(32))
         {
-            _ = ImageTensor.ToChw(s.Path, spec, serial);
+            ImagePixels.DecodeFile(s.Path, spec, chw, serial);
         }
 
         RunLoader(new ImageDataset(data.Classes, [.. data.Samples.Take(64)]), spec, dop);
@@ -55,11 +58,12 @@ internal static class DecodeBench
         double checksum = 0;
         foreach (var s in data.Samples)
         {
-            checksum += ImageTensor.ToChw(s.Path, spec, serial)[0];
+            ImagePixels.DecodeFile(s.Path, spec, chw, serial);
+            checksum += chw[0];
         }
 
         var single = data.Count / sw.Elapsed.TotalSeconds;
-        Console.WriteLine($"  single-thread loop (ImageTensor.ToChw): {single,8:F1} images/s  ({sw.Elapsed.TotalSeconds:F2} s, checksum {checksum:F3})");
+        Console.WriteLine($"  single-thread loop (ImagePixels.DecodeFile): {single,8:F1} images/s  ({sw.Elapsed.TotalSeconds:F2} s, checksum {checksum:F3})");
 
         var loader1 = Measure(data, spec, 1);
         Console.WriteLine($"  ImageLoader, 1 worker (ImageSharp may parallelise inside a decode): {loader1,8:F1} images/s");

@@ -1,5 +1,6 @@
 using System.Globalization;
 using Spectre.Console;
+using TransferLearning.Datasets;
 using TransferLearning.Models;
 
 namespace Flowers;

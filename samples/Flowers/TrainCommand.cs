@@ -2,8 +2,6 @@ using System.Diagnostics;
 using Spectre.Console;
 using TransferLearning;
 using TransferLearning.Datasets;
-using TransferLearning.Models;
-using TransferLearning.Training;
 
 namespace Flowers;
 

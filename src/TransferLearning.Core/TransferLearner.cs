@@ -1,6 +1,8 @@
 using TorchSharp;
 using TransferLearning.Backbones;
+using TransferLearning.Datasets.Pipeline;
 using TransferLearning.Datasets;
+using TransferLearning.Downloads;
 using TransferLearning.Heads;
 using TransferLearning.Hub;
 using TransferLearning.Models;
@@ -406,8 +408,9 @@ public sealed class TransferLearner : IDisposable
             foreach (var batch in loader.Batches(0, cancellationToken))
             {
                 using (batch)
+                using (var images = ImageTensor.FromBatch(batch))
                 {
-                    yield return batch.Images; // disposed with its batch once the next one is requested
+                    yield return images; // disposed once the next one is requested
                 }
             }
         }

@@ -23,7 +23,7 @@ public enum BadImagePolicy
 /// <summary>A labelled set of image files with named classes.</summary>
 public class ImageDataset
 {
-    private readonly Dictionary<string, int> classToIndex;
+    private readonly Dictionary<string, int> _classToIndex;
 
     /// <summary>Creates a dataset from class names and samples.</summary>
     /// <param name="classes">Class names; a sample's label indexes this list. Names must be unique.</param>
@@ -33,10 +33,10 @@ public class ImageDataset
     {
         ArgumentNullException.ThrowIfNull(classes);
         ArgumentNullException.ThrowIfNull(samples);
-        classToIndex = new Dictionary<string, int>(StringComparer.Ordinal);
+        _classToIndex = new Dictionary<string, int>(StringComparer.Ordinal);
         for (var i = 0; i < classes.Count; i++)
         {
-            if (classes[i] is null || !classToIndex.TryAdd(classes[i], i))
+            if (classes[i] is null || !_classToIndex.TryAdd(classes[i], i))
             {
                 throw new ArgumentException($"Class name '{classes[i]}' is null or repeated; class names must be unique.", nameof(classes));
             }
@@ -65,7 +65,7 @@ public class ImageDataset
     public int Count => Samples.Count;
 
     /// <summary>Map from class name to class index.</summary>
-    public IReadOnlyDictionary<string, int> ClassToIndex => classToIndex;
+    public IReadOnlyDictionary<string, int> ClassToIndex => _classToIndex;
 
     /// <summary>Number of samples per class, indexed by label.</summary>
     /// <returns>An array with one count per class.</returns>

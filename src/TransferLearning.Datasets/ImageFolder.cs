@@ -30,7 +30,7 @@ public sealed class ImageFolderOptions
 /// unusual extension is accepted too. A file whose content is not an image is a bad image if its extension is an image
 /// extension (<c>.jpg</c>, <c>.png</c>, …), handled by <see cref="ImageFolderOptions.BadImages"/>; otherwise (e.g.
 /// <c>notes.txt</c>) it is ignored and listed in <see cref="IgnoredFiles"/>. Hidden entries (names starting with '.') are ignored.
-/// Only the first bytes are checked here; corrupt image data is found when decoding (see <see cref="ImageLoader"/>).
+/// Only the first bytes are checked here; corrupt image data is found when decoding (see <see cref="Pipeline.ImageLoader"/>).
 /// </remarks>
 public sealed class ImageFolder : ImageDataset
 {

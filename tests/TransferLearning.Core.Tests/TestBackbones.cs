@@ -1,4 +1,3 @@
-using TorchSharp;
 using TransferLearning.Backbones;
 using TransferLearning.Datasets;
 using static TorchSharp.torch;

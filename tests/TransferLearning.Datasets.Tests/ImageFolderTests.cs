@@ -5,32 +5,32 @@ namespace TransferLearning.Datasets.Tests;
 public sealed class ImageFolderTests : IDisposable
 {
     private static readonly Rgb24 Grey = new(90, 90, 90);
-    private readonly TempDir dir = new();
+    private readonly TempDir _dir = new();
 
-    public void Dispose() => dir.Dispose();
+    public void Dispose() => _dir.Dispose();
 
     [Fact]
     public void Load_ClassFolders_AreOrdinalOrderedWithIndexMap()
     {
         foreach (var c in new[] { "tulips", "Roses", "daisy", "_other", "Zinnia" })
         {
-            TestImages.SolidPng(dir.Combine(c, "a.png"), 2, 2, Grey);
+            TestImages.SolidPng(_dir.Combine(c, "a.png"), 2, 2, Grey);
         }
 
-        var folder = ImageFolder.Load(dir.Path);
+        var folder = ImageFolder.Load(_dir.Path);
         Assert.Equal(["Roses", "Zinnia", "_other", "daisy", "tulips"], folder.Classes);
         Assert.Equal(3, folder.ClassToIndex["daisy"]);
         Assert.All(folder.Samples, s => Assert.Equal(folder.Classes[s.Label], Path.GetFileName(Path.GetDirectoryName(s.Path))));
-        Assert.Equal(Path.GetFullPath(dir.Path), folder.Root);
+        Assert.Equal(Path.GetFullPath(_dir.Path), folder.Root);
     }
 
     [Fact]
     public void Load_Samples_AreSortedByClassThenPath()
     {
-        TestImages.SolidPng(dir.Combine("b", "z.png"), 2, 2, Grey);
-        TestImages.SolidPng(dir.Combine("b", "a.png"), 2, 2, Grey);
-        TestImages.SolidPng(dir.Combine("a", "m.png"), 2, 2, Grey);
-        var folder = ImageFolder.Load(dir.Path);
+        TestImages.SolidPng(_dir.Combine("b", "z.png"), 2, 2, Grey);
+        TestImages.SolidPng(_dir.Combine("b", "a.png"), 2, 2, Grey);
+        TestImages.SolidPng(_dir.Combine("a", "m.png"), 2, 2, Grey);
+        var folder = ImageFolder.Load(_dir.Path);
         Assert.Equal(["m.png", "a.png", "z.png"], folder.Samples.Select(s => Path.GetFileName(s.Path)));
         Assert.Equal([0, 1, 1], folder.Samples.Select(s => s.Label));
         Assert.Equal([1, 2], folder.CountPerClass());
@@ -39,25 +39,25 @@ public sealed class ImageFolderTests : IDisposable
     [Fact]
     public void Load_FilesRecognisedByContent_NotExtension()
     {
-        TestImages.SolidPng(dir.Combine("a", "png-named.jpg"), 2, 2, Grey);
-        TestImages.SolidPng(dir.Combine("a", "no-extension"), 2, 2, Grey);
-        File.WriteAllText(dir.Combine("a", "README.txt"), "about this class");
-        File.WriteAllText(dir.Combine("a", ".DS_Store"), "junk");
-        TestImages.SolidJpeg(dir.Combine("b", "x.jpeg"), 2, 2, Grey);
-        var folder = ImageFolder.Load(dir.Path);
+        TestImages.SolidPng(_dir.Combine("a", "png-named.jpg"), 2, 2, Grey);
+        TestImages.SolidPng(_dir.Combine("a", "no-extension"), 2, 2, Grey);
+        File.WriteAllText(_dir.Combine("a", "README.txt"), "about this class");
+        File.WriteAllText(_dir.Combine("a", ".DS_Store"), "junk");
+        TestImages.SolidJpeg(_dir.Combine("b", "x.jpeg"), 2, 2, Grey);
+        var folder = ImageFolder.Load(_dir.Path);
         Assert.Equal(["no-extension", "png-named.jpg", "x.jpeg"], folder.Samples.Select(s => Path.GetFileName(s.Path)));
-        Assert.Equal([dir.Combine("a", "README.txt")], folder.IgnoredFiles);
+        Assert.Equal([_dir.Combine("a", "README.txt")], folder.IgnoredFiles);
         Assert.Empty(folder.Skipped);
     }
 
     [Fact]
     public void Load_TextNamedJpg_FailsNamingFileByDefault()
     {
-        TestImages.SolidPng(dir.Combine("a", "ok.png"), 2, 2, Grey);
-        TestImages.SolidPng(dir.Combine("b", "ok.png"), 2, 2, Grey);
-        var bad = dir.Combine("b", "fake.jpg");
+        TestImages.SolidPng(_dir.Combine("a", "ok.png"), 2, 2, Grey);
+        TestImages.SolidPng(_dir.Combine("b", "ok.png"), 2, 2, Grey);
+        var bad = _dir.Combine("b", "fake.jpg");
         File.WriteAllText(bad, "hello");
-        var ex = Assert.Throws<InvalidImageException>(() => ImageFolder.Load(dir.Path));
+        var ex = Assert.Throws<InvalidImageException>(() => ImageFolder.Load(_dir.Path));
         Assert.Equal(bad, ex.FilePath);
         Assert.Contains("not a recognised image format", ex.Reason, StringComparison.Ordinal);
     }
@@ -65,25 +65,25 @@ public sealed class ImageFolderTests : IDisposable
     [Fact]
     public void Load_SkipPolicy_ListsZeroByteAndTextFiles()
     {
-        TestImages.SolidPng(dir.Combine("a", "ok.png"), 2, 2, Grey);
-        TestImages.SolidPng(dir.Combine("b", "ok.png"), 2, 2, Grey);
-        File.WriteAllText(dir.Combine("b", "fake.jpg"), "hello");
-        File.WriteAllBytes(dir.Combine("a", "empty.png"), []);
-        var folder = ImageFolder.Load(dir.Path, new ImageFolderOptions { BadImages = BadImagePolicy.Skip });
+        TestImages.SolidPng(_dir.Combine("a", "ok.png"), 2, 2, Grey);
+        TestImages.SolidPng(_dir.Combine("b", "ok.png"), 2, 2, Grey);
+        File.WriteAllText(_dir.Combine("b", "fake.jpg"), "hello");
+        File.WriteAllBytes(_dir.Combine("a", "empty.png"), []);
+        var folder = ImageFolder.Load(_dir.Path, new ImageFolderOptions { BadImages = BadImagePolicy.Skip });
         Assert.Equal(2, folder.Count);
         Assert.Equal(
-            [(dir.Combine("a", "empty.png"), "the file is empty (0 bytes)"), (dir.Combine("b", "fake.jpg"), "the content is not a recognised image format")],
+            [(_dir.Combine("a", "empty.png"), "the file is empty (0 bytes)"), (_dir.Combine("b", "fake.jpg"), "the content is not a recognised image format")],
             folder.Skipped.Select(s => (s.Path, s.Reason)));
     }
 
     [Fact]
     public void Load_EmptyClassFolder_ThrowsUnlessAllowed()
     {
-        TestImages.SolidPng(dir.Combine("a", "ok.png"), 2, 2, Grey);
-        Directory.CreateDirectory(dir.Combine("b"));
-        var ex = Assert.Throws<InvalidDataException>(() => ImageFolder.Load(dir.Path));
-        Assert.Equal($"The class folder '{dir.Combine("b")}' contains no images; add images, remove the folder, or set ImageFolderOptions.AllowEmptyClasses.", ex.Message);
-        var folder = ImageFolder.Load(dir.Path, new ImageFolderOptions { AllowEmptyClasses = true });
+        TestImages.SolidPng(_dir.Combine("a", "ok.png"), 2, 2, Grey);
+        Directory.CreateDirectory(_dir.Combine("b"));
+        var ex = Assert.Throws<InvalidDataException>(() => ImageFolder.Load(_dir.Path));
+        Assert.Equal($"The class folder '{_dir.Combine("b")}' contains no images; add images, remove the folder, or set ImageFolderOptions.AllowEmptyClasses.", ex.Message);
+        var folder = ImageFolder.Load(_dir.Path, new ImageFolderOptions { AllowEmptyClasses = true });
         Assert.Equal(["a", "b"], folder.Classes);
         Assert.Equal([1, 0], folder.CountPerClass());
     }
@@ -91,24 +91,24 @@ public sealed class ImageFolderTests : IDisposable
     [Fact]
     public void Load_SingleClass_ThrowsUnlessMinimumLowered()
     {
-        TestImages.SolidPng(dir.Combine("only", "ok.png"), 2, 2, Grey);
-        var ex = Assert.Throws<InvalidDataException>(() => ImageFolder.Load(dir.Path));
+        TestImages.SolidPng(_dir.Combine("only", "ok.png"), 2, 2, Grey);
+        var ex = Assert.Throws<InvalidDataException>(() => ImageFolder.Load(_dir.Path));
         Assert.Contains("has 1 class sub-folder(s) (only) but at least 2 are needed", ex.Message, StringComparison.Ordinal);
-        Assert.Single(ImageFolder.Load(dir.Path, new ImageFolderOptions { MinimumClasses = 1 }).Classes);
+        Assert.Single(ImageFolder.Load(_dir.Path, new ImageFolderOptions { MinimumClasses = 1 }).Classes);
     }
 
     [Fact]
     public void Load_NoClassFolders_Throws()
     {
-        TestImages.SolidPng(dir.Combine("loose.png"), 2, 2, Grey);
-        var ex = Assert.Throws<InvalidDataException>(() => ImageFolder.Load(dir.Path));
-        Assert.StartsWith($"The image folder '{dir.Path}' has no class sub-folders", ex.Message, StringComparison.Ordinal);
+        TestImages.SolidPng(_dir.Combine("loose.png"), 2, 2, Grey);
+        var ex = Assert.Throws<InvalidDataException>(() => ImageFolder.Load(_dir.Path));
+        Assert.StartsWith($"The image folder '{_dir.Path}' has no class sub-folders", ex.Message, StringComparison.Ordinal);
     }
 
     [Fact]
     public void Load_MissingFolder_ThrowsDirectoryNotFound()
     {
-        var missing = dir.Combine("nope");
+        var missing = _dir.Combine("nope");
         var ex = Assert.Throws<DirectoryNotFoundException>(() => ImageFolder.Load(missing));
         Assert.Equal($"The image folder '{missing}' does not exist.", ex.Message);
     }
@@ -116,11 +116,11 @@ public sealed class ImageFolderTests : IDisposable
     [Fact]
     public void Load_Recursive_IncludesNestedFiles()
     {
-        TestImages.SolidPng(dir.Combine("a", "x.png"), 2, 2, Grey);
-        TestImages.SolidPng(dir.Combine("a", "sub", "y.png"), 2, 2, Grey);
-        TestImages.SolidPng(dir.Combine("b", "z.png"), 2, 2, Grey);
-        Assert.Equal(2, ImageFolder.Load(dir.Path).Count);
-        Assert.Equal(3, ImageFolder.Load(dir.Path, new ImageFolderOptions { Recursive = true }).Count);
+        TestImages.SolidPng(_dir.Combine("a", "x.png"), 2, 2, Grey);
+        TestImages.SolidPng(_dir.Combine("a", "sub", "y.png"), 2, 2, Grey);
+        TestImages.SolidPng(_dir.Combine("b", "z.png"), 2, 2, Grey);
+        Assert.Equal(2, ImageFolder.Load(_dir.Path).Count);
+        Assert.Equal(3, ImageFolder.Load(_dir.Path, new ImageFolderOptions { Recursive = true }).Count);
     }
 
     [Fact]
@@ -128,12 +128,12 @@ public sealed class ImageFolderTests : IDisposable
     {
         foreach (var root in new[] { "train", "val" })
         {
-            TestImages.SolidPng(dir.Combine(root, "a", "1.png"), 2, 2, Grey);
-            TestImages.SolidPng(dir.Combine(root, "b", "1.png"), 2, 2, Grey);
+            TestImages.SolidPng(_dir.Combine(root, "a", "1.png"), 2, 2, Grey);
+            TestImages.SolidPng(_dir.Combine(root, "b", "1.png"), 2, 2, Grey);
         }
 
-        TestImages.SolidPng(dir.Combine("train", "b", "2.png"), 2, 2, Grey);
-        var split = DatasetSplit.FromFolders(dir.Combine("train"), dir.Combine("val"));
+        TestImages.SolidPng(_dir.Combine("train", "b", "2.png"), 2, 2, Grey);
+        var split = DatasetSplit.FromFolders(_dir.Combine("train"), _dir.Combine("val"));
         Assert.Equal(3, split.Train.Count);
         Assert.Equal(2, split.Validation.Count);
         Assert.Equal(["a", "b"], split.Classes);
@@ -143,11 +143,11 @@ public sealed class ImageFolderTests : IDisposable
     [Fact]
     public void FromFolders_DifferentClasses_Throws()
     {
-        TestImages.SolidPng(dir.Combine("train", "a", "1.png"), 2, 2, Grey);
-        TestImages.SolidPng(dir.Combine("train", "b", "1.png"), 2, 2, Grey);
-        TestImages.SolidPng(dir.Combine("val", "a", "1.png"), 2, 2, Grey);
-        TestImages.SolidPng(dir.Combine("val", "c", "1.png"), 2, 2, Grey);
-        var ex = Assert.Throws<InvalidDataException>(() => DatasetSplit.FromFolders(dir.Combine("train"), dir.Combine("val")));
+        TestImages.SolidPng(_dir.Combine("train", "a", "1.png"), 2, 2, Grey);
+        TestImages.SolidPng(_dir.Combine("train", "b", "1.png"), 2, 2, Grey);
+        TestImages.SolidPng(_dir.Combine("val", "a", "1.png"), 2, 2, Grey);
+        TestImages.SolidPng(_dir.Combine("val", "c", "1.png"), 2, 2, Grey);
+        var ex = Assert.Throws<InvalidDataException>(() => DatasetSplit.FromFolders(_dir.Combine("train"), _dir.Combine("val")));
         Assert.Contains("has classes [a, c] but the training folder", ex.Message, StringComparison.Ordinal);
     }
 }

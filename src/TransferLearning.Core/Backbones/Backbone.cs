@@ -1,5 +1,3 @@
-using TorchSharp;
-using TorchSharp.Modules;
 using TransferLearning.Backbones.Onnx;
 using TransferLearning.Datasets;
 using static TorchSharp.torch;

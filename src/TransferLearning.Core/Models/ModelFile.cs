@@ -3,7 +3,6 @@ using System.Security.Cryptography;
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using TorchSharp;
-using TransferLearning.Backbones;
 using TransferLearning.Backbones.Onnx;
 using TransferLearning.Datasets;
 using TransferLearning.Heads;

@@ -1,7 +1,7 @@
 using SixLabors.ImageSharp;
 using SixLabors.ImageSharp.PixelFormats;
-using TorchSharp;
 using TransferLearning.Backbones;
+using TransferLearning.Datasets.Pipeline;
 using TransferLearning.Datasets;
 using TransferLearning.Heads;
 using TransferLearning.Training;
@@ -177,8 +177,8 @@ public sealed class TrainedModel : IDisposable
             using var scope = NewDisposeScope();
             using (batch)
             {
-                var logits = Logits(batch.Images);
-                var labels = remap.index_select(0, batch.Labels.cpu()).to(Device);
+                var logits = Logits(ImageTensor.FromBatch(batch));
+                var labels = remap.index_select(0, ImageTensor.LabelsOf(batch)).to(Device);
                 lossSum += nn.functional.cross_entropy(logits, labels, reduction: nn.Reduction.Sum).item<float>();
                 var predicted = logits.argmax(1).cpu().data<long>().ToArray();
                 var truth = labels.cpu().data<long>().ToArray();

@@ -1,6 +1,6 @@
 using System.Runtime.CompilerServices;
 
-namespace TransferLearning.Native.Core;
+namespace TransferLearning.Native;
 
 internal static class NativeModuleInitializer
 {
@@ -8,5 +8,5 @@ internal static class NativeModuleInitializer
 #pragma warning disable CA2255 // A library initializer is the point: users must not have to call anything first.
     [ModuleInitializer]
 #pragma warning restore CA2255
-    internal static void Initialize() => TransferLearning.Native.TorchNativeLoader.EnsureLoaded();
+    internal static void Initialize() => TorchNativeLoader.EnsureLoaded();
 }

@@ -1,5 +1,4 @@
-using TorchSharp;
-using TransferLearning.Datasets;
+using TransferLearning.Datasets.Pipeline;
 using static TorchSharp.torch;
 
 namespace TransferLearning.Training;
@@ -26,7 +25,7 @@ internal sealed class ImageBatchSource(ImageLoader loader, int count) : IBatchSo
         {
             using (batch)
             {
-                yield return new LabeledBatch(batch.Images, batch.Labels);
+                yield return new LabeledBatch(ImageTensor.FromBatch(batch), ImageTensor.LabelsOf(batch));
             }
         }
     }

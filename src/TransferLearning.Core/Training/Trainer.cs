@@ -1,5 +1,4 @@
 using System.Diagnostics;
-using TorchSharp;
 using TransferLearning.Backbones;
 using static TorchSharp.torch;
 

@@ -1,6 +1,6 @@
 using SixLabors.ImageSharp;
 
-namespace TransferLearning.Datasets;
+namespace TransferLearning.Datasets.Decoding;
 
 /// <summary>Options for turning an encoded image into a tensor.</summary>
 public sealed record ImageDecodeOptions

@@ -1,44 +1,63 @@
-using TorchSharp;
+using System.Buffers;
 
-namespace TransferLearning.Datasets;
+namespace TransferLearning.Datasets.Pipeline;
 
 /// <summary>
-/// One batch of decoded images. It owns its tensors (they are detached from any dispose scope): dispose the batch.
+/// One batch of decoded images as normalised float pixels <c>[N, 3, Height, Width]</c> (channel, row, column order per
+/// image). The pixels live in a pooled buffer: dispose the batch to return it; do not keep <see cref="Pixels"/> after that.
 /// </summary>
 public sealed class ImageBatch : IDisposable
 {
-    internal ImageBatch(int index, torch.Tensor images, torch.Tensor labels, IReadOnlyList<string> paths, IReadOnlyList<int> labelValues)
+    private float[]? _buffer;
+
+    internal ImageBatch(int index, float[] buffer, int count, int width, int height, IReadOnlyList<string> paths, IReadOnlyList<int> labels)
     {
         Index = index;
-        Images = images;
-        Labels = labels;
+        _buffer = buffer;
+        Count = count;
+        Width = width;
+        Height = height;
         Paths = paths;
-        LabelValues = labelValues;
+        Labels = labels;
     }
 
     /// <summary>Position of the batch in its epoch (0-based).</summary>
     public int Index { get; }
 
-    /// <summary>Images, float32 [N, 3, Height, Width], normalised as the <see cref="InputSpec"/> declares.</summary>
-    public torch.Tensor Images { get; }
+    /// <summary>Number of images (N).</summary>
+    public int Count { get; }
 
-    /// <summary>Class indices, int64 [N].</summary>
-    public torch.Tensor Labels { get; }
+    /// <summary>Image width in pixels.</summary>
+    public int Width { get; }
+
+    /// <summary>Image height in pixels.</summary>
+    public int Height { get; }
+
+    /// <summary>The images, N × 3 × Height × Width floats normalised as the <see cref="InputSpec"/> declares.</summary>
+    /// <exception cref="ObjectDisposedException">The batch was disposed.</exception>
+    public ReadOnlySpan<float> Pixels
+    {
+        get
+        {
+            var buffer = _buffer;
+            ObjectDisposedException.ThrowIf(buffer is null, this);
+            return buffer.AsSpan(0, Count * 3 * Width * Height);
+        }
+    }
 
     /// <summary>Source file of each image, in batch order.</summary>
     public IReadOnlyList<string> Paths { get; }
 
-    /// <summary>Class index of each image, in batch order (the same values as <see cref="Labels"/>, without touching the tensor).</summary>
-    public IReadOnlyList<int> LabelValues { get; }
+    /// <summary>Class index of each image, in batch order.</summary>
+    public IReadOnlyList<int> Labels { get; }
 
-    /// <summary>Number of images (N).</summary>
-    public int Count => Paths.Count;
-
-    /// <summary>Frees the tensors.</summary>
+    /// <summary>Returns the pixel buffer to the pool.</summary>
     public void Dispose()
     {
-        Images.Dispose();
-        Labels.Dispose();
+        if (Interlocked.Exchange(ref _buffer, null) is { } buffer)
+        {
+            ArrayPool<float>.Shared.Return(buffer);
+        }
     }
 }
 

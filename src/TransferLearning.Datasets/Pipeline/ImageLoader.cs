@@ -1,25 +1,22 @@
 using System.Buffers;
 using System.Collections.Concurrent;
 using System.Runtime.CompilerServices;
-using TorchSharp;
 using TransferLearning.Datasets.Decoding;
-using TransferLearning.Datasets.Pipeline;
 
-namespace TransferLearning.Datasets;
+namespace TransferLearning.Datasets.Pipeline;
 
 /// <summary>
-/// Turns an <see cref="ImageDataset"/> into batches of tensors: per-epoch seeded shuffling, parallel decoding on
-/// worker threads with bounded prefetch (decoding overlaps the consumer's work), optional in-memory cache of decoded
-/// images, and a bad-image policy. Every image goes through the same path as <see cref="ImageTensor"/>.
-/// Tensors are created on the thread that enumerates the batches.
+/// Turns an <see cref="ImageDataset"/> into batches of normalised pixels: per-epoch seeded shuffling, parallel decoding
+/// on worker threads with bounded prefetch (decoding overlaps the consumer's work), optional in-memory cache of decoded
+/// images, and a bad-image policy. Every image goes through <see cref="ImagePixels"/>, the one decode path.
 /// </summary>
 public sealed class ImageLoader : IDisposable
 {
-    private readonly ImageDecodeOptions decodeOptions;
-    private readonly ConcurrentDictionary<int, byte[]> cache = new();
-    private readonly ConcurrentDictionary<int, string> badFiles = new();
-    private int active;
-    private bool disposed;
+    private readonly ImageDecodeOptions _decodeOptions;
+    private readonly ConcurrentDictionary<int, byte[]> _cache = new();
+    private readonly ConcurrentDictionary<int, string> _badFiles = new();
+    private int _active;
+    private bool _disposed;
 
     /// <summary>Creates a loader.</summary>
     /// <param name="data">The samples.</param>
@@ -49,7 +46,7 @@ public sealed class ImageLoader : IDisposable
         };
         var baseDecode = options.Decode ?? ImageDecodeOptions.Default;
         // Parallel across images, so one thread inside each decode (unless the caller chose a configuration).
-        decodeOptions = baseDecode.Configuration is not null || options.DegreeOfParallelism == 1
+        _decodeOptions = baseDecode.Configuration is not null || options.DegreeOfParallelism == 1
             ? baseDecode
             : baseDecode with { Configuration = ImageDecoding.Serial };
     }
@@ -67,11 +64,11 @@ public sealed class ImageLoader : IDisposable
     public int BatchCount => Options.DropLast ? Data.Count / Options.BatchSize : (Data.Count + Options.BatchSize - 1) / Options.BatchSize;
 
     /// <summary>Number of decoded images held in the cache.</summary>
-    public int CachedCount => cache.Count;
+    public int CachedCount => _cache.Count;
 
     /// <summary>Files that failed to decode and were skipped (under <see cref="BadImagePolicy.Skip"/>), ordered by path.</summary>
     public IReadOnlyList<SkippedImage> Skipped =>
-        [.. badFiles.Select(kv => new SkippedImage(Data.Samples[kv.Key].Path, kv.Value)).OrderBy(s => s.Path, StringComparer.Ordinal)];
+        [.. _badFiles.Select(kv => new SkippedImage(Data.Samples[kv.Key].Path, kv.Value)).OrderBy(s => s.Path, StringComparer.Ordinal)];
 
     /// <summary>The sample order of an epoch: dataset order, or a permutation seeded by (<see cref="ImageLoaderOptions.Seed"/>, epoch).</summary>
     /// <param name="epoch">The epoch.</param>
@@ -150,14 +147,14 @@ public sealed class ImageLoader : IDisposable
     /// <summary>Drops the cache.</summary>
     public void Dispose()
     {
-        disposed = true;
-        cache.Clear();
+        _disposed = true;
+        _cache.Clear();
     }
 
     private Run Start(int epoch, CancellationToken ct)
     {
-        ObjectDisposedException.ThrowIf(disposed, this);
-        if (Interlocked.Exchange(ref active, 1) == 1)
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (Interlocked.Exchange(ref _active, 1) == 1)
         {
             throw new InvalidOperationException("This ImageLoader is already enumerating an epoch; finish or dispose that enumeration first.");
         }
@@ -168,7 +165,7 @@ public sealed class ImageLoader : IDisposable
         }
         catch
         {
-            Volatile.Write(ref active, 0);
+            Volatile.Write(ref _active, 0);
             throw;
         }
     }
@@ -180,9 +177,9 @@ public sealed class ImageLoader : IDisposable
     /// </summary>
     private void DecodeSample(int sampleIndex, Span<float> destination)
     {
-        if (cache.TryGetValue(sampleIndex, out var cached))
+        if (_cache.TryGetValue(sampleIndex, out var cached))
         {
-            ImageTensor.Normalize(cached, Spec, destination);
+            ImagePixels.Normalize(cached, Spec, destination);
             return;
         }
 
@@ -191,19 +188,19 @@ public sealed class ImageLoader : IDisposable
         if (Options.CacheDecoded)
         {
             var rgb = new byte[size];
-            ImageTensor.DecodeFileResized(path, Spec, decodeOptions, rgb);
-            ImageTensor.Normalize(rgb, Spec, destination);
-            cache.TryAdd(sampleIndex, rgb);
+            ImagePixels.DecodeFile(path, Spec, rgb, _decodeOptions);
+            ImagePixels.Normalize(rgb, Spec, destination);
+            _cache.TryAdd(sampleIndex, rgb);
             return;
         }
 
-        ImageTensor.DecodeFile(path, Spec, decodeOptions, destination);
+        ImagePixels.DecodeFile(path, Spec, destination, _decodeOptions);
     }
 
     private sealed class Slot(int start, int count, int chw)
     {
-        private readonly Lock gate = new();
-        private float[]? data;
+        private readonly Lock _gate = new();
+        private float[]? _data;
 
         public int Start { get; } = start;
 
@@ -216,26 +213,37 @@ public sealed class ImageLoader : IDisposable
         {
             get
             {
-                if (Volatile.Read(ref data) is { } d)
+                if (Volatile.Read(ref _data) is { } d)
                 {
                     return d;
                 }
 
-                lock (gate)
+                lock (_gate)
                 {
-                    return data ??= ArrayPool<float>.Shared.Rent(Count * chw);
+                    return _data ??= ArrayPool<float>.Shared.Rent(Count * chw);
                 }
+            }
+        }
+
+        /// <summary>Hands the buffer to a batch, which returns it to the pool when disposed.</summary>
+        public float[] DetachBuffer()
+        {
+            lock (_gate)
+            {
+                var d = _data ?? throw new InvalidOperationException("The batch buffer was never filled.");
+                _data = null;
+                return d;
             }
         }
 
         /// <summary>Returns the buffer to the pool (idempotent).</summary>
         public void ReleaseBuffer()
         {
-            lock (gate)
+            lock (_gate)
             {
-                if (data is { } d)
+                if (_data is { } d)
                 {
-                    data = null;
+                    _data = null;
                     ArrayPool<float>.Shared.Return(d);
                 }
             }
@@ -249,42 +257,42 @@ public sealed class ImageLoader : IDisposable
     /// <summary>One pass: worker threads pull samples in delivery order, bounded by a window of prefetched images.</summary>
     private sealed class Run : IDisposable
     {
-        private readonly ImageLoader owner;
-        private readonly int epoch;
-        private readonly int[] order;
-        private readonly int chw;
-        private readonly SemaphoreSlim window;
-        private readonly CancellationTokenSource cts;
-        private readonly Task[] workers;
-        private int next = -1;
-        private volatile bool stop;
-        private int delivered;
-        private int deliveredBatches;
-        private int skipped;
+        private readonly ImageLoader _owner;
+        private readonly int _epoch;
+        private readonly int[] _order;
+        private readonly int _chw;
+        private readonly SemaphoreSlim _window;
+        private readonly CancellationTokenSource _cts;
+        private readonly Task[] _workers;
+        private int _next = -1;
+        private volatile bool _stop;
+        private int _delivered;
+        private int _deliveredBatches;
+        private int _skipped;
 
         public Run(ImageLoader owner, int epoch, CancellationToken ct)
         {
-            this.owner = owner;
-            this.epoch = epoch;
+            _owner = owner;
+            _epoch = epoch;
             var bs = owner.Options.BatchSize;
-            order = [.. owner.EpochOrder(epoch)];
-            var total = owner.Options.DropLast ? order.Length / bs * bs : order.Length;
-            chw = 3 * owner.Spec.Width * owner.Spec.Height;
+            _order = [.. owner.EpochOrder(epoch)];
+            var total = owner.Options.DropLast ? _order.Length / bs * bs : _order.Length;
+            _chw = 3 * owner.Spec.Width * owner.Spec.Height;
             BatchCount = (total + bs - 1) / bs;
             Total = total;
             Slots = new Slot[BatchCount];
             for (var b = 0; b < BatchCount; b++)
             {
-                Slots[b] = new Slot(b * bs, Math.Min(bs, total - (b * bs)), chw);
+                Slots[b] = new Slot(b * bs, Math.Min(bs, total - (b * bs)), _chw);
             }
 
-            window = new SemaphoreSlim(owner.Options.PrefetchBatches * bs);
-            cts = CancellationTokenSource.CreateLinkedTokenSource(ct);
+            _window = new SemaphoreSlim(owner.Options.PrefetchBatches * bs);
+            _cts = CancellationTokenSource.CreateLinkedTokenSource(ct);
             var n = Math.Min(owner.Options.DegreeOfParallelism, Math.Max(1, total));
-            workers = new Task[n];
+            _workers = new Task[n];
             for (var w = 0; w < n; w++)
             {
-                workers[w] = Task.Factory.StartNew(Work, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+                _workers[w] = Task.Factory.StartNew(Work, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
             }
         }
 
@@ -294,7 +302,7 @@ public sealed class ImageLoader : IDisposable
 
         public Slot[] Slots { get; }
 
-        /// <summary>Builds the tensors of a finished batch on the calling thread; null when every image in it was skipped.</summary>
+        /// <summary>Hands a finished batch to the caller; null when every image in it was skipped.</summary>
         public ImageBatch? Take(int b, IProgress<LoaderProgress>? progress)
         {
             var slot = Slots[b];
@@ -313,55 +321,41 @@ public sealed class ImageLoader : IDisposable
                     if (kept != k)
                     {
                         var data = slot.Buffer;
-                        Array.Copy(data, k * chw, data, kept * chw, chw);
+                        Array.Copy(data, k * _chw, data, kept * _chw, _chw);
                     }
 
-                    var sample = owner.Data.Samples[order[slot.Start + k]];
+                    var sample = _owner.Data.Samples[_order[slot.Start + k]];
                     paths.Add(sample.Path);
                     labels.Add(sample.Label);
                     kept++;
                 }
 
-                skipped += slot.Count - kept;
-                delivered += kept;
+                _skipped += slot.Count - kept;
+                _delivered += kept;
                 if (kept == 0)
                 {
                     return null;
                 }
 
-                deliveredBatches++;
-                var images = ImageTensor.CopyToTensor(slot.Buffer, kept * chw, [kept, 3, owner.Spec.Height, owner.Spec.Width]);
-                torch.Tensor? labelTensor = null;
-                try
-                {
-                    labelTensor = torch.tensor(labels.Select(l => (long)l).ToArray(), torch.int64);
-                    images.DetachFromDisposeScope();
-                    labelTensor.DetachFromDisposeScope();
-                    var batch = new ImageBatch(b, images, labelTensor, paths, labels);
-                    progress?.Report(new LoaderProgress(epoch, deliveredBatches, delivered, Total, skipped));
-                    return batch;
-                }
-                catch
-                {
-                    images.Dispose();
-                    labelTensor?.Dispose();
-                    throw;
-                }
+                _deliveredBatches++;
+                var batch = new ImageBatch(b, slot.DetachBuffer(), kept, _owner.Spec.Width, _owner.Spec.Height, paths, labels);
+                progress?.Report(new LoaderProgress(_epoch, _deliveredBatches, _delivered, Total, _skipped));
+                return batch;
             }
             finally
             {
                 slot.ReleaseBuffer();
-                window.Release(slot.Count);
+                _window.Release(slot.Count);
             }
         }
 
         public void Dispose()
         {
-            stop = true;
-            cts.Cancel();
+            _stop = true;
+            _cts.Cancel();
             try
             {
-                Task.WaitAll(workers);
+                Task.WaitAll(_workers);
             }
             catch (AggregateException)
             {
@@ -373,27 +367,27 @@ public sealed class ImageLoader : IDisposable
                 slot.ReleaseBuffer();
             }
 
-            cts.Dispose();
-            window.Dispose();
-            Volatile.Write(ref owner.active, 0);
+            _cts.Dispose();
+            _window.Dispose();
+            Volatile.Write(ref _owner._active, 0);
         }
 
         private void Work()
         {
-            var bs = owner.Options.BatchSize;
-            while (!stop)
+            var bs = _owner.Options.BatchSize;
+            while (!_stop)
             {
                 try
                 {
-                    window.Wait(cts.Token);
+                    _window.Wait(_cts.Token);
                 }
                 catch (OperationCanceledException)
                 {
                     return;
                 }
 
-                var i = Interlocked.Increment(ref next);
-                if (i >= Total || stop)
+                var i = Interlocked.Increment(ref _next);
+                if (i >= Total || _stop)
                 {
                     return;
                 }
@@ -402,24 +396,24 @@ public sealed class ImageLoader : IDisposable
                 var k = i - slot.Start;
                 try
                 {
-                    var sampleIndex = order[i];
-                    if (owner.badFiles.TryGetValue(sampleIndex, out var knownBad) && owner.Options.BadImages == BadImagePolicy.Skip)
+                    var sampleIndex = _order[i];
+                    if (_owner._badFiles.TryGetValue(sampleIndex, out var knownBad) && _owner.Options.BadImages == BadImagePolicy.Skip)
                     {
                         slot.Bad[k] = knownBad;
                     }
                     else
                     {
-                        owner.DecodeSample(sampleIndex, slot.Buffer.AsSpan(k * chw, chw));
+                        _owner.DecodeSample(sampleIndex, slot.Buffer.AsSpan(k * _chw, _chw));
                     }
                 }
-                catch (InvalidImageException ex) when (owner.Options.BadImages == BadImagePolicy.Skip)
+                catch (InvalidImageException ex) when (_owner.Options.BadImages == BadImagePolicy.Skip)
                 {
-                    owner.badFiles[order[i]] = ex.Reason;
+                    _owner._badFiles[_order[i]] = ex.Reason;
                     slot.Bad[k] = ex.Reason;
                 }
                 catch (Exception ex)
                 {
-                    stop = true;
+                    _stop = true;
                     slot.Done.TrySetException(ex);
                     return;
                 }

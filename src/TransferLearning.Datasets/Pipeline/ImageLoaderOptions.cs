@@ -1,4 +1,6 @@
-namespace TransferLearning.Datasets;
+using TransferLearning.Datasets.Decoding;
+
+namespace TransferLearning.Datasets.Pipeline;
 
 /// <summary>Options for <see cref="ImageLoader"/>.</summary>
 public sealed class ImageLoaderOptions

@@ -6,9 +6,9 @@ namespace TransferLearning.Datasets.Pipeline;
 /// </summary>
 internal sealed class SplitMix64
 {
-    private ulong state;
+    private ulong _state;
 
-    public SplitMix64(ulong seed) => state = seed;
+    public SplitMix64(ulong seed) => _state = seed;
 
     /// <summary>A generator for a (seed, stream) pair, e.g. (user seed, epoch).</summary>
     public static SplitMix64 ForStream(long seed, long stream) =>
@@ -16,8 +16,8 @@ internal sealed class SplitMix64
 
     public ulong Next()
     {
-        state += 0x9E3779B97F4A7C15UL;
-        return Mix(state);
+        _state += 0x9E3779B97F4A7C15UL;
+        return Mix(_state);
     }
 
     /// <summary>A uniform integer in [0, bound) without modulo bias.</summary>

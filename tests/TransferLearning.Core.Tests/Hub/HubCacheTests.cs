@@ -1,4 +1,5 @@
 using System.Security.Cryptography;
+using TransferLearning.Downloads;
 using TransferLearning.Hub;
 
 namespace TransferLearning.Core.Tests.Hub;

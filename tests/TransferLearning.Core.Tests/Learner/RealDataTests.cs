@@ -7,10 +7,10 @@ namespace TransferLearning.Core.Tests.Learner;
 public class RealDataTests
 {
     [Fact]
-    public void Fit_Resnet18OnFlowersSlice_AccuracyWellAboveChance()
+    public void Fit_Resnet18OnShippedFlowerPhotos_AccuracyWellAboveChance()
     {
-        Assert.True(Directory.Exists(RepoPaths.Flowers), $"The flowers photos are expected at {RepoPaths.Flowers}.");
-        var folder = ImageFolder.Load(RepoPaths.Flowers);
+        Assert.True(Directory.Exists(RepoPaths.SamplePhotos), $"The sample's flower photos are committed at {RepoPaths.SamplePhotos}; restore them with git checkout.");
+        var folder = ImageFolder.Load(RepoPaths.SamplePhotos);
         var slice = new ImageDataset(folder.Classes, folder.Samples.GroupBy(s => s.Label).SelectMany(g => g.Take(20)).ToList());
         var data = slice.Split(0.7, seed: 42);
 

@@ -1,6 +1,5 @@
 using SixLabors.ImageSharp;
 using SixLabors.ImageSharp.PixelFormats;
-using TorchSharp;
 using TransferLearning.Backbones;
 using TransferLearning.Datasets;
 using TransferLearning.Models;
@@ -282,7 +281,9 @@ public sealed class TransferLearnerTests : IClassFixture<GeneratedImages>, IDisp
 /// <summary>Wraps a module and counts the images it sees.</summary>
 internal sealed class CountingModule : nn.Module<Tensor, Tensor>
 {
+#pragma warning disable IDE1006 // TorchSharp names the submodule after this field.
     private readonly nn.Module<Tensor, Tensor> inner;
+#pragma warning restore IDE1006
 
     public CountingModule(nn.Module<Tensor, Tensor> inner)
         : base("counting")

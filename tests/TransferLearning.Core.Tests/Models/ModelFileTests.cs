@@ -1,5 +1,4 @@
 using System.IO.Compression;
-using TorchSharp;
 using TransferLearning.Datasets;
 using TransferLearning.Heads;
 using TransferLearning.Models;

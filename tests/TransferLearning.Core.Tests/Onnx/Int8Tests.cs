@@ -1,7 +1,5 @@
-using TorchSharp;
 using TransferLearning.Backbones;
 using TransferLearning.Backbones.Onnx;
-using TransferLearning.Core.Tests.Learner;
 using TransferLearning.Datasets;
 using TransferLearning.Models;
 using static TorchSharp.torch;

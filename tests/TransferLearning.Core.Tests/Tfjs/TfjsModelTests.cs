@@ -1,4 +1,3 @@
-using System.Text.Json.Nodes;
 using TorchSharp;
 using TransferLearning.Backbones.Tfjs;
 using static TorchSharp.torch;

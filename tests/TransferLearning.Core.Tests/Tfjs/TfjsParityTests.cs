@@ -1,6 +1,5 @@
 using System.Diagnostics;
 using System.Text.Json.Nodes;
-using TorchSharp;
 using TransferLearning.Backbones.Tfjs;
 using TransferLearning.Datasets;
 using Xunit.Abstractions;

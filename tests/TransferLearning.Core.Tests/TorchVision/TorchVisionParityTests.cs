@@ -11,7 +11,7 @@ namespace TransferLearning.Core.Tests.TorchVision;
 /// <summary>Features of torchvision backbones against PyTorch 1.13 / torchvision 0.14 (fixtures from tools/fixtures/make_torchvision_fixtures.py).</summary>
 public class TorchVisionParityTests(ITestOutputHelper output)
 {
-    private static readonly string FixtureDir = Path.Combine(AppContext.BaseDirectory, "TorchVision", "Fixtures");
+    private static readonly string FixtureDir = Path.Combine(AppContext.BaseDirectory, "TestData", "torchvision");
 
     /// <summary>Logs the largest absolute difference (visible with <c>--logger "console;verbosity=detailed"</c>), then asserts.</summary>
     private void AssertClose(float[] expected, float[] actual, string what)

@@ -1,4 +1,3 @@
-using TorchSharp;
 using TransferLearning.Heads;
 using TransferLearning.Training;
 using static TorchSharp.torch;

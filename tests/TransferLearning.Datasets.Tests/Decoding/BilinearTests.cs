@@ -39,7 +39,7 @@ public sealed class BilinearTests
     public void ToChw_LargePhoto_IsReducedWithoutLosingSolidColour()
     {
         using var img = new SixLabors.ImageSharp.Image<Rgb24>(1200, 900, new Rgb24(12, 34, 56));
-        var v = ImageTensor.ToChw(img, new InputSpec(8, 8, 0, 255).WithResizeMode(ResizeMode.CenterCrop));
+        var v = Chw.Of(img, new InputSpec(8, 8, 0, 255).WithResizeMode(ResizeMode.CenterCrop));
         Assert.All(v[..64], x => Assert.Equal(12f, x));
         Assert.All(v[128..], x => Assert.Equal(56f, x));
     }
@@ -58,7 +58,7 @@ public sealed class BilinearTests
             }
         }
 
-        var v = ImageTensor.ToChw(img, new InputSpec(8, 8, 0, 255));
+        var v = Chw.Of(img, new InputSpec(8, 8, 0, 255));
         Assert.All(v, x => Assert.InRange(x, 100f, 155f));
     }
 }

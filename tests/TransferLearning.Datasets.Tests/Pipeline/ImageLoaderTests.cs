@@ -1,13 +1,15 @@
+using TransferLearning.Datasets.Tests.Decoding;
 using SixLabors.ImageSharp.PixelFormats;
+using TransferLearning.Datasets.Pipeline;
 
 namespace TransferLearning.Datasets.Tests.Pipeline;
 
 public sealed class ImageLoaderTests : IDisposable
 {
     private static readonly InputSpec Spec = new(4, 4, 0f, 255f);
-    private readonly TempDir dir = new();
+    private readonly TempDir _dir = new();
 
-    public void Dispose() => dir.Dispose();
+    public void Dispose() => _dir.Dispose();
 
     /// <summary>Class c has counts[c] images; image i is a solid PNG whose red value is its global number i.</summary>
     private ImageFolder MakeFolder(params int[] counts)
@@ -17,11 +19,11 @@ public sealed class ImageLoaderTests : IDisposable
         {
             for (var i = 0; i < counts[c]; i++, n++)
             {
-                TestImages.SolidPng(dir.Combine("class" + c, $"img{n:D3}.png"), 4, 4, new Rgb24((byte)n, (byte)(c * 40), 7));
+                TestImages.SolidPng(_dir.Combine("class" + c, $"img{n:D3}.png"), 4, 4, new Rgb24((byte)n, (byte)(c * 40), 7));
             }
         }
 
-        return ImageFolder.Load(dir.Path);
+        return ImageFolder.Load(_dir.Path);
     }
 
     private static int NumberOf(string path) => int.Parse(Path.GetFileNameWithoutExtension(path)[3..], System.Globalization.CultureInfo.InvariantCulture);
@@ -37,10 +39,9 @@ public sealed class ImageLoaderTests : IDisposable
             using (batch)
             {
                 sizes.Add(batch.Count);
-                Assert.Equal([batch.Count, 3L, 4, 4], batch.Images.shape);
-                Assert.Equal(TorchSharp.torch.ScalarType.Float32, batch.Images.dtype);
-                Assert.Equal([(long)batch.Count], batch.Labels.shape);
-                Assert.Equal(TorchSharp.torch.ScalarType.Int64, batch.Labels.dtype);
+                Assert.Equal(batch.Count * 3 * 4 * 4, batch.Pixels.Length);
+                Assert.Equal((4, 4), (batch.Width, batch.Height));
+                Assert.Equal(batch.Count, batch.Labels.Count);
             }
         }
 
@@ -67,15 +68,14 @@ public sealed class ImageLoaderTests : IDisposable
         {
             using (batch)
             {
-                var images = batch.Images.data<float>().ToArray();
-                var labels = batch.Labels.data<long>().ToArray();
+                var images = batch.Pixels.ToArray();
+                var labels = batch.Labels;
                 for (var k = 0; k < batch.Count; k++)
                 {
                     var path = batch.Paths[k];
                     Assert.Equal(NumberOf(path), images[k * 48]); // red plane, pixel (0,0)
                     Assert.Equal(labels[k] * 40, images[(k * 48) + 16]); // green plane encodes the class
                     Assert.Equal(folder.ClassToIndex[Path.GetFileName(Path.GetDirectoryName(path))!], labels[k]);
-                    Assert.Equal(labels[k], batch.LabelValues[k]);
                     seen.Add(path);
                 }
             }
@@ -177,14 +177,14 @@ public sealed class ImageLoaderTests : IDisposable
     {
         var folder = MakeFolder(4, 4);
         using var loader = new ImageLoader(folder, Spec, new ImageLoaderOptions { BatchSize = 3, CacheDecoded = true, Shuffle = true });
-        var first = loader.Batches(0).SelectMany(b => { using (b) { return b.Images.data<float>().ToArray(); } }).Sum();
+        var first = loader.Batches(0).SelectMany(b => { using (b) { return b.Pixels.ToArray(); } }).Sum();
         Assert.Equal(8, loader.CachedCount);
         foreach (var s in folder.Samples)
         {
             File.Delete(s.Path);
         }
 
-        var second = loader.Batches(1).Select(b => { using (b) { return (b.Count, Sum: b.Images.data<float>().ToArray().Sum()); } }).ToList();
+        var second = loader.Batches(1).Select(b => { using (b) { return (b.Count, Sum: b.Pixels.ToArray().Sum()); } }).ToList();
         Assert.Equal(8, second.Sum(x => x.Count));
         Assert.Equal(first, second.Sum(x => x.Sum), 1);
     }
@@ -223,9 +223,9 @@ public sealed class ImageLoaderTests : IDisposable
     [Fact]
     public void Batches_PathIsDirectory_SkippedWithReason()
     {
-        TestImages.SolidPng(dir.Combine("a.png"), 4, 4, new Rgb24(1, 2, 3));
-        Directory.CreateDirectory(dir.Combine("folder.jpg"));
-        var data = new ImageDataset(["x"], [new ImageSample(dir.Combine("a.png"), 0), new ImageSample(dir.Combine("folder.jpg"), 0)]);
+        TestImages.SolidPng(_dir.Combine("a.png"), 4, 4, new Rgb24(1, 2, 3));
+        Directory.CreateDirectory(_dir.Combine("folder.jpg"));
+        var data = new ImageDataset(["x"], [new ImageSample(_dir.Combine("a.png"), 0), new ImageSample(_dir.Combine("folder.jpg"), 0)]);
         using var loader = new ImageLoader(data, Spec, new ImageLoaderOptions { BadImages = BadImagePolicy.Skip });
         var batches = loader.Batches().ToList();
         Assert.Single(batches);
@@ -247,16 +247,16 @@ public sealed class ImageLoaderTests : IDisposable
     }
 
     [Fact]
-    public void Batches_SameValuesAsImageTensor()
+    public void Batches_SameValuesAsImagePixels()
     {
         var folder = MakeFolder(2, 2);
         var spec = InputSpec.ImageNet(3);
         using var loader = new ImageLoader(folder, spec, new ImageLoaderOptions { BatchSize = 4 });
         using var batch = loader.Batches().Single();
-        var all = batch.Images.data<float>().ToArray();
+        var all = batch.Pixels.ToArray();
         for (var k = 0; k < 4; k++)
         {
-            Assert.Equal(ImageTensor.ToChw(batch.Paths[k], spec), all[(k * 27)..((k + 1) * 27)]);
+            Assert.Equal(Chw.Of(batch.Paths[k], spec), all[(k * 27)..((k + 1) * 27)]);
         }
     }
 
@@ -294,20 +294,16 @@ public sealed class ImageLoaderTests : IDisposable
     }
 
     [Fact]
-    public void Batches_TensorsSurviveCallerDisposeScope()
+    public void Pixels_AfterDispose_Throws()
     {
         var folder = MakeFolder(2, 2);
         using var loader = new ImageLoader(folder, Spec);
-        ImageBatch batch;
-        using (TorchSharp.torch.NewDisposeScope())
-        {
-            batch = loader.Batches().Single();
-        }
+        var batch = loader.Batches().Single();
+        Assert.Equal(4 * 3 * 4 * 4, batch.Pixels.Length);
+        batch.Dispose();
+        batch.Dispose(); // idempotent
 
-        using (batch)
-        {
-            Assert.Equal(4, batch.Images.shape[0]); // still alive: the batch owns its tensors
-        }
+        Assert.Throws<ObjectDisposedException>(() => batch.Pixels.Length);
     }
 
     private static readonly int[] PinnedEpoch1 = [6, 7, 2, 0, 5, 3, 4, 1];

@@ -1,5 +1,7 @@
+using TransferLearning.Datasets.Tests.Decoding;
 using System.Buffers;
 using TransferLearning.Datasets.Decoding;
+using TransferLearning.Datasets.Pipeline;
 
 namespace TransferLearning.Datasets.Tests.Pipeline;
 
@@ -10,9 +12,9 @@ namespace TransferLearning.Datasets.Tests.Pipeline;
 public sealed class PooledBufferTests : IDisposable
 {
     private static readonly InputSpec Spec = InputSpec.ImageNet(24);
-    private readonly TempDir dir = new();
+    private readonly TempDir _dir = new();
 
-    public void Dispose() => dir.Dispose();
+    public void Dispose() => _dir.Dispose();
 
     /// <summary>Noise JPEGs of different sizes (some larger than the target, some smaller), two classes.</summary>
     private ImageFolder MakeNoiseFolder(int count)
@@ -20,23 +22,23 @@ public sealed class PooledBufferTests : IDisposable
         for (var i = 0; i < count; i++)
         {
             var size = 16 + (i * 7 % 60);
-            File.WriteAllBytes(TestImages.Ensure(dir.Combine("class" + (i % 2), $"img{i:D3}.jpg")), TestImages.NoiseJpegBytes(size, size + (i % 5), seed: i));
+            File.WriteAllBytes(TestImages.Ensure(_dir.Combine("class" + (i % 2), $"img{i:D3}.jpg")), TestImages.NoiseJpegBytes(size, size + (i % 5), seed: i));
         }
 
-        return ImageFolder.Load(dir.Path);
+        return ImageFolder.Load(_dir.Path);
     }
 
     private static float[] Values(ImageBatch batch, int k)
     {
         var chw = 3 * Spec.Width * Spec.Height;
-        return batch.Images.data<float>().ToArray()[(k * chw)..((k + 1) * chw)];
+        return batch.Pixels[(k * chw)..((k + 1) * chw)].ToArray();
     }
 
     [Fact]
     public void Batches_EarlierBatchesStillHeld_KeepTheirValuesWhileLaterDecodesReuseBuffers()
     {
         var folder = MakeNoiseFolder(24);
-        var expected = folder.Samples.ToDictionary(s => s.Path, s => ImageTensor.ToChw(s.Path, Spec));
+        var expected = folder.Samples.ToDictionary(s => s.Path, s => Chw.Of(s.Path, Spec));
         using var loader = new ImageLoader(folder, Spec, new ImageLoaderOptions { BatchSize = 4, Shuffle = true, Seed = 3, DegreeOfParallelism = 2, PrefetchBatches = 1 });
 
         var held = loader.Batches(0).ToList();
@@ -62,7 +64,7 @@ public sealed class PooledBufferTests : IDisposable
     public void CacheDecoded_OtherDecodesInBetween_CachedPixelsUnchanged()
     {
         var folder = MakeNoiseFolder(12);
-        var expected = folder.Samples.ToDictionary(s => s.Path, s => ImageTensor.ToChw(s.Path, Spec));
+        var expected = folder.Samples.ToDictionary(s => s.Path, s => Chw.Of(s.Path, Spec));
         using var cached = new ImageLoader(folder, Spec, new ImageLoaderOptions { BatchSize = 4, CacheDecoded = true });
         cached.Batches(0).ToList().ForEach(b => b.Dispose());
         Assert.Equal(12, cached.CachedCount);
@@ -75,7 +77,7 @@ public sealed class PooledBufferTests : IDisposable
             {
                 var path = others.Combine($"other{i}.jpg");
                 File.WriteAllBytes(TestImages.Ensure(path), TestImages.NoiseJpegBytes(40, 40, seed: 100 + i));
-                _ = ImageTensor.ToChw(path, Spec);
+                _ = Chw.Of(path, Spec);
             }
         }
         finally
@@ -103,18 +105,19 @@ public sealed class PooledBufferTests : IDisposable
     [Fact]
     public void ToChw_ImagesDecodedInTurn_EachGivesTheSameValuesEveryTime()
     {
-        var large = dir.Combine("large.jpg");
-        var small = dir.Combine("small.png");
+        var large = _dir.Combine("large.jpg");
+        var small = _dir.Combine("small.png");
         File.WriteAllBytes(TestImages.Ensure(large), TestImages.NoiseJpegBytes(300, 200, seed: 1));
         TestImages.SolidPng(small, 10, 10, new SixLabors.ImageSharp.PixelFormats.Rgb24(200, 10, 30));
 
-        var largeFirst = ImageTensor.ToChw(large, Spec);
-        var smallFirst = ImageTensor.ToChw(small, Spec);
-        using var fromFile = ImageTensor.FromFile(large, Spec);
+        var largeFirst = Chw.Of(large, Spec);
+        var smallFirst = Chw.Of(small, Spec);
+        var again = new float[3 * Spec.Width * Spec.Height];
+        ImagePixels.DecodeFile(large, Spec, again);
 
-        Assert.Equal(largeFirst, ImageTensor.ToChw(large, Spec));
-        Assert.Equal(smallFirst, ImageTensor.ToChw(small, Spec));
-        Assert.Equal(largeFirst, fromFile.data<float>().ToArray());
+        Assert.Equal(largeFirst, Chw.Of(large, Spec));
+        Assert.Equal(smallFirst, Chw.Of(small, Spec));
+        Assert.Equal(largeFirst, again);
         Assert.NotEqual(largeFirst, smallFirst);
     }
 
@@ -127,7 +130,7 @@ public sealed class PooledBufferTests : IDisposable
     {
         var bytes = new byte[size];
         new Random(size).NextBytes(bytes);
-        var path = dir.Combine($"blob{size}.bin");
+        var path = _dir.Combine($"blob{size}.bin");
         File.WriteAllBytes(TestImages.Ensure(path), bytes);
 
         var rented = ImageDecoding.RentFile(path, out var length);
@@ -145,21 +148,21 @@ public sealed class PooledBufferTests : IDisposable
     [Fact]
     public void RentFile_EmptyFile_LengthZero()
     {
-        var path = dir.Combine("empty.jpg");
+        var path = _dir.Combine("empty.jpg");
         File.WriteAllBytes(TestImages.Ensure(path), []);
 
         var rented = ImageDecoding.RentFile(path, out var length);
         ArrayPool<byte>.Shared.Return(rented);
 
         Assert.Equal(0, length);
-        var e = Assert.Throws<InvalidImageException>(() => ImageTensor.ToChw(path, Spec));
+        var e = Assert.Throws<InvalidImageException>(() => Chw.Of(path, Spec));
         Assert.Equal("the file is empty (0 bytes)", e.Reason);
     }
 
     [Fact]
     public void RentFile_MissingFile_ThrowsInvalidImageNamingIt()
     {
-        var path = dir.Combine("missing.jpg");
+        var path = _dir.Combine("missing.jpg");
 
         var e = Assert.Throws<InvalidImageException>(() => ImageDecoding.RentFile(path, out _));
 

@@ -1,7 +1,6 @@
 using System.Text;
 using TorchSharp;
 using static TorchSharp.torch;
-using F = TorchSharp.torch.nn.functional;
 
 namespace TransferLearning.Backbones.Onnx;
 

@@ -147,8 +147,10 @@ internal static class TfjsOps
 /// <summary>Keras Conv2D / DepthwiseConv2D (weights converted to OIHW, depthwise as grouped convolution).</summary>
 internal sealed class TfjsConv2d : nn.Module<Tensor, Tensor>
 {
+    #pragma warning disable IDE1006 // TorchSharp names parameters and buffers after these fields (state-dict keys).
     private Parameter weight;
     private Parameter? bias;
+    #pragma warning restore IDE1006
     private readonly long[] _strides;
     private readonly long[] _dilation;
     private readonly bool _same;
@@ -183,9 +185,11 @@ internal sealed class TfjsConv2d : nn.Module<Tensor, Tensor>
 /// <summary>Keras SeparableConv2D: depthwise convolution (with the layer's padding/strides) then a 1×1 pointwise convolution.</summary>
 internal sealed class TfjsSeparableConv2d : nn.Module<Tensor, Tensor>
 {
+    #pragma warning disable IDE1006 // TorchSharp names parameters and buffers after these fields (state-dict keys).
     private Parameter depthwise_weight;
     private Parameter pointwise_weight;
     private Parameter? bias;
+    #pragma warning restore IDE1006
     private readonly long[] _strides;
     private readonly long[] _dilation;
     private readonly bool _same;
@@ -221,8 +225,10 @@ internal sealed class TfjsSeparableConv2d : nn.Module<Tensor, Tensor>
 /// <summary>Keras Dense on the last Keras axis (weights [out, in]).</summary>
 internal sealed class TfjsDense : nn.Module<Tensor, Tensor>
 {
+    #pragma warning disable IDE1006 // TorchSharp names parameters and buffers after these fields (state-dict keys).
     private Parameter weight;
     private Parameter? bias;
+    #pragma warning restore IDE1006
     private readonly Func<Tensor, Tensor> _activation;
 
     public TfjsDense(string name, Tensor weightValues, Tensor? biasValues, Func<Tensor, Tensor> activation)
@@ -250,10 +256,12 @@ internal sealed class TfjsDense : nn.Module<Tensor, Tensor>
 /// <summary>Keras BatchNormalization on the channel axis; batch statistics and running-stat updates in training mode.</summary>
 internal sealed class TfjsBatchNorm : nn.Module<Tensor, Tensor>
 {
+    #pragma warning disable IDE1006 // TorchSharp names parameters and buffers after these fields (state-dict keys).
     private Parameter? weight;
     private Parameter? bias;
     private Tensor running_mean;
     private Tensor running_var;
+    #pragma warning restore IDE1006
     private readonly double _epsilon;
     private readonly double _momentum;
     private readonly long _axis;

@@ -2,128 +2,34 @@ using System.Buffers;
 using SixLabors.ImageSharp;
 using SixLabors.ImageSharp.PixelFormats;
 using SixLabors.ImageSharp.Processing;
-using TorchSharp;
-using TransferLearning.Datasets.Decoding;
 using SharpResizeMode = SixLabors.ImageSharp.Processing.ResizeMode;
 
-namespace TransferLearning.Datasets;
+namespace TransferLearning.Datasets.Decoding;
 
 /// <summary>
-/// The one path from an image to a network input, used alike for training, evaluation and prediction:
-/// decode (content-sniffed, pixel limit checked, first frame, any pixel format to RGB) → apply EXIF orientation →
-/// resize to the <see cref="InputSpec"/> size (bilinear with half-pixel centres, as <c>tf.image.resize</c>) → float CHW with the spec's value range, channel order and
+/// The one path from an encoded image to the pixels a network sees, used alike by training, evaluation, prediction
+/// and the ONNX inference package: decode (content-sniffed, pixel limit checked, truncation detected, first frame, any
+/// pixel format to RGB) → apply EXIF orientation → resize to the <see cref="InputSpec"/> size (bilinear with half-pixel
+/// centres, as <c>tf.image.resize</c>) → packed RGB bytes → float CHW with the spec's value range, channel order and
 /// mean/std (see <see cref="InputSpec"/> for the formula).
 /// </summary>
-public static class ImageTensor
+public static class ImagePixels
 {
-    /// <summary>Decodes an image file into a float32 tensor of shape [3, Height, Width].</summary>
+    /// <summary>Decodes, orients and resizes an image file to packed RGB bytes (Height × Width × 3, row by row).</summary>
     /// <param name="path">Image file; its format is recognised from the content, not the extension.</param>
-    /// <param name="spec">What the network expects.</param>
+    /// <param name="spec">Target size and resize mode.</param>
+    /// <param name="rgb">Receives exactly 3 × Height × Width bytes.</param>
     /// <param name="options">Decode options (pixel limit, resize override); null for defaults.</param>
-    /// <returns>A new tensor the caller owns (dispose it or use a dispose scope).</returns>
     /// <exception cref="InvalidImageException">The file cannot be read, is not an image, is corrupt or is too large.</exception>
-    public static torch.Tensor FromFile(string path, InputSpec spec, ImageDecodeOptions? options = null)
+    public static void DecodeFile(string path, InputSpec spec, Span<byte> rgb, ImageDecodeOptions? options = null)
     {
         ArgumentException.ThrowIfNullOrEmpty(path);
         ArgumentNullException.ThrowIfNull(spec);
-        return ToTensor(spec, chw => DecodeFile(path, spec, options ?? ImageDecodeOptions.Default, chw));
-    }
-
-    /// <summary>Decodes an encoded image (JPEG, PNG, GIF, BMP, WebP, TIFF, TGA, PBM) from a stream into a [3, Height, Width] tensor.</summary>
-    /// <param name="stream">Stream positioned at the start of the encoded image; read to its end, not disposed.</param>
-    /// <param name="spec">What the network expects.</param>
-    /// <param name="options">Decode options; null for defaults.</param>
-    /// <returns>A new tensor the caller owns.</returns>
-    /// <exception cref="InvalidImageException">The content is not a usable image.</exception>
-    public static torch.Tensor FromStream(Stream stream, InputSpec spec, ImageDecodeOptions? options = null)
-    {
-        ArgumentNullException.ThrowIfNull(stream);
-        ArgumentNullException.ThrowIfNull(spec);
-        return ToTensor(spec, chw => DecodeStream(stream, spec, options ?? ImageDecodeOptions.Default, chw));
-    }
-
-    /// <summary>Converts an in-memory image into a [3, Height, Width] tensor (EXIF orientation applied; the image is not changed).</summary>
-    /// <param name="image">The image.</param>
-    /// <param name="spec">What the network expects.</param>
-    /// <param name="options">Options (only <see cref="ImageDecodeOptions.ResizeMode"/> applies); null for defaults.</param>
-    /// <returns>A new tensor the caller owns.</returns>
-    public static torch.Tensor FromImage(Image<Rgb24> image, InputSpec spec, ImageDecodeOptions? options = null)
-    {
-        ArgumentNullException.ThrowIfNull(image);
-        ArgumentNullException.ThrowIfNull(spec);
-        return ToTensor(spec, chw => ConvertImage(image, spec, options ?? ImageDecodeOptions.Default, chw));
-    }
-
-    /// <summary>Decodes an image file into normalised float CHW values (length 3 × Height × Width).</summary>
-    /// <param name="path">Image file.</param>
-    /// <param name="spec">What the network expects.</param>
-    /// <param name="options">Decode options; null for defaults.</param>
-    /// <returns>The values in channel, row, column order.</returns>
-    /// <exception cref="InvalidImageException">The file is not a usable image.</exception>
-    public static float[] ToChw(string path, InputSpec spec, ImageDecodeOptions? options = null)
-    {
-        ArgumentException.ThrowIfNullOrEmpty(path);
-        ArgumentNullException.ThrowIfNull(spec);
-        var dst = new float[3 * spec.Width * spec.Height];
-        DecodeFile(path, spec, options ?? ImageDecodeOptions.Default, dst);
-        return dst;
-    }
-
-    /// <summary>Decodes an encoded image from a stream into normalised float CHW values.</summary>
-    /// <param name="stream">Stream positioned at the start of the encoded image; read to its end, not disposed.</param>
-    /// <param name="spec">What the network expects.</param>
-    /// <param name="options">Decode options; null for defaults.</param>
-    /// <returns>The values in channel, row, column order.</returns>
-    /// <exception cref="InvalidImageException">The content is not a usable image.</exception>
-    public static float[] ToChw(Stream stream, InputSpec spec, ImageDecodeOptions? options = null)
-    {
-        ArgumentNullException.ThrowIfNull(stream);
-        ArgumentNullException.ThrowIfNull(spec);
-        var dst = new float[3 * spec.Width * spec.Height];
-        DecodeStream(stream, spec, options ?? ImageDecodeOptions.Default, dst);
-        return dst;
-    }
-
-    /// <summary>Converts an in-memory image into normalised float CHW values (the image is not changed).</summary>
-    /// <param name="image">The image.</param>
-    /// <param name="spec">What the network expects.</param>
-    /// <param name="options">Options (only <see cref="ImageDecodeOptions.ResizeMode"/> applies); null for defaults.</param>
-    /// <returns>The values in channel, row, column order.</returns>
-    public static float[] ToChw(Image<Rgb24> image, InputSpec spec, ImageDecodeOptions? options = null)
-    {
-        ArgumentNullException.ThrowIfNull(image);
-        ArgumentNullException.ThrowIfNull(spec);
-        var dst = new float[3 * spec.Width * spec.Height];
-        ConvertImage(image, spec, options ?? ImageDecodeOptions.Default, dst);
-        return dst;
-    }
-
-    /// <summary>
-    /// Decodes an image file into normalised float CHW values in <paramref name="destination"/> (3 × Height × Width),
-    /// with the file bytes and the resized RGB pixels in pooled buffers that are back in the pool on return.
-    /// </summary>
-    internal static void DecodeFile(string path, InputSpec spec, ImageDecodeOptions options, Span<float> destination)
-    {
-        var size = 3 * spec.Width * spec.Height;
-        var rgb = ArrayPool<byte>.Shared.Rent(size);
-        try
-        {
-            DecodeFileResized(path, spec, options, rgb.AsSpan(0, size));
-            Normalize(rgb.AsSpan(0, size), spec, destination);
-        }
-        finally
-        {
-            ArrayPool<byte>.Shared.Return(rgb);
-        }
-    }
-
-    /// <summary>Decodes, orients and resizes an image file to packed RGB bytes (Height × Width × 3) in <paramref name="rgb"/>; the file is read into a pooled buffer.</summary>
-    internal static void DecodeFileResized(string path, InputSpec spec, ImageDecodeOptions options, Span<byte> rgb)
-    {
+        CheckLength(rgb.Length, spec);
         var file = ImageDecoding.RentFile(path, out var length);
         try
         {
-            DecodeResized(file, length, path, spec, options, rgb);
+            DecodeResized(file, length, path, spec, options ?? ImageDecodeOptions.Default, rgb);
         }
         finally
         {
@@ -131,36 +37,68 @@ public static class ImageTensor
         }
     }
 
-    private static void DecodeStream(Stream stream, InputSpec spec, ImageDecodeOptions options, Span<float> destination)
+    /// <summary>Decodes, orients and resizes an encoded image read from a stream to packed RGB bytes (Height × Width × 3).</summary>
+    /// <param name="stream">Stream positioned at the start of the encoded image; read to its end, not disposed.</param>
+    /// <param name="spec">Target size and resize mode.</param>
+    /// <param name="rgb">Receives exactly 3 × Height × Width bytes.</param>
+    /// <param name="options">Decode options; null for defaults.</param>
+    /// <exception cref="InvalidImageException">The content is not a usable image.</exception>
+    public static void DecodeStream(Stream stream, InputSpec spec, Span<byte> rgb, ImageDecodeOptions? options = null)
     {
+        ArgumentNullException.ThrowIfNull(stream);
+        ArgumentNullException.ThrowIfNull(spec);
+        CheckLength(rgb.Length, spec);
         var source = stream is FileStream fs ? fs.Name : "<stream>";
         var data = ImageDecoding.ReadStream(stream, source);
-        var size = 3 * spec.Width * spec.Height;
-        var rgb = ArrayPool<byte>.Shared.Rent(size);
-        try
-        {
-            DecodeResized(data, data.Length, source, spec, options, rgb.AsSpan(0, size));
-            Normalize(rgb.AsSpan(0, size), spec, destination);
-        }
-        finally
-        {
-            ArrayPool<byte>.Shared.Return(rgb);
-        }
+        DecodeResized(data, data.Length, source, spec, options ?? ImageDecodeOptions.Default, rgb);
     }
 
-    private static void ConvertImage(Image<Rgb24> image, InputSpec spec, ImageDecodeOptions options, Span<float> destination)
+    /// <summary>Orients and resizes an image in memory to packed RGB bytes (Height × Width × 3); the image is not changed.</summary>
+    /// <param name="image">The image.</param>
+    /// <param name="spec">Target size and resize mode.</param>
+    /// <param name="rgb">Receives exactly 3 × Height × Width bytes.</param>
+    /// <param name="options">Options (only <see cref="ImageDecodeOptions.ResizeMode"/> applies); null for defaults.</param>
+    public static void FromImage(Image<Rgb24> image, InputSpec spec, Span<byte> rgb, ImageDecodeOptions? options = null)
     {
-        var size = 3 * spec.Width * spec.Height;
-        var rgb = ArrayPool<byte>.Shared.Rent(size);
-        try
-        {
-            ResizeToRgb(image, spec, options.ResizeMode ?? spec.ResizeMode, mayMutate: false, rgb.AsSpan(0, size));
-            Normalize(rgb.AsSpan(0, size), spec, destination);
-        }
-        finally
-        {
-            ArrayPool<byte>.Shared.Return(rgb);
-        }
+        ArgumentNullException.ThrowIfNull(image);
+        ArgumentNullException.ThrowIfNull(spec);
+        CheckLength(rgb.Length, spec);
+        ResizeToRgb(image, spec, (options ?? ImageDecodeOptions.Default).ResizeMode ?? spec.ResizeMode, mayMutate: false, rgb);
+    }
+
+    /// <summary>Decodes an image file into normalised float CHW values (3 × Height × Width).</summary>
+    /// <param name="path">Image file.</param>
+    /// <param name="spec">What the network expects.</param>
+    /// <param name="chw">Receives 3 × Height × Width values in channel, row, column order.</param>
+    /// <param name="options">Decode options; null for defaults.</param>
+    /// <exception cref="InvalidImageException">The file is not a usable image.</exception>
+    public static void DecodeFile(string path, InputSpec spec, Span<float> chw, ImageDecodeOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(spec);
+        WithRgb(spec, chw, (rgb, state) => DecodeFile(state.path, state.spec, rgb, state.options), (path, spec, options));
+    }
+
+    /// <summary>Decodes an encoded image from a stream into normalised float CHW values.</summary>
+    /// <param name="stream">Stream positioned at the start of the encoded image; read to its end, not disposed.</param>
+    /// <param name="spec">What the network expects.</param>
+    /// <param name="chw">Receives 3 × Height × Width values in channel, row, column order.</param>
+    /// <param name="options">Decode options; null for defaults.</param>
+    /// <exception cref="InvalidImageException">The content is not a usable image.</exception>
+    public static void DecodeStream(Stream stream, InputSpec spec, Span<float> chw, ImageDecodeOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(spec);
+        WithRgb(spec, chw, (rgb, state) => DecodeStream(state.stream, state.spec, rgb, state.options), (stream, spec, options));
+    }
+
+    /// <summary>Converts an in-memory image into normalised float CHW values (the image is not changed).</summary>
+    /// <param name="image">The image.</param>
+    /// <param name="spec">What the network expects.</param>
+    /// <param name="chw">Receives 3 × Height × Width values in channel, row, column order.</param>
+    /// <param name="options">Options (only <see cref="ImageDecodeOptions.ResizeMode"/> applies); null for defaults.</param>
+    public static void FromImage(Image<Rgb24> image, InputSpec spec, Span<float> chw, ImageDecodeOptions? options = null)
+    {
+        ArgumentNullException.ThrowIfNull(spec);
+        WithRgb(spec, chw, (rgb, state) => FromImage(state.image, state.spec, rgb, state.options), (image, spec, options));
     }
 
     /// <summary>Decodes, orients and resizes the first <paramref name="length"/> encoded bytes into <paramref name="rgb"/> (Height × Width × 3).</summary>
@@ -271,8 +209,12 @@ public static class ImageTensor
     /// Converts packed RGB bytes (Height × Width × 3) to float CHW in the spec's channel order, value range and mean/std:
     /// <c>((RangeMin + p / 255 * (RangeMax - RangeMin)) - Mean[c]) / Std[c]</c>.
     /// </summary>
-    internal static void Normalize(ReadOnlySpan<byte> rgb, InputSpec spec, Span<float> destination)
+    /// <param name="rgb">Packed RGB bytes, exactly 3 × Height × Width.</param>
+    /// <param name="spec">Size, value range, channel order and mean/std.</param>
+    /// <param name="destination">Receives 3 × Height × Width values in channel, row, column order.</param>
+    public static void Normalize(ReadOnlySpan<byte> rgb, InputSpec spec, Span<float> destination)
     {
+        ArgumentNullException.ThrowIfNull(spec);
         var plane = spec.Width * spec.Height;
         if (rgb.Length != plane * 3 || destination.Length < plane * 3)
         {
@@ -306,38 +248,34 @@ public static class ImageTensor
         }
     }
 
-    /// <summary>Copies float values into a new float32 tensor of the given shape (no memory shared with the array).</summary>
-    internal static torch.Tensor CopyToTensor(float[] values, int count, long[] shape)
-    {
-        var t = torch.empty(shape, torch.float32);
-        try
-        {
-            // The bytes setter is a plain memory copy (the element accessor is ~100x slower for batch-sized tensors).
-            t.bytes = System.Runtime.InteropServices.MemoryMarshal.AsBytes(values.AsSpan(0, count));
-            return t;
-        }
-        catch
-        {
-            t.Dispose();
-            throw;
-        }
-    }
-
-    /// <summary>Fills a pooled float buffer with <paramref name="fill"/> and copies it into a new [3, Height, Width] tensor.</summary>
-    private static torch.Tensor ToTensor(InputSpec spec, SpanAction fill)
+    /// <summary>Runs <paramref name="decode"/> into a pooled RGB buffer, then normalises it into <paramref name="chw"/>.</summary>
+    private static void WithRgb<TState>(InputSpec spec, Span<float> chw, RgbAction<TState> decode, TState state)
     {
         var size = 3 * spec.Width * spec.Height;
-        var chw = ArrayPool<float>.Shared.Rent(size);
+        if (chw.Length != size)
+        {
+            throw new ArgumentException($"Expected room for exactly {size} values (3 × {spec.Height} × {spec.Width}); got {chw.Length}.", nameof(chw));
+        }
+
+        var rgb = ArrayPool<byte>.Shared.Rent(size);
         try
         {
-            fill(chw.AsSpan(0, size));
-            return CopyToTensor(chw, size, [3L, spec.Height, spec.Width]);
+            decode(rgb.AsSpan(0, size), state);
+            Normalize(rgb.AsSpan(0, size), spec, chw);
         }
         finally
         {
-            ArrayPool<float>.Shared.Return(chw);
+            ArrayPool<byte>.Shared.Return(rgb);
         }
     }
 
-    private delegate void SpanAction(Span<float> destination);
+    private static void CheckLength(int rgb, InputSpec spec)
+    {
+        if (rgb != 3 * spec.Width * spec.Height)
+        {
+            throw new ArgumentException($"Expected room for exactly {3 * spec.Width * spec.Height} RGB bytes (3 × {spec.Height} × {spec.Width}); got {rgb}.", nameof(rgb));
+        }
+    }
+
+    private delegate void RgbAction<TState>(Span<byte> rgb, TState state);
 }

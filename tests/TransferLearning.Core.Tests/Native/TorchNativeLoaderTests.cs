@@ -2,7 +2,7 @@ using System.Security.Cryptography;
 using TorchSharp;
 using TransferLearning.Native;
 
-namespace TransferLearning.Datasets.Tests.Native;
+namespace TransferLearning.Core.Tests.Native;
 
 public class TorchNativeLoaderTests
 {

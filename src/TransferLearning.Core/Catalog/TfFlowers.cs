@@ -1,4 +1,7 @@
-namespace TransferLearning.Datasets;
+using TransferLearning.Datasets;
+using TransferLearning.Downloads;
+
+namespace TransferLearning.Catalog;
 
 /// <summary>Options for <see cref="TfFlowers.LoadAsync"/>.</summary>
 public sealed class TfFlowersOptions

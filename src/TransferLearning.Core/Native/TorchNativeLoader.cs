@@ -28,7 +28,7 @@ public static class TorchNativeLoader
 
     private const string LibraryFile = "libLibTorchSharp.so";
     private static readonly Lock Gate = new();
-    private static bool s_done;
+    private static bool _done;
 
     /// <summary>What the last <see cref="EnsureLoaded"/> did, for diagnostics (null before the first call).</summary>
     public static string? Status { get; private set; }
@@ -39,20 +39,20 @@ public static class TorchNativeLoader
     /// <exception cref="TorchNativeLoadException">The library was found but cannot be loaded even after the workaround.</exception>
     public static void EnsureLoaded()
     {
-        if (Volatile.Read(ref s_done))
+        if (Volatile.Read(ref _done))
         {
             return;
         }
 
         lock (Gate)
         {
-            if (s_done)
+            if (_done)
             {
                 return;
             }
 
             Status = Load();
-            Volatile.Write(ref s_done, true);
+            Volatile.Write(ref _done, true);
         }
     }
 

@@ -1,10 +1,10 @@
 using System.Globalization;
 using System.Net;
 
-namespace TransferLearning.Tests;
+namespace TransferLearning.TestSupport;
 
-/// <summary>Range support for the loopback test servers (compiled into each test project).</summary>
-internal static class HttpRange
+/// <summary>Range support for the loopback test servers .</summary>
+public static class HttpRange
 {
     /// <summary>
     /// Honours "Range: bytes=N-" like a static file server: sets 206, Content-Range and Content-Length for a body of

@@ -1,109 +1,18 @@
 using System.Formats.Tar;
 using System.IO.Compression;
-using System.Net;
-using System.Net.Sockets;
 using System.Security.Cryptography;
 using SixLabors.ImageSharp;
 using SixLabors.ImageSharp.PixelFormats;
+using TransferLearning.Catalog;
+using TransferLearning.Downloads;
 
-namespace TransferLearning.Datasets.Tests.Catalog;
-
-/// <summary>A tiny HTTP server on 127.0.0.1 whose answers the test scripts.</summary>
-internal sealed class LoopbackServer : IDisposable
-{
-    private readonly HttpListener listener = new();
-    private readonly Func<HttpListenerContext, int, Task> handler;
-    private readonly Task loop;
-    private int requests;
-
-    public LoopbackServer(Func<HttpListenerContext, int, Task> handler)
-    {
-        this.handler = handler;
-        var probe = new TcpListener(IPAddress.Loopback, 0);
-        probe.Start();
-        var port = ((IPEndPoint)probe.LocalEndpoint).Port;
-        probe.Stop();
-        Url = new Uri($"http://127.0.0.1:{port}/flower_photos.tgz");
-        listener.Prefixes.Add($"http://127.0.0.1:{port}/");
-        listener.Start();
-        loop = Task.Run(LoopAsync);
-    }
-
-    public Uri Url { get; }
-
-    public List<string?> RangeHeaders { get; } = [];
-
-    public int Requests => Volatile.Read(ref requests);
-
-    /// <summary>Serves <paramref name="body"/>, honouring "Range: bytes=N-".</summary>
-    public static async Task ServeAsync(HttpListenerContext ctx, byte[] body, int? dropAfter = null)
-    {
-        var start = TransferLearning.Tests.HttpRange.Begin(ctx, body.Length);
-        if (dropAfter is { } drop)
-        {
-            await ctx.Response.OutputStream.WriteAsync(body.AsMemory(start, drop));
-            await ctx.Response.OutputStream.FlushAsync();
-            ctx.Response.Abort();
-            return;
-        }
-
-        await ctx.Response.OutputStream.WriteAsync(body.AsMemory(start));
-        ctx.Response.Close();
-    }
-
-    public void Dispose()
-    {
-        listener.Stop();
-        listener.Close();
-        try
-        {
-            loop.Wait(TimeSpan.FromSeconds(5));
-        }
-        catch (AggregateException)
-        {
-        }
-    }
-
-    private async Task LoopAsync()
-    {
-        while (listener.IsListening)
-        {
-            HttpListenerContext ctx;
-            try
-            {
-                ctx = await listener.GetContextAsync();
-            }
-            catch (Exception ex) when (ex is HttpListenerException or ObjectDisposedException or InvalidOperationException)
-            {
-                return;
-            }
-
-            var n = Interlocked.Increment(ref requests);
-            lock (RangeHeaders)
-            {
-                RangeHeaders.Add(ctx.Request.Headers["Range"]);
-            }
-
-            _ = Task.Run(async () =>
-            {
-                try
-                {
-                    await handler(ctx, n);
-                }
-                catch (Exception ex) when (ex is HttpListenerException or IOException or ObjectDisposedException)
-                {
-                    // The client went away.
-                }
-            });
-        }
-    }
-}
+namespace TransferLearning.Core.Tests.Catalog;
 
 public sealed class TfFlowersTests : IDisposable
 {
-    private readonly TempDir dir = new();
+    private readonly TempDir _dir = new();
 
-    public void Dispose() => dir.Dispose();
+    public void Dispose() => _dir.Dispose();
 
     private static byte[] MakeArchive(bool traversal = false)
     {
@@ -146,7 +55,7 @@ public sealed class TfFlowersTests : IDisposable
 
     private TfFlowersOptions Options(Uri url, string sha) => new()
     {
-        CacheDirectory = dir.Combine("cache"),
+        CacheDirectory = _dir.Combine("cache"),
         Url = url,
         Sha256 = sha,
         RetryDelay = TimeSpan.Zero,
@@ -159,7 +68,7 @@ public sealed class TfFlowersTests : IDisposable
         var archive = MakeArchive();
         using var server = new LoopbackServer((ctx, _) => LoopbackServer.ServeAsync(ctx, archive));
         var progress = new ListProgress<DownloadProgress>();
-        var folder = await TfFlowers.LoadAsync(Options(server.Url, Sha(archive)), progress);
+        var folder = await TfFlowers.LoadAsync(Options(server.UrlOf("flower_photos.tgz"), Sha(archive)), progress);
         Assert.Equal(["daisy", "roses"], folder.Classes);
         Assert.Equal(4, folder.Count);
         Assert.Equal("flower_photos", Path.GetFileName(folder.Root));
@@ -168,7 +77,7 @@ public sealed class TfFlowersTests : IDisposable
         Assert.Contains(progress.Items, p => p.Stage == DownloadStage.Downloading && p.BytesReceived == archive.Length);
         Assert.Equal(DownloadStage.Done, progress.Items[^1].Stage);
 
-        var again = await TfFlowers.LoadAsync(Options(server.Url, Sha(archive)));
+        var again = await TfFlowers.LoadAsync(Options(server.UrlOf("flower_photos.tgz"), Sha(archive)));
         Assert.Equal(folder.Root, again.Root);
         Assert.Equal(1, server.Requests);
     }
@@ -179,7 +88,7 @@ public sealed class TfFlowersTests : IDisposable
         var archive = MakeArchive();
         var half = archive.Length / 2;
         using var server = new LoopbackServer((ctx, n) => LoopbackServer.ServeAsync(ctx, archive, n == 1 ? half : null));
-        var folder = await TfFlowers.LoadAsync(Options(server.Url, Sha(archive)));
+        var folder = await TfFlowers.LoadAsync(Options(server.UrlOf("flower_photos.tgz"), Sha(archive)));
         Assert.Equal(4, folder.Count);
         Assert.Equal(2, server.Requests);
         Assert.Null(server.RangeHeaders[0]);
@@ -196,12 +105,12 @@ public sealed class TfFlowersTests : IDisposable
             await Task.Delay(300); // keep the first transfer in flight while the other loads start
             await LoopbackServer.ServeAsync(ctx, archive);
         });
-        var loads = Enumerable.Range(0, 3).Select(_ => Task.Run(() => TfFlowers.LoadAsync(Options(server.Url, Sha(archive))))).ToArray();
+        var loads = Enumerable.Range(0, 3).Select(_ => Task.Run(() => TfFlowers.LoadAsync(Options(server.UrlOf("flower_photos.tgz"), Sha(archive))))).ToArray();
         var folders = await Task.WhenAll(loads);
         Assert.Equal(1, server.Requests);
         Assert.Single(folders.Select(f => f.Root).Distinct());
         Assert.All(folders, f => Assert.Equal(4, f.Count));
-        var sidecar = dir.Combine("cache", "tf_flowers", "flower_photos.tgz.sha256");
+        var sidecar = _dir.Combine("cache", "tf_flowers", "flower_photos.tgz.sha256");
         Assert.Equal($"{Sha(archive)} {archive.Length}\n", File.ReadAllText(sidecar));
     }
 
@@ -210,9 +119,9 @@ public sealed class TfFlowersTests : IDisposable
     {
         var archive = MakeArchive();
         using var server = new LoopbackServer((ctx, _) => LoopbackServer.ServeAsync(ctx, archive));
-        var first = await TfFlowers.LoadAsync(Options(server.Url, Sha(archive)));
+        var first = await TfFlowers.LoadAsync(Options(server.UrlOf("flower_photos.tgz"), Sha(archive)));
         Directory.Delete(Path.GetDirectoryName(first.Root)!, recursive: true);
-        var second = await TfFlowers.LoadAsync(Options(server.Url, Sha(archive)));
+        var second = await TfFlowers.LoadAsync(Options(server.UrlOf("flower_photos.tgz"), Sha(archive)));
         Assert.Equal(first.Root, second.Root);
         Assert.Equal(4, second.Count);
         Assert.Equal(1, server.Requests);
@@ -231,7 +140,7 @@ public sealed class TfFlowersTests : IDisposable
                 ctx.Response.ContentLength64 = archive.Length;
                 await ctx.Response.OutputStream.WriteAsync(archive.AsMemory(0, half));
                 await ctx.Response.OutputStream.FlushAsync();
-                var part = dir.Combine("cache", "tf_flowers", "flower_photos.tgz.part");
+                var part = _dir.Combine("cache", "tf_flowers", "flower_photos.tgz.part");
                 for (var i = 0; i < 100 && !(File.Exists(part) && new FileInfo(part).Length > 0); i++)
                 {
                     await Task.Delay(50); // until the client has written some of it
@@ -245,13 +154,13 @@ public sealed class TfFlowersTests : IDisposable
 
             await LoopbackServer.ServeAsync(ctx, archive);
         });
-        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => TfFlowers.LoadAsync(Options(server.Url, Sha(archive)), null, cts.Token));
-        var part = dir.Combine("cache", "tf_flowers", "flower_photos.tgz.part");
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => TfFlowers.LoadAsync(Options(server.UrlOf("flower_photos.tgz"), Sha(archive)), null, cts.Token));
+        var part = _dir.Combine("cache", "tf_flowers", "flower_photos.tgz.part");
         Assert.True(File.Exists(part));
         var kept = new FileInfo(part).Length;
         Assert.InRange(kept, 1, half);
 
-        var folder = await TfFlowers.LoadAsync(Options(server.Url, Sha(archive)));
+        var folder = await TfFlowers.LoadAsync(Options(server.UrlOf("flower_photos.tgz"), Sha(archive)));
         Assert.Equal(4, folder.Count);
         Assert.Equal(2, server.Requests);
         Assert.Equal($"bytes={kept}-", server.RangeHeaders[1]);
@@ -276,7 +185,7 @@ public sealed class TfFlowersTests : IDisposable
 
             await LoopbackServer.ServeAsync(ctx, archive);
         });
-        var options = Options(server.Url, Sha(archive));
+        var options = Options(server.UrlOf("flower_photos.tgz"), Sha(archive));
         options.StallTimeout = TimeSpan.FromMilliseconds(300);
         var folder = await TfFlowers.LoadAsync(options);
         Assert.Equal(4, folder.Count);
@@ -292,8 +201,8 @@ public sealed class TfFlowersTests : IDisposable
             ctx.Response.Close();
             return Task.CompletedTask;
         });
-        var ex = await Assert.ThrowsAsync<DatasetDownloadException>(() => TfFlowers.LoadAsync(Options(server.Url, new string('0', 64))));
-        Assert.Equal($"Downloading {server.Url} failed: HTTP 404 Not Found. Check the URL (TfFlowersOptions.Url).", ex.Message);
+        var ex = await Assert.ThrowsAsync<DatasetDownloadException>(() => TfFlowers.LoadAsync(Options(server.UrlOf("flower_photos.tgz"), new string('0', 64))));
+        Assert.Equal($"Downloading {server.UrlOf("flower_photos.tgz")} failed: HTTP 404 Not Found. Check the URL (TfFlowersOptions.Url).", ex.Message);
         Assert.Equal(1, server.Requests);
     }
 
@@ -303,10 +212,10 @@ public sealed class TfFlowersTests : IDisposable
         var archive = MakeArchive();
         using var server = new LoopbackServer((ctx, _) => LoopbackServer.ServeAsync(ctx, archive));
         var wrong = new string('a', 64);
-        var ex = await Assert.ThrowsAsync<DatasetDownloadException>(() => TfFlowers.LoadAsync(Options(server.Url, wrong)));
+        var ex = await Assert.ThrowsAsync<DatasetDownloadException>(() => TfFlowers.LoadAsync(Options(server.UrlOf("flower_photos.tgz"), wrong)));
         Assert.Contains($"has SHA-256 {Sha(archive)}, expected {wrong}; the file was deleted", ex.Message, StringComparison.Ordinal);
         // Only the downloader's lock file remains: no archive, partial file, sidecar or extracted folder.
-        Assert.Equal(["flower_photos.tgz.lock"], Directory.EnumerateFileSystemEntries(dir.Combine("cache", "tf_flowers")).Select(Path.GetFileName));
+        Assert.Equal(["flower_photos.tgz.lock"], Directory.EnumerateFileSystemEntries(_dir.Combine("cache", "tf_flowers")).Select(Path.GetFileName));
     }
 
     [Fact]
@@ -314,14 +223,14 @@ public sealed class TfFlowersTests : IDisposable
     {
         var archive = MakeArchive(traversal: true);
         using var server = new LoopbackServer((ctx, _) => LoopbackServer.ServeAsync(ctx, archive));
-        var ex = await Assert.ThrowsAsync<DatasetDownloadException>(() => TfFlowers.LoadAsync(Options(server.Url, Sha(archive))));
+        var ex = await Assert.ThrowsAsync<DatasetDownloadException>(() => TfFlowers.LoadAsync(Options(server.UrlOf("flower_photos.tgz"), Sha(archive))));
         Assert.Contains("contains an unsafe entry '../evil'", ex.Message, StringComparison.Ordinal);
-        var cache = dir.Combine("cache", "tf_flowers");
+        var cache = _dir.Combine("cache", "tf_flowers");
         // The verified archive with the downloader's lock and sidecar; nothing extracted.
         Assert.Equal(
             ["flower_photos.tgz", "flower_photos.tgz.lock", "flower_photos.tgz.sha256"],
             Directory.EnumerateFileSystemEntries(cache).Select(Path.GetFileName).Order(StringComparer.Ordinal));
-        Assert.False(File.Exists(dir.Combine("cache", "evil")));
+        Assert.False(File.Exists(_dir.Combine("cache", "evil")));
         Assert.False(File.Exists(Path.Combine(cache, "evil")));
     }
 
@@ -330,11 +239,11 @@ public sealed class TfFlowersTests : IDisposable
     {
         var archive = MakeArchive();
         using var server = new LoopbackServer((ctx, _) => LoopbackServer.ServeAsync(ctx, archive, 1000));
-        var ex = await Assert.ThrowsAsync<DatasetDownloadException>(() => TfFlowers.LoadAsync(Options(server.Url, Sha(archive))));
-        Assert.StartsWith($"Downloading {server.Url} failed after 3 attempt(s)", ex.Message, StringComparison.Ordinal);
+        var ex = await Assert.ThrowsAsync<DatasetDownloadException>(() => TfFlowers.LoadAsync(Options(server.UrlOf("flower_photos.tgz"), Sha(archive))));
+        Assert.StartsWith($"Downloading {server.UrlOf("flower_photos.tgz")} failed after 3 attempt(s)", ex.Message, StringComparison.Ordinal);
         Assert.Equal(3, server.Requests);
-        Assert.True(File.Exists(dir.Combine("cache", "tf_flowers", "flower_photos.tgz.part")));
-        Assert.False(Directory.EnumerateDirectories(dir.Combine("cache", "tf_flowers")).Any());
+        Assert.True(File.Exists(_dir.Combine("cache", "tf_flowers", "flower_photos.tgz.part")));
+        Assert.False(Directory.EnumerateDirectories(_dir.Combine("cache", "tf_flowers")).Any());
     }
 
     [Fact]
@@ -343,8 +252,8 @@ public sealed class TfFlowersTests : IDisposable
         var old = Environment.GetEnvironmentVariable(DatasetCache.EnvironmentVariable);
         try
         {
-            Environment.SetEnvironmentVariable(DatasetCache.EnvironmentVariable, dir.Combine("custom"));
-            Assert.Equal(dir.Combine("custom"), DatasetCache.DefaultDirectory);
+            Environment.SetEnvironmentVariable(DatasetCache.EnvironmentVariable, _dir.Combine("custom"));
+            Assert.Equal(_dir.Combine("custom"), DatasetCache.DefaultDirectory);
             Environment.SetEnvironmentVariable(DatasetCache.EnvironmentVariable, null);
             Assert.EndsWith(Path.Combine("transferlearning", "datasets"), DatasetCache.DefaultDirectory, StringComparison.Ordinal);
         }
@@ -360,9 +269,9 @@ public sealed class TfFlowersTests : IDisposable
     [InlineData("a/../../evil")]
     [InlineData("a/b/../../../evil")]
     public void SafePath_EscapingNames_AreRefused(string name) =>
-        Assert.Throws<DatasetDownloadException>(() => DatasetCache.SafePath(dir.Path, name, "x.tgz"));
+        Assert.Throws<DatasetDownloadException>(() => DatasetCache.SafePath(_dir.Path, name, "x.tgz"));
 
     [Fact]
     public void SafePath_NormalName_StaysInside() =>
-        Assert.Equal(Path.Combine(dir.Path, "a", "b.jpg"), DatasetCache.SafePath(dir.Path, "a/b.jpg", "x.tgz"));
+        Assert.Equal(Path.Combine(_dir.Path, "a", "b.jpg"), DatasetCache.SafePath(_dir.Path, "a/b.jpg", "x.tgz"));
 }

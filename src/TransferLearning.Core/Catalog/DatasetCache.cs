@@ -2,7 +2,7 @@ using System.Formats.Tar;
 using System.IO.Compression;
 using TransferLearning.Downloads;
 
-namespace TransferLearning.Datasets;
+namespace TransferLearning.Catalog;
 
 /// <summary>
 /// Where catalog datasets are kept, and how they get there: the shared downloader (once under a lock, resumed, retried,

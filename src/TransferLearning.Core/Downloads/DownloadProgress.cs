@@ -1,4 +1,4 @@
-namespace TransferLearning;
+namespace TransferLearning.Downloads;
 
 /// <summary>Stage of a download (and, for catalog datasets, of what follows it).</summary>
 public enum DownloadStage

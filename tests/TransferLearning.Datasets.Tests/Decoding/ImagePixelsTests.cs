@@ -4,21 +4,22 @@ using SixLabors.ImageSharp.Formats.Jpeg;
 using SixLabors.ImageSharp.Formats.Png;
 using SixLabors.ImageSharp.Metadata.Profiles.Exif;
 using SixLabors.ImageSharp.PixelFormats;
+using TransferLearning.Datasets.Decoding;
 
 namespace TransferLearning.Datasets.Tests.Decoding;
 
-public sealed class ImageTensorTests : IDisposable
+public sealed class ImagePixelsTests : IDisposable
 {
     private static readonly Rgb24 Probe = new(255, 0, 128);
-    private readonly TempDir dir = new();
+    private readonly TempDir _dir = new();
 
-    public void Dispose() => dir.Dispose();
+    public void Dispose() => _dir.Dispose();
 
     [Fact]
     public void ToChw_ImageNetSpec_AppliesRangeThenMeanStd()
     {
-        var file = TestImages.SolidPng(dir.Combine("p.png"), 4, 4, Probe);
-        var v = ImageTensor.ToChw(file, InputSpec.ImageNet(4));
+        var file = TestImages.SolidPng(_dir.Combine("p.png"), 4, 4, Probe);
+        var v = Chw.Of(file, InputSpec.ImageNet(4));
         Assert.Equal(48, v.Length);
         Assert.Equal((1f - 0.485f) / 0.229f, TestImages.At(v, 0, 1, 1, 4, 4), 4);
         Assert.Equal((0f - 0.456f) / 0.224f, TestImages.At(v, 1, 1, 1, 4, 4), 4);
@@ -28,8 +29,8 @@ public sealed class ImageTensorTests : IDisposable
     [Fact]
     public void ToChw_MinusOneToOneSpec_MapsZeroAndFullScale()
     {
-        var file = TestImages.SolidPng(dir.Combine("p.png"), 4, 4, Probe);
-        var v = ImageTensor.ToChw(file, InputSpec.MinusOneToOne(4));
+        var file = TestImages.SolidPng(_dir.Combine("p.png"), 4, 4, Probe);
+        var v = Chw.Of(file, InputSpec.MinusOneToOne(4));
         Assert.Equal(1f, TestImages.At(v, 0, 0, 0, 4, 4), 5);
         Assert.Equal(-1f, TestImages.At(v, 1, 0, 0, 4, 4), 5);
         Assert.Equal((128f / 127.5f) - 1f, TestImages.At(v, 2, 0, 0, 4, 4), 5);
@@ -38,9 +39,9 @@ public sealed class ImageTensorTests : IDisposable
     [Fact]
     public void ToChw_BgrCaffeSpec_SwapsChannelsAndSubtractsMeanInTensorOrder()
     {
-        var file = TestImages.SolidPng(dir.Combine("p.png"), 4, 4, Probe);
+        var file = TestImages.SolidPng(_dir.Combine("p.png"), 4, 4, Probe);
         var spec = new InputSpec(4, 4, 0f, 255f, ChannelOrder.Bgr, [103.939f, 116.779f, 123.68f]);
-        var v = ImageTensor.ToChw(file, spec);
+        var v = Chw.Of(file, spec);
         Assert.Equal(128f - 103.939f, TestImages.At(v, 0, 2, 2, 4, 4), 3); // blue first
         Assert.Equal(0f - 116.779f, TestImages.At(v, 1, 2, 2, 4, 4), 3);
         Assert.Equal(255f - 123.68f, TestImages.At(v, 2, 2, 2, 4, 4), 3); // red last
@@ -62,14 +63,14 @@ public sealed class ImageTensorTests : IDisposable
         }
 
         var spec = new InputSpec(10, 10);
-        var crop = ImageTensor.ToChw(img, spec.WithResizeMode(ResizeMode.CenterCrop));
+        var crop = Chw.Of(img, spec.WithResizeMode(ResizeMode.CenterCrop));
         for (var x = 0; x < 10; x++)
         {
             Assert.Equal(0f, TestImages.At(crop, 0, 5, x, 10, 10), 3);
             Assert.Equal(1f, TestImages.At(crop, 1, 5, x, 10, 10), 3);
         }
 
-        var stretch = ImageTensor.ToChw(img, spec);
+        var stretch = Chw.Of(img, spec);
         Assert.True(TestImages.At(stretch, 0, 5, 0, 10, 10) > 0.9f, "left edge stays red when stretched");
         Assert.True(TestImages.At(stretch, 2, 5, 9, 10, 10) > 0.9f, "right edge stays blue when stretched");
         Assert.Equal(1f, TestImages.At(stretch, 1, 5, 5, 10, 10), 2);
@@ -79,7 +80,7 @@ public sealed class ImageTensorTests : IDisposable
     public void ToChw_OptionsResizeMode_OverridesSpec()
     {
         using var img = TestImages.TwoColour(30, 10, 10, new Rgb24(255, 0, 0), new Rgb24(0, 255, 0));
-        var v = ImageTensor.ToChw(img, new InputSpec(10, 10), new ImageDecodeOptions { ResizeMode = ResizeMode.CenterCrop });
+        var v = Chw.Of(img, new InputSpec(10, 10), new ImageDecodeOptions { ResizeMode = ResizeMode.CenterCrop });
         Assert.Equal(0f, TestImages.At(v, 0, 5, 0, 10, 10), 3);
     }
 
@@ -87,83 +88,70 @@ public sealed class ImageTensorTests : IDisposable
     public void ToChw_InMemoryImage_IsNotModified()
     {
         using var img = TestImages.TwoColour(30, 10, 10, new Rgb24(255, 0, 0), new Rgb24(0, 255, 0));
-        _ = ImageTensor.ToChw(img, new InputSpec(5, 5));
+        _ = Chw.Of(img, new InputSpec(5, 5));
         Assert.Equal(30, img.Width);
         Assert.Equal(new Rgb24(255, 0, 0), img[0, 0]);
     }
 
     [Fact]
-    public void FromFile_ReturnsFloat32ChwTensorWithSameValuesAsToChw()
+    public void DecodeStream_AndFromImage_MatchDecodeFile()
     {
-        var file = TestImages.SolidPng(dir.Combine("p.png"), 9, 7, Probe);
-        var spec = InputSpec.ImageNet(6).WithSize(6, 5);
-        using var t = ImageTensor.FromFile(file, spec);
-        Assert.Equal([3L, 5, 6], t.shape);
-        Assert.Equal(TorchSharp.torch.ScalarType.Float32, t.dtype);
-        Assert.Equal(ImageTensor.ToChw(file, spec), t.data<float>().ToArray());
-    }
-
-    [Fact]
-    public void FromStream_AndFromImage_MatchFromFile()
-    {
-        var file = TestImages.SolidJpeg(dir.Combine("p.jpg"), 20, 16, new Rgb24(10, 200, 90));
+        var file = TestImages.SolidJpeg(_dir.Combine("p.jpg"), 20, 16, new Rgb24(10, 200, 90));
         var spec = InputSpec.ImageNet(8);
-        var fromFile = ImageTensor.ToChw(file, spec);
+        var fromFile = Chw.Of(file, spec);
         using (var stream = File.OpenRead(file))
-        using (var t = ImageTensor.FromStream(stream, spec))
         {
-            Assert.Equal(fromFile, t.data<float>().ToArray());
+            Assert.Equal(fromFile, Chw.Of(stream, spec));
         }
 
         using var img = Image.Load<Rgb24>(file);
-        using var t2 = ImageTensor.FromImage(img, spec);
-        Assert.Equal(fromFile, t2.data<float>().ToArray());
+        Assert.Equal(fromFile, Chw.Of(img, spec));
     }
 
     [Fact]
     public void ToChw_PngNamedJpg_IsDecodedByContent()
     {
-        var file = TestImages.SolidPng(dir.Combine("really-png.jpg"), 4, 4, Probe);
-        var v = ImageTensor.ToChw(file, new InputSpec(4, 4));
+        var file = TestImages.SolidPng(_dir.Combine("really-png.jpg"), 4, 4, Probe);
+        var v = Chw.Of(file, new InputSpec(4, 4));
         Assert.Equal(128f / 255f, TestImages.At(v, 2, 0, 0, 4, 4), 5);
     }
 
     [Fact]
     public void ToChw_GifNamedJpg_IsDecodedByContent()
     {
-        var path = dir.Combine("really-gif.jpg");
+        var path = _dir.Combine("really-gif.jpg");
         using (var img = new Image<Rgba32>(4, 4, new Rgba32(0, 0, 255, 255)))
         {
             img.SaveAsGif(path);
         }
 
-        var v = ImageTensor.ToChw(path, new InputSpec(4, 4));
+        var v = Chw.Of(path, new InputSpec(4, 4));
         Assert.Equal(1f, TestImages.At(v, 2, 1, 1, 4, 4), 2);
     }
 
     [Fact]
     public void ToChw_Greyscale_BecomesEqualRgb()
     {
-        var path = dir.Combine("grey.png");
+        var path = _dir.Combine("grey.png");
         using (var img = new Image<L8>(4, 4, new L8(100)))
         {
             img.SaveAsPng(path, new PngEncoder { ColorType = PngColorType.Grayscale });
         }
 
-        var v = ImageTensor.ToChw(path, new InputSpec(4, 4, 0, 255));
+        var v = Chw.Of(path, new InputSpec(4, 4, 0, 255));
         Assert.Equal([100f, 100f, 100f], [TestImages.At(v, 0, 0, 0, 4, 4), TestImages.At(v, 1, 0, 0, 4, 4), TestImages.At(v, 2, 0, 0, 4, 4)]);
     }
 
     [Fact]
     public void ToChw_Palette_DecodesColours()
     {
-        var path = dir.Combine("palette.png");
+        var path = _dir.Combine("palette.png");
         using (var img = new Image<Rgba32>(4, 4, new Rgba32(255, 0, 0, 255)))
         {
             img.SaveAsPng(path, new PngEncoder { ColorType = PngColorType.Palette });
         }
 
-        var v = ImageTensor.ToChw(path, new InputSpec(4, 4, 0, 255));
+        var v = Chw.Of(path, new InputSpec(4, 4, 0, 255));
         Assert.Equal(255f, TestImages.At(v, 0, 0, 0, 4, 4));
         Assert.Equal(0f, TestImages.At(v, 1, 0, 0, 4, 4));
     }
@@ -171,13 +159,13 @@ public sealed class ImageTensorTests : IDisposable
     [Fact]
     public void ToChw_Alpha_IsDroppedKeepingColour()
     {
-        var path = dir.Combine("alpha.png");
+        var path = _dir.Combine("alpha.png");
         using (var img = new Image<Rgba32>(4, 4, new Rgba32(255, 0, 0, 128)))
         {
             img.SaveAsPng(path, new PngEncoder { ColorType = PngColorType.RgbWithAlpha });
         }
 
-        var v = ImageTensor.ToChw(path, new InputSpec(4, 4, 0, 255));
+        var v = Chw.Of(path, new InputSpec(4, 4, 0, 255));
         Assert.Equal(255f, TestImages.At(v, 0, 0, 0, 4, 4));
         Assert.Equal(0f, TestImages.At(v, 2, 0, 0, 4, 4));
     }
@@ -185,13 +173,13 @@ public sealed class ImageTensorTests : IDisposable
     [Fact]
     public void ToChw_SixteenBitPng_IsScaledToEightBit()
     {
-        var path = dir.Combine("deep.png");
+        var path = _dir.Combine("deep.png");
         using (var img = new Image<Rgba64>(4, 4, new Rgba64(65535, 0, 32896, 65535)))
         {
             img.SaveAsPng(path, new PngEncoder { BitDepth = PngBitDepth.Bit16, ColorType = PngColorType.RgbWithAlpha });
         }
 
-        var v = ImageTensor.ToChw(path, new InputSpec(4, 4, 0, 255));
+        var v = Chw.Of(path, new InputSpec(4, 4, 0, 255));
         Assert.Equal(255f, TestImages.At(v, 0, 0, 0, 4, 4));
         Assert.Equal(0f, TestImages.At(v, 1, 0, 0, 4, 4));
         Assert.Equal(128f, TestImages.At(v, 2, 0, 0, 4, 4));
@@ -200,7 +188,7 @@ public sealed class ImageTensorTests : IDisposable
     [Fact]
     public void ToChw_CmykJpeg_ConvertsToRgb()
     {
-        var v = ImageTensor.ToChw(RepoPaths.TestData("cmyk.jpg"), new InputSpec(16, 16, 0, 255));
+        var v = Chw.Of(RepoPaths.TestData("cmyk.jpg"), new InputSpec(16, 16, 0, 255));
         Assert.True(TestImages.At(v, 0, 4, 2, 16, 16) > 200 && TestImages.At(v, 1, 4, 2, 16, 16) < 50 && TestImages.At(v, 2, 4, 2, 16, 16) < 50, "left half is red");
         Assert.True(TestImages.At(v, 0, 4, 13, 16, 16) < 50 && TestImages.At(v, 2, 4, 13, 16, 16) > 200, "right half is blue");
     }
@@ -208,7 +196,7 @@ public sealed class ImageTensorTests : IDisposable
     [Fact]
     public void ToChw_AnimatedGif_UsesFirstFrame()
     {
-        var path = dir.Combine("anim.gif");
+        var path = _dir.Combine("anim.gif");
         using (var img = new Image<Rgba32>(4, 4, new Rgba32(255, 0, 0, 255)))
         using (var second = new Image<Rgba32>(4, 4, new Rgba32(0, 0, 255, 255)))
         {
@@ -221,7 +209,7 @@ public sealed class ImageTensorTests : IDisposable
             Assert.Equal(2, check.Frames.Count); // the fixture really is animated
         }
 
-        var v = ImageTensor.ToChw(path, new InputSpec(4, 4, 0, 255));
+        var v = Chw.Of(path, new InputSpec(4, 4, 0, 255));
         Assert.Equal(255f, TestImages.At(v, 0, 0, 0, 4, 4), 0);
         Assert.Equal(0f, TestImages.At(v, 2, 0, 0, 4, 4), 0);
     }
@@ -231,7 +219,7 @@ public sealed class ImageTensorTests : IDisposable
     {
         // Stored 20x10, left half red, right half blue; orientation 6 means "rotate 90° clockwise to display",
         // so the displayed image is 10x20 with red on top.
-        var path = dir.Combine("rotated.jpg");
+        var path = _dir.Combine("rotated.jpg");
         using (var img = TestImages.TwoColour(20, 10, 10, new Rgb24(255, 0, 0), new Rgb24(0, 0, 255)))
         {
             img.Metadata.ExifProfile = new ExifProfile();
@@ -239,7 +227,7 @@ public sealed class ImageTensorTests : IDisposable
             img.SaveAsJpeg(path, new JpegEncoder { Quality = 100 });
         }
 
-        var v = ImageTensor.ToChw(path, new InputSpec(10, 20, 0, 255));
+        var v = Chw.Of(path, new InputSpec(10, 20, 0, 255));
         Assert.True(TestImages.At(v, 0, 1, 8, 20, 10) > 200, "top right is red after rotation");
         Assert.True(TestImages.At(v, 2, 18, 1, 20, 10) > 200, "bottom left is blue after rotation");
     }
@@ -247,10 +235,10 @@ public sealed class ImageTensorTests : IDisposable
     [Fact]
     public void ToChw_HeaderClaims30000x30000_IsRefusedBeforeDecoding()
     {
-        var path = dir.Combine("huge.png");
+        var path = _dir.Combine("huge.png");
         File.WriteAllBytes(path, TestImages.PngHeaderOnly(30000, 30000));
         var before = GC.GetAllocatedBytesForCurrentThread();
-        var ex = Assert.Throws<InvalidImageException>(() => ImageTensor.ToChw(path, new InputSpec(4, 4)));
+        var ex = Assert.Throws<InvalidImageException>(() => Chw.Of(path, new InputSpec(4, 4)));
         var allocated = GC.GetAllocatedBytesForCurrentThread() - before;
         Assert.Equal(path, ex.FilePath);
         Assert.Contains("30000x30000 = 900,000,000 pixels, above the limit of 50,000,000", ex.Message, StringComparison.Ordinal);
@@ -260,18 +248,18 @@ public sealed class ImageTensorTests : IDisposable
     [Fact]
     public void ToChw_MaxPixelsOption_IsConfigurable()
     {
-        var path = TestImages.SolidPng(dir.Combine("p.png"), 10, 10, Probe);
-        var ex = Assert.Throws<InvalidImageException>(() => ImageTensor.ToChw(path, new InputSpec(4, 4), new ImageDecodeOptions { MaxPixels = 99 }));
+        var path = TestImages.SolidPng(_dir.Combine("p.png"), 10, 10, Probe);
+        var ex = Assert.Throws<InvalidImageException>(() => Chw.Of(path, new InputSpec(4, 4), new ImageDecodeOptions { MaxPixels = 99 }));
         Assert.Contains("above the limit of 99", ex.Reason, StringComparison.Ordinal);
-        Assert.Equal(48, ImageTensor.ToChw(path, new InputSpec(4, 4), new ImageDecodeOptions { MaxPixels = 100 }).Length);
+        Assert.Equal(48, Chw.Of(path, new InputSpec(4, 4), new ImageDecodeOptions { MaxPixels = 100 }).Length);
     }
 
     [Fact]
     public void ToChw_ZeroByteFile_ThrowsNamingFile()
     {
-        var path = dir.Combine("empty.jpg");
+        var path = _dir.Combine("empty.jpg");
         File.WriteAllBytes(path, []);
-        var ex = Assert.Throws<InvalidImageException>(() => ImageTensor.ToChw(path, new InputSpec(4, 4)));
+        var ex = Assert.Throws<InvalidImageException>(() => Chw.Of(path, new InputSpec(4, 4)));
         Assert.Equal(path, ex.FilePath);
         Assert.Equal($"'{path}' is not a usable image: the file is empty (0 bytes)", ex.Message);
     }
@@ -279,56 +267,56 @@ public sealed class ImageTensorTests : IDisposable
     [Fact]
     public void ToChw_RandomBytes_ThrowsNotRecognised()
     {
-        var path = dir.Combine("noise.jpg");
+        var path = _dir.Combine("noise.jpg");
         var bytes = new byte[2000];
         new Random(3).NextBytes(bytes);
         bytes[0] = 0x42; // make sure no accidental magic number
         File.WriteAllBytes(path, bytes);
-        var ex = Assert.Throws<InvalidImageException>(() => ImageTensor.ToChw(path, new InputSpec(4, 4)));
+        var ex = Assert.Throws<InvalidImageException>(() => Chw.Of(path, new InputSpec(4, 4)));
         Assert.StartsWith("the content is not a recognised image format", ex.Reason, StringComparison.Ordinal);
     }
 
     [Fact]
     public void ToChw_TextNamedJpg_ThrowsNotRecognised()
     {
-        var path = dir.Combine("notes.jpg");
+        var path = _dir.Combine("notes.jpg");
         File.WriteAllText(path, "this is not a picture\n");
-        var ex = Assert.Throws<InvalidImageException>(() => ImageTensor.ToChw(path, new InputSpec(4, 4)));
+        var ex = Assert.Throws<InvalidImageException>(() => Chw.Of(path, new InputSpec(4, 4)));
         Assert.StartsWith("the content is not a recognised image format", ex.Reason, StringComparison.Ordinal);
     }
 
     [Fact]
     public void ToChw_JpegCutInsideHeaders_Throws()
     {
-        var path = dir.Combine("cut.jpg");
+        var path = _dir.Combine("cut.jpg");
         File.WriteAllBytes(path, TestImages.NoiseJpegBytes(64, 64, 1)[..120]);
-        var ex = Assert.Throws<InvalidImageException>(() => ImageTensor.ToChw(path, new InputSpec(4, 4)));
+        var ex = Assert.Throws<InvalidImageException>(() => Chw.Of(path, new InputSpec(4, 4)));
         Assert.Equal(path, ex.FilePath);
     }
 
     [Fact]
     public void ToChw_TruncatedJpeg_ThrowsTruncatedUnlessAllowed()
     {
-        var path = dir.Combine("half.jpg");
+        var path = _dir.Combine("half.jpg");
         var full = TestImages.NoiseJpegBytes(64, 64, 2);
         File.WriteAllBytes(path, full[..(full.Length / 2)]);
-        var ex = Assert.Throws<InvalidImageException>(() => ImageTensor.ToChw(path, new InputSpec(4, 4)));
+        var ex = Assert.Throws<InvalidImageException>(() => Chw.Of(path, new InputSpec(4, 4)));
         Assert.Equal("the JPEG data is truncated (it ends before the end-of-image marker)", ex.Reason);
-        Assert.Equal(48, ImageTensor.ToChw(path, new InputSpec(4, 4), new ImageDecodeOptions { AllowTruncatedJpeg = true }).Length);
+        Assert.Equal(48, Chw.Of(path, new InputSpec(4, 4), new ImageDecodeOptions { AllowTruncatedJpeg = true }).Length);
     }
 
     [Fact]
     public void ToChw_JpegWithDataAfterEndMarker_IsAccepted()
     {
-        var path = dir.Combine("trailer.jpg");
+        var path = _dir.Combine("trailer.jpg");
         File.WriteAllBytes(path, [.. TestImages.NoiseJpegBytes(32, 32, 3), .. "trailing vendor data \xff\xda"u8.ToArray()]);
-        Assert.Equal(48, ImageTensor.ToChw(path, new InputSpec(4, 4)).Length);
+        Assert.Equal(48, Chw.Of(path, new InputSpec(4, 4)).Length);
     }
 
     [Fact]
     public void Decoding_DoesNotChangeGlobalImageSharpConfiguration()
     {
-        var path = dir.Combine("anim2.gif");
+        var path = _dir.Combine("anim2.gif");
         using (var img = new Image<Rgba32>(4, 4, new Rgba32(255, 0, 0, 255)))
         using (var second = new Image<Rgba32>(4, 4, new Rgba32(0, 0, 255, 255)))
         {
@@ -336,7 +324,7 @@ public sealed class ImageTensorTests : IDisposable
             img.SaveAsGif(path);
         }
 
-        _ = ImageTensor.ToChw(path, new InputSpec(4, 4));
+        _ = Chw.Of(path, new InputSpec(4, 4));
         using var check = Image.Load<Rgba32>(path);
         Assert.Equal(2, check.Frames.Count);
     }
@@ -344,19 +332,19 @@ public sealed class ImageTensorTests : IDisposable
     [Fact]
     public void FromStream_BadFileStream_NamesTheFile()
     {
-        var path = dir.Combine("bad.png");
+        var path = _dir.Combine("bad.png");
         File.WriteAllText(path, "nope");
         using var stream = File.OpenRead(path);
-        var ex = Assert.Throws<InvalidImageException>(() => ImageTensor.FromStream(stream, new InputSpec(4, 4)));
+        var ex = Assert.Throws<InvalidImageException>(() => Chw.Of(stream, new InputSpec(4, 4)));
         Assert.Equal(path, ex.FilePath);
         using var memory = new MemoryStream([1, 2, 3]);
-        Assert.Equal("<stream>", Assert.Throws<InvalidImageException>(() => ImageTensor.FromStream(memory, new InputSpec(4, 4))).FilePath);
+        Assert.Equal("<stream>", Assert.Throws<InvalidImageException>(() => Chw.Of(memory, new InputSpec(4, 4))).FilePath);
     }
 
     [Fact]
     public void ToChw_Directory_ThrowsCouldNotRead()
     {
-        var ex = Assert.Throws<InvalidImageException>(() => ImageTensor.ToChw(dir.Path, new InputSpec(4, 4)));
+        var ex = Assert.Throws<InvalidImageException>(() => Chw.Of(_dir.Path, new InputSpec(4, 4)));
         Assert.Equal("the path is a directory, not a file", ex.Reason);
     }
 
@@ -368,16 +356,16 @@ public sealed class ImageTensorTests : IDisposable
             return;
         }
 
-        var path = TestImages.SolidPng(dir.Combine("locked.png"), 4, 4, Probe);
+        var path = TestImages.SolidPng(_dir.Combine("locked.png"), 4, 4, Probe);
         File.SetUnixFileMode(path, UnixFileMode.None);
         if (Environment.UserName == "root")
         {
             // root reads any file: the image simply loads (CI runs as root; the denial path is covered on other machines).
-            Assert.Equal(48, ImageTensor.ToChw(path, new InputSpec(4, 4)).Length);
+            Assert.Equal(48, Chw.Of(path, new InputSpec(4, 4)).Length);
         }
         else
         {
-            var ex = Assert.Throws<InvalidImageException>(() => ImageTensor.ToChw(path, new InputSpec(4, 4)));
+            var ex = Assert.Throws<InvalidImageException>(() => Chw.Of(path, new InputSpec(4, 4)));
             Assert.StartsWith("the file could not be read (UnauthorizedAccessException", ex.Reason, StringComparison.Ordinal);
         }
     }
@@ -385,8 +373,8 @@ public sealed class ImageTensorTests : IDisposable
     [Fact]
     public void ToChw_MissingFile_ThrowsCouldNotRead()
     {
-        var path = dir.Combine("gone.jpg");
-        var ex = Assert.Throws<InvalidImageException>(() => ImageTensor.ToChw(path, new InputSpec(4, 4)));
+        var path = _dir.Combine("gone.jpg");
+        var ex = Assert.Throws<InvalidImageException>(() => Chw.Of(path, new InputSpec(4, 4)));
         Assert.StartsWith("the file could not be read (FileNotFoundException", ex.Reason, StringComparison.Ordinal);
     }
 }

@@ -1,16 +1,25 @@
 using System.Net;
 using System.Net.Sockets;
 
-namespace TransferLearning.Core.Tests.Hub;
+namespace TransferLearning.TestSupport;
 
-/// <summary>An HTTP server on 127.0.0.1 (free port) serving byte arrays; can fail the first requests.</summary>
-internal sealed class LoopbackServer : IDisposable
+/// <summary>
+/// An HTTP server on 127.0.0.1 (free port). By default it serves the byte arrays given to <see cref="Add"/>, honouring
+/// "Range: bytes=N-", and can fail, truncate or stall upcoming requests; or a test scripts every answer with a handler.
+/// </summary>
+public sealed class LoopbackServer : IDisposable
 {
     private readonly HttpListener _listener = new();
     private readonly Dictionary<string, byte[]> _files = [];
+    private readonly Func<HttpListenerContext, int, Task>? _handler;
     private readonly Task _loop;
     private int _requests;
 
+    /// <summary>Starts a server whose answers <paramref name="handler"/> writes (it gets the context and the 1-based request number).</summary>
+    public LoopbackServer(Func<HttpListenerContext, int, Task> handler)
+        : this() => _handler = handler;
+
+    /// <summary>Starts a server for the files given to <see cref="Add"/>.</summary>
     public LoopbackServer()
     {
         var probe = new TcpListener(IPAddress.Loopback, 0);
@@ -42,6 +51,25 @@ internal sealed class LoopbackServer : IDisposable
     /// <summary>Delay between body chunks (for cancellation/concurrency tests).</summary>
     public TimeSpan ChunkDelay { get; set; }
 
+    /// <summary>The URL of a path on this server.</summary>
+    public Uri UrlOf(string path) => new(BaseUrl + path);
+
+    /// <summary>Serves <paramref name="body"/>, honouring "Range: bytes=N-"; with <paramref name="dropAfter"/>, drops the connection after that many bytes.</summary>
+    public static async Task ServeAsync(HttpListenerContext ctx, byte[] body, int? dropAfter = null)
+    {
+        var start = HttpRange.Begin(ctx, body.Length);
+        if (dropAfter is { } drop)
+        {
+            await ctx.Response.OutputStream.WriteAsync(body.AsMemory(start, drop));
+            await ctx.Response.OutputStream.FlushAsync();
+            ctx.Response.Abort();
+            return;
+        }
+
+        await ctx.Response.OutputStream.WriteAsync(body.AsMemory(start));
+        ctx.Response.Close();
+    }
+
     public Uri Add(string path, byte[] content)
     {
         lock (_files)
@@ -72,7 +100,7 @@ internal sealed class LoopbackServer : IDisposable
 
     private async Task ServeAsync(HttpListenerContext ctx)
     {
-        Interlocked.Increment(ref _requests);
+        var n = Interlocked.Increment(ref _requests);
         lock (RangeHeaders)
         {
             RangeHeaders.Add(ctx.Request.Headers["Range"]);
@@ -80,6 +108,12 @@ internal sealed class LoopbackServer : IDisposable
 
         try
         {
+            if (_handler is not null)
+            {
+                await _handler(ctx, n);
+                return;
+            }
+
             byte[]? body;
             lock (_files)
             {
@@ -101,7 +135,7 @@ internal sealed class LoopbackServer : IDisposable
                 return;
             }
 
-            var start = TransferLearning.Tests.HttpRange.Begin(ctx, body.Length);
+            var start = HttpRange.Begin(ctx, body.Length);
             var truncate = TruncateNext > 0;
             if (truncate)
             {

@@ -1,7 +1,7 @@
 using SixLabors.ImageSharp;
 using SixLabors.ImageSharp.PixelFormats;
 
-namespace TransferLearning.Core.Tests.Learner;
+namespace TransferLearning.TestSupport;
 
 /// <summary>A temporary image folder with two easy classes: reddish and bluish noisy 40×40 images.</summary>
 public sealed class GeneratedImages : IDisposable

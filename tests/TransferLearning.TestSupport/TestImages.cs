@@ -1,52 +1,12 @@
 using System.Buffers.Binary;
 using SixLabors.ImageSharp;
 using SixLabors.ImageSharp.Formats.Jpeg;
-using SixLabors.ImageSharp.Formats.Png;
 using SixLabors.ImageSharp.PixelFormats;
 
-namespace TransferLearning.Datasets.Tests;
+namespace TransferLearning.TestSupport;
 
-/// <summary>A temporary folder deleted on dispose.</summary>
-internal sealed class TempDir : IDisposable
-{
-    public TempDir()
-    {
-        Path = System.IO.Path.Combine(System.IO.Path.GetTempPath(), "tl-ds-tests-" + Guid.NewGuid().ToString("N"));
-        Directory.CreateDirectory(Path);
-    }
-
-    public string Path { get; }
-
-    public string Combine(params string[] parts) => System.IO.Path.Combine([Path, .. parts]);
-
-    public void Dispose()
-    {
-        try
-        {
-            Directory.Delete(Path, recursive: true);
-        }
-        catch (IOException)
-        {
-        }
-    }
-}
-
-internal sealed class ListProgress<T> : IProgress<T>
-{
-    private readonly Lock gate = new();
-
-    public List<T> Items { get; } = [];
-
-    public void Report(T value)
-    {
-        lock (gate)
-        {
-            Items.Add(value);
-        }
-    }
-}
-
-internal static class TestImages
+/// <summary>Small generated images for tests.</summary>
+public static class TestImages
 {
     public static string Ensure(string path)
     {
@@ -144,23 +104,4 @@ internal static class TestImages
 
         return ~crc;
     }
-}
-
-internal static class RepoPaths
-{
-    /// <summary>The folder holding TransferLearning.sln, found by walking up from the test binaries.</summary>
-    public static string RepoRoot()
-    {
-        var dir = new DirectoryInfo(AppContext.BaseDirectory);
-        while (dir is not null && !File.Exists(System.IO.Path.Combine(dir.FullName, "TransferLearning.sln")))
-        {
-            dir = dir.Parent;
-        }
-
-        return dir?.FullName ?? throw new InvalidOperationException("TransferLearning.sln not found above " + AppContext.BaseDirectory);
-    }
-
-    public static string FlowersDir() => System.IO.Path.GetFullPath(System.IO.Path.Combine(RepoRoot(), "..", "shared", "data", "flowers"));
-
-    public static string TestData(string name) => System.IO.Path.Combine(AppContext.BaseDirectory, "TestData", name);
 }

@@ -1,4 +1,4 @@
-namespace TransferLearning.Datasets;
+namespace TransferLearning.Catalog;
 
 /// <summary>A dataset archive could not be downloaded, verified or extracted.</summary>
 public sealed class DatasetDownloadException : IOException
