@@ -58,9 +58,6 @@ public sealed class Backbone : IDisposable
     /// <summary>True when no parameter of the backbone is trainable.</summary>
     public bool IsFrozen => !Module.parameters().Any(p => p.requires_grad);
 
-    /// <summary>True when at least one block is frozen (its weights get no gradient and its BatchNorm runs in inference mode).</summary>
-    public bool HasFrozenBlocks => _firstTrainableBlock > 0 || (_blocks.Count == 0 && IsFrozen);
-
     /// <summary>Freezes every weight: no gradients, BatchNorm in inference mode (as Keras's <c>trainable = False</c>).</summary>
     public void Freeze()
     {

@@ -108,12 +108,7 @@ public static class ModelHub
         LoadBackboneAsync(source, options).GetAwaiter().GetResult();
 
     /// <summary>Returns a local path for a URL (downloaded through the cache) or an existing local file.</summary>
-    /// <param name="source">http(s) URL or local path.</param>
-    /// <param name="options">Checksum and cache folder.</param>
-    /// <param name="progress">Receives download progress.</param>
-    /// <param name="cancellationToken">Cancels a download.</param>
-    /// <returns>The local file path.</returns>
-    public static async Task<string> ResolveAsync(
+    internal static async Task<string> ResolveAsync(
         string source,
         BackboneLoadOptions? options = null,
         IProgress<DownloadProgress>? progress = null,

@@ -7,6 +7,7 @@ using TransferLearning.Backbones.Onnx;
 using TransferLearning.Datasets;
 using TransferLearning.Heads;
 using TransferLearning.Hub;
+using TransferLearning.Native;
 using TransferLearning.Training;
 using static TorchSharp.torch;
 
@@ -74,7 +75,7 @@ internal static class ModelFile
                 Format = Format,
                 Version = int8 is null ? 1 : 2,
                 Classes = [.. model.Classes],
-                Backbone = new BackboneInfo { Source = model.Backbone.Source, FeatureSize = model.Backbone.FeatureSize, InputSpec = SpecDto.From(model.Backbone.InputSpec), Int8 = int8 },
+                Backbone = new BackboneInfo { Source = model.Backbone.Source, FeatureSize = model.Backbone.FeatureSize, Int8 = int8 },
                 InputSpec = SpecDto.From(model.InputSpec),
                 Head = new HeadDto { HiddenUnits = [.. model.HeadOptions.HiddenUnits], Dropout = model.HeadOptions.Dropout, Activation = model.HeadOptions.Activation },
                 History = [.. model.History.Epochs],
@@ -152,7 +153,7 @@ internal static class ModelFile
             }
         }
 
-        var device = TransferLearner.ResolveDevice(options.Device);
+        var device = TorchDevices.Parse(options.Device);
         var backbone = options.BackboneFactory?.Invoke(manifest.Backbone.Source) ?? ModelHub.LoadBackbone(manifest.Backbone.Source);
         nn.Module<Tensor, Tensor>? head = null;
         try
@@ -251,8 +252,6 @@ internal static class ModelFile
         public string? Source { get; set; }
 
         public int FeatureSize { get; set; }
-
-        public SpecDto? InputSpec { get; set; }
 
         /// <summary>Int8 activation parameters by ONNX value name: [scale, zero point]; null for a float backbone.</summary>
         public Dictionary<string, double[]>? Int8 { get; set; }

@@ -180,14 +180,7 @@ public sealed class TrainedModel : IDisposable
                 var logits = Logits(ImageTensor.FromBatch(batch));
                 var labels = remap.index_select(0, ImageTensor.LabelsOf(batch)).to(Device);
                 lossSum += nn.functional.cross_entropy(logits, labels, reduction: nn.Reduction.Sum).item<float>();
-                var predicted = logits.argmax(1).cpu().data<long>().ToArray();
-                var truth = labels.cpu().data<long>().ToArray();
-                for (var i = 0; i < truth.Length; i++)
-                {
-                    confusion[truth[i], predicted[i]]++;
-                }
-
-                done += truth.Length;
+                done += Evaluation.AddToConfusion(confusion, logits, labels);
                 progress?.Report(done);
             }
         }

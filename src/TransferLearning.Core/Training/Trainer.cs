@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using TransferLearning.Backbones;
+using TransferLearning.Models;
 using static TorchSharp.torch;
 
 namespace TransferLearning.Training;
@@ -179,13 +180,6 @@ internal sealed class Trainer
         return seen == 0 ? (double.NaN, double.NaN) : (lossSum / seen, (double)correct / seen);
     }
 
-    /// <summary>Mean loss and accuracy of the current weights on a source, in inference mode.</summary>
-    public (double Loss, double Accuracy) Measure(IBatchSource source, bool inputsAreFeatures, int epochNumber, IProgress<TrainingProgress>? progress, CancellationToken cancellationToken)
-    {
-        var pass = MeasurePass(source, inputsAreFeatures, epochNumber, progress, cancellationToken);
-        return (pass.Loss, pass.Accuracy);
-    }
-
     /// <summary>Loss, accuracy and confusion matrix of the current weights on a source, in inference mode.</summary>
     public ValidationPass MeasurePass(IBatchSource source, bool inputsAreFeatures, int epochNumber, IProgress<TrainingProgress>? progress, CancellationToken cancellationToken)
     {
@@ -203,14 +197,7 @@ internal sealed class Trainer
             lossSum += nn.functional.cross_entropy(logits, labels, reduction: nn.Reduction.Sum).item<float>();
             var classes = (int)logits.shape[1];
             confusion ??= new int[classes, classes];
-            var predicted = logits.argmax(1).cpu().data<long>().ToArray();
-            var truth = labels.cpu().data<long>().ToArray();
-            for (var i = 0; i < truth.Length; i++)
-            {
-                confusion[truth[i], predicted[i]]++;
-            }
-
-            seen += truth.Length;
+            seen += Evaluation.AddToConfusion(confusion, logits, labels);
             progress?.Report(new TrainingProgress(TrainingPhase.Validating, epochNumber, seen, source.Count));
         }
 

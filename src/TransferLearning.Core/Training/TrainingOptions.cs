@@ -5,7 +5,7 @@ namespace TransferLearning.Training;
 /// <summary>The optimizer that updates the trainable weights.</summary>
 public enum OptimizerKind
 {
-    /// <summary>Adam (the article's choice).</summary>
+    /// <summary>Adam (what the tutorial trains with).</summary>
     Adam,
 
     /// <summary>Stochastic gradient descent with momentum (<see cref="TrainingOptions.Momentum"/>).</summary>
@@ -138,17 +138,35 @@ public sealed record EarlyStopping
     internal bool HigherIsBetter => Monitor is History.Accuracy or History.ValAccuracy;
 }
 
-/// <summary>Everything about how <c>Fit</c> trains. Defaults follow the article (Adam, 1e-3, batch 32).</summary>
-public sealed class TrainingOptions
+/// <summary>
+/// Everything about how a fit trains, as recorded by <see cref="TransferLearner"/>'s methods (each setting has one).
+/// Setters validate; defaults are the named constants below (Adam at 1e-3 with batches of 32, as the tutorial trains).
+/// </summary>
+internal sealed class TrainingOptions
 {
-    private int _batchSize = 32;
-    private double _learningRate = 1e-3;
-    private double _momentum = 0.9;
+    /// <summary>Default images per batch.</summary>
+    public const int DefaultBatchSize = 32;
+
+    /// <summary>Default base learning rate.</summary>
+    public const double DefaultLearningRate = 1e-3;
+
+    /// <summary>Default SGD momentum.</summary>
+    public const double DefaultMomentum = 0.9;
+
+    /// <summary>Default seed.</summary>
+    public const int DefaultSeed = 42;
+
+    /// <summary>Default number of calibration images for int8.</summary>
+    public const int DefaultInt8CalibrationImages = 64;
+
+    private int _batchSize = DefaultBatchSize;
+    private double _learningRate = DefaultLearningRate;
+    private double _momentum = DefaultMomentum;
     private double _weightDecay;
     private int? _imageSize;
     private Augmentation _augmentation = Augmentation.None;
     private string _device = "cpu";
-    private int _int8CalibrationImages = 64;
+    private int _int8CalibrationImages = DefaultInt8CalibrationImages;
     private int _degreeOfParallelism = Environment.ProcessorCount;
 
     /// <summary>Images per batch (&gt; 0). Default 32.</summary>
@@ -195,13 +213,17 @@ public sealed class TrainingOptions
         }
     }
 
-    /// <summary>L2 weight decay (≥ 0). Default 0.</summary>
+    /// <summary>L2 weight decay (≥ 0, finite). Default 0.</summary>
     public double WeightDecay
     {
         get => _weightDecay;
         set
         {
-            ArgumentOutOfRangeException.ThrowIfNegative(value);
+            if (!(value >= 0) || !double.IsFinite(value))
+            {
+                throw new ArgumentOutOfRangeException(nameof(value), value, "The weight decay must be a finite non-negative number.");
+            }
+
             _weightDecay = value;
         }
     }
@@ -210,7 +232,7 @@ public sealed class TrainingOptions
     public LearningRateSchedule Schedule { get; set; } = LearningRateSchedule.Constant;
 
     /// <summary>Seed for weight initialisation, shuffling, dropout and augmentation. Default 42.</summary>
-    public int Seed { get; set; } = 42;
+    public int Seed { get; set; } = DefaultSeed;
 
     /// <summary>Square input size in pixels; null (default) uses the backbone's own size.</summary>
     public int? ImageSize
@@ -292,11 +314,8 @@ public sealed class TrainingOptions
 
     /// <summary>
     /// Run the frozen backbone in int8 (8-bit weights and activations through LibTorch's x86 quantized kernels) while
-    /// featurizing and in the trained model's predictions. About 1.8× faster on a 2-core AVX2 CPU for ResNet18; features
-    /// differ from the float ones by a few percent, so measure accuracy on your data. Needs a frozen backbone loaded
-    /// from ONNX (such as <c>resnet18</c>); activation ranges come from <see cref="Int8CalibrationImages"/> training images
-    /// spread evenly over the training set (every class contributes). Unfreezing the model later (fine-tuning) returns
-    /// to float. Default false.
+    /// featurizing and in the trained model's predictions. Needs a frozen backbone that supports it; activation ranges
+    /// come from <see cref="Int8CalibrationImages"/> training images spread evenly over the training set. Default false.
     /// </summary>
     public bool Int8Backbone { get; set; }
 

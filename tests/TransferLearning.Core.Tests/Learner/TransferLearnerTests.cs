@@ -139,6 +139,54 @@ public sealed class TransferLearnerTests : IClassFixture<GeneratedImages>, IDisp
     }
 
     [Fact]
+    public void Unfreeze_ContinuedModelWithoutFit_ModelUnchanged()
+    {
+        var (model, _) = Tiny().Freeze().AddHead(_data.Classes).Fit(_data, 1);
+        using (model)
+        {
+            using (TransferLearner.From(model).Unfreeze())
+            {
+                Assert.True(model.Backbone.IsFrozen); // nothing happens before Fit
+            }
+
+            Assert.True(model.Backbone.IsFrozen);
+            Assert.All(model.Backbone.Module.parameters(), p => Assert.False(p.requires_grad));
+        }
+    }
+
+    [Fact]
+    public void Fit_UnknownClassWeight_ThrowsAndLearnerStaysUsable()
+    {
+        using var learner = Tiny().Freeze().AddHead(_data.Classes).WithClassWeights(new Dictionary<string, double> { ["green"] = 2 });
+
+        var e = Assert.Throws<ArgumentException>(() => learner.Fit(_data, 1));
+        Assert.Equal("Class weights name unknown classes: green. Classes: blue, red.", e.Message);
+
+        var (model, history) = learner.WithClassWeights(new Dictionary<string, double> { ["red"] = 2 }).Fit(_data, 1);
+        using (model)
+        {
+            Assert.Equal(1, history.Count);
+        }
+    }
+
+    [Fact]
+    public void Fit_BackboneFailsDuringTraining_NewHeadDisposedAndLearnerStillOwnsBackbone()
+    {
+        CountingModule counter = null!;
+        var learner = Tiny(c => counter = c).Freeze().AddHead(_data.Classes);
+        counter.FailAfterImages = 4;
+        var liveBefore = TorchSharp.DisposeScopeManager.Statistics.ThreadTotalLiveCount;
+
+        var e = Assert.Throws<InvalidOperationException>(() => learner.Fit(_data, 2));
+
+        Assert.Equal("test backbone failure", e.Message);
+        Assert.Equal(liveBefore, TorchSharp.DisposeScopeManager.Statistics.ThreadTotalLiveCount); // the head made by Fit is gone
+        Assert.StartsWith("This TransferLearner was already used by Fit", Assert.Throws<InvalidOperationException>(() => learner.Fit(_data, 1)).Message, StringComparison.Ordinal);
+        learner.Dispose();
+        Assert.Throws<ObjectDisposedException>(() => learner.Backbone.Freeze()); // the learner freed the backbone
+    }
+
+    [Fact]
     public void AddHead_Twice_Throws()
     {
         using var learner = Tiny().AddHead(_data.Classes);
@@ -294,8 +342,16 @@ internal sealed class CountingModule : nn.Module<Tensor, Tensor>
 
     public long Images { get; private set; }
 
+    /// <summary>When set, forward throws once this many images have been seen.</summary>
+    public long? FailAfterImages { get; set; }
+
     public override Tensor forward(Tensor input)
     {
+        if (Images >= FailAfterImages)
+        {
+            throw new InvalidOperationException("test backbone failure");
+        }
+
         Images += input.shape[0];
         return inner.forward(input);
     }

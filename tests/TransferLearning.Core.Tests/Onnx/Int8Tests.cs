@@ -122,13 +122,13 @@ public sealed class Int8Tests
     {
         var samples = Enumerable.Range(0, 300).Select(i => new ImageSample($"img{i:D3}.jpg", i / 100)).ToList();
 
-        var picked = TransferLearner.CalibrationSamples(samples, 30).ToList();
+        var picked = TransferLearning.Training.FitRun.CalibrationSamples(samples, 30).ToList();
 
         Assert.Equal(30, picked.Distinct().Count());
         Assert.Equal([10, 10, 10], picked.GroupBy(p => p.Label).Select(g => g.Count()));
         Assert.Equal("img000.jpg", picked[0].Path);
         Assert.Equal("img290.jpg", picked[^1].Path);
-        Assert.Equal(samples.Take(3), TransferLearner.CalibrationSamples(samples.Take(3).ToList(), 3));
+        Assert.Equal(samples.Take(3), TransferLearning.Training.FitRun.CalibrationSamples(samples.Take(3).ToList(), 3));
     }
 
     [Fact]
@@ -161,9 +161,15 @@ public sealed class Int8Tests
         var after = loaded.Predict(files);
         Assert.Equal(before.Select(p => p.Probabilities.ToArray()), after.Select(p => p.Probabilities.ToArray()));
 
-        // Fine-tuning from it trains in float.
-        using var tuner = TransferLearner.From(loaded).Unfreeze();
+        // Fine-tuning from it trains in float, once Fit runs (Unfreeze alone changes nothing).
+        using (var tuner = TransferLearner.From(loaded).Unfreeze())
+        {
+            Assert.True(loaded.Backbone.IsInt8);
+            tuner.WithLearningRate(1e-4).Fit(split, 1);
+        }
+
         Assert.False(loaded.Backbone.IsInt8);
+        Assert.False(loaded.Backbone.IsFrozen);
         model.Dispose();
     }
 }
