@@ -172,17 +172,27 @@ public sealed class TransferLearnerTests : IClassFixture<GeneratedImages>, IDisp
     [Fact]
     public void Fit_BackboneFailsDuringTraining_NewHeadDisposedAndLearnerStillOwnsBackbone()
     {
-        CountingModule counter = null!;
-        var learner = Tiny(c => counter = c).Freeze().AddHead(_data.Classes);
-        counter.FailAfterImages = 4;
-        var liveBefore = TorchSharp.DisposeScopeManager.Statistics.ThreadTotalLiveCount;
+        // On a thread of its own, so that the live-tensor count (kept per thread) sees only this scenario.
+        long liveBefore = 0, liveAfter = 0;
+        Exception? failure = null, second = null;
+        TransferLearner? learner = null;
+        var thread = new Thread(() =>
+        {
+            CountingModule counter = null!;
+            learner = Tiny(c => counter = c).Freeze().AddHead(_data.Classes);
+            counter.FailAfterImages = 4;
+            liveBefore = TorchSharp.DisposeScopeManager.Statistics.ThreadTotalLiveCount;
+            failure = Record.Exception(() => learner.Fit(_data, 2));
+            liveAfter = TorchSharp.DisposeScopeManager.Statistics.ThreadTotalLiveCount;
+            second = Record.Exception(() => learner.Fit(_data, 1));
+        });
+        thread.Start();
+        thread.Join();
 
-        var e = Assert.Throws<InvalidOperationException>(() => learner.Fit(_data, 2));
-
-        Assert.Equal("test backbone failure", e.Message);
-        Assert.Equal(liveBefore, TorchSharp.DisposeScopeManager.Statistics.ThreadTotalLiveCount); // the head made by Fit is gone
-        Assert.StartsWith("This TransferLearner was already used by Fit", Assert.Throws<InvalidOperationException>(() => learner.Fit(_data, 1)).Message, StringComparison.Ordinal);
-        learner.Dispose();
+        Assert.Equal("test backbone failure", Assert.IsType<InvalidOperationException>(failure).Message);
+        Assert.Equal(liveBefore, liveAfter); // the head made by Fit is gone
+        Assert.StartsWith("This TransferLearner was already used by Fit", Assert.IsType<InvalidOperationException>(second).Message, StringComparison.Ordinal);
+        learner!.Dispose();
         Assert.Throws<ObjectDisposedException>(() => learner.Backbone.Freeze()); // the learner freed the backbone
     }
 
