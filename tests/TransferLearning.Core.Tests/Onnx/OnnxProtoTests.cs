@@ -141,6 +141,24 @@ public sealed class OnnxProtoTests : IDisposable
     }
 
     [Fact]
+    public void Load_ExternalData_FailsNamingTheInitializerAndWhatToDo()
+    {
+        var b = new OnnxModelBuilder(13, [1, 3, 4, 4]);
+        var w = b.Weight(2, 3, 3, 3);
+        b.Output(b.Node("Conv", ["x", w]));
+        var init = b.Model.Graph.Initializer[0];
+        init.ClearRawData();
+        init.DataLocation = TensorProto.Types.DataLocation.External;
+        init.ExternalData.Add(new StringStringEntryProto { Key = "location", Value = "weights.bin" });
+        var path = Write("external.onnx", b.Bytes());
+        var ex = Assert.Throws<NotSupportedException>(() => ModelHub.LoadBackbone(path));
+        Assert.Equal(
+            $"The ONNX model 'external.onnx' keeps the data of initializer '{w}' in an external file ('weights.bin'), which the importer does not read. " +
+            "Save the model with its weights inside the .onnx file (Python: onnx.save_model(model, path, save_as_external_data=False)).",
+            ex.Message);
+    }
+
+    [Fact]
     public void Load_TruncatedModel_FailsAsInvalidOnnx()
     {
         var b = new OnnxModelBuilder(13, [1, 3, 4, 4]);

@@ -115,6 +115,14 @@ internal sealed partial class OnnxGraphModule : nn.Module<Tensor, Tensor>
                     continue;
                 }
 
+                if (init.DataLocation == TensorProto.Types.DataLocation.External)
+                {
+                    var location = init.ExternalData.FirstOrDefault(e => e.Key == "location")?.Value ?? "?";
+                    throw new NotSupportedException(
+                        $"The ONNX model '{source}' keeps the data of initializer '{name}' in an external file ('{location}'), which the importer does not read. " +
+                        "Save the model with its weights inside the .onnx file (Python: onnx.save_model(model, path, save_as_external_data=False)).");
+                }
+
                 var isFloat = init.ElementType() is DataType.Float or DataType.Double or DataType.Float16;
                 if (isFloat && IsWeightPosition(node.OpType, k) && constantInitializers?.Contains(name) != true)
                 {
