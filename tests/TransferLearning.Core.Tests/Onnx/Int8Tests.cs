@@ -1,3 +1,4 @@
+using Onnx;
 using TransferLearning.Backbones;
 using TransferLearning.Backbones.Onnx;
 using TransferLearning.Datasets;
@@ -28,7 +29,7 @@ public sealed class Int8Tests
         var r2 = b.Node("Relu", [sum]);
         var pooled = b.Node("GlobalAveragePool", [r2]);
         b.Output(b.Node("Flatten", [pooled], I("axis", 1)));
-        var module = new OnnxGraphModule(OnnxModel.Parse(b.Bytes()), "tiny.onnx") { FlattenOutput = true };
+        var module = new OnnxGraphModule(ModelProto.Parser.ParseFrom(b.Bytes()), "tiny.onnx") { FlattenOutput = true };
         return new Backbone(Source, module, 8, new InputSpec(32, 32, 0f, 1f));
     }
 

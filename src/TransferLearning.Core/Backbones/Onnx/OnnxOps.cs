@@ -1,5 +1,7 @@
+using Onnx;
 using TorchSharp;
 using static TorchSharp.torch;
+using DataType = Onnx.TensorProto.Types.DataType;
 using F = TorchSharp.torch.nn.functional;
 
 namespace TransferLearning.Backbones.Onnx;
@@ -19,7 +21,7 @@ internal sealed partial class OnnxGraphModule
 
     private readonly List<Tensor> _nodeConstants = [];
 
-    private Func<Tensor[], OnnxNodeModule?, Tensor[]> Compile(OnnxNode node, long opset, string source)
+    private Func<Tensor[], OnnxNodeModule?, Tensor[]> Compile(NodeProto node, long opset, string source)
     {
         if ((node.Domain.Length > 0 && node.Domain != "ai.onnx") || !SupportedOperators.Contains(node.OpType))
         {
@@ -195,7 +197,7 @@ internal sealed partial class OnnxGraphModule
                 {
                     var axis = node.Int("axis", 0);
                     var attrSplit = node.Ints("split");
-                    var outputs = node.Outputs.Count;
+                    var outputs = node.Output.Count;
                     return (x, _) =>
                     {
                         var a = axis < 0 ? axis + x[0].dim() : axis;
@@ -381,15 +383,15 @@ internal sealed partial class OnnxGraphModule
 
             case "Identity": return (x, _) => [x[0].alias()];
             case "Dropout":
-                return (x, _) => node.Outputs.Count > 1 ? [x[0].alias(), torch.ones_like(x[0], ScalarType.Bool)] : [x[0].alias()];
+                return (x, _) => node.Output.Count > 1 ? [x[0].alias(), torch.ones_like(x[0], ScalarType.Bool)] : [x[0].alias()];
             case "Cast":
                 {
-                    var to = (OnnxDataType)node.Int("to", (long)OnnxDataType.Float);
+                    var to = (DataType)node.Int("to", (long)DataType.Float);
                     var type = to switch
                     {
-                        OnnxDataType.Float or OnnxDataType.Float16 or OnnxDataType.Double => ScalarType.Float32,
-                        OnnxDataType.Bool => ScalarType.Bool,
-                        OnnxDataType.UInt8 => ScalarType.Byte,
+                        DataType.Float or DataType.Float16 or DataType.Double => ScalarType.Float32,
+                        DataType.Bool => ScalarType.Bool,
+                        DataType.Uint8 => ScalarType.Byte,
                         _ => ScalarType.Int64,
                     };
                     return (x, _) => [x[0].to_type(type)];
@@ -444,9 +446,9 @@ internal sealed partial class OnnxGraphModule
         return target;
     }
 
-    private static Tensor ConstantValue(OnnxNode node)
+    private static Tensor ConstantValue(NodeProto node)
     {
-        foreach (var a in node.Attributes)
+        foreach (var a in node.Attribute)
         {
             switch (a.Name)
             {
@@ -462,7 +464,7 @@ internal sealed partial class OnnxGraphModule
         throw new NotSupportedException($"Constant node '{node.Name}' has no supported value attribute (value, value_float(s), value_int(s)).");
     }
 
-    private static (long[] Begin, long[] End) ResolvePads(OnnxNode node, Tensor x, long[] kernel, long[] strides, long[] dilations)
+    private static (long[] Begin, long[] End) ResolvePads(NodeProto node, Tensor x, long[] kernel, long[] strides, long[] dilations)
     {
         var n = kernel.Length;
         var autoPad = node.Str("auto_pad", "NOTSET");
@@ -504,7 +506,7 @@ internal sealed partial class OnnxGraphModule
         return result;
     }
 
-    internal static Tensor RunConv(OnnxNode node, Tensor x, Tensor w, Tensor? b)
+    internal static Tensor RunConv(NodeProto node, Tensor x, Tensor w, Tensor? b)
     {
         if (x.dim() != 4)
         {
@@ -576,7 +578,7 @@ internal sealed partial class OnnxGraphModule
         return result;
     }
 
-    private static Tensor RunPool(OnnxNode node, Tensor x)
+    private static Tensor RunPool(NodeProto node, Tensor x)
     {
         if (x.dim() != 4)
         {
