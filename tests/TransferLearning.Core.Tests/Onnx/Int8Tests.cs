@@ -18,6 +18,13 @@ public sealed class Int8Tests
     /// </summary>
     internal static Backbone TinyOnnx(int seed = 11)
     {
+        var module = new OnnxGraphModule(TinyOnnxModel(seed), "tiny.onnx") { FlattenOutput = true };
+        return new Backbone(Source, module, 8, new InputSpec(32, 32, 0f, 1f));
+    }
+
+    /// <summary>The graph of <see cref="TinyOnnx"/>.</summary>
+    internal static ModelProto TinyOnnxModel(int seed = 11)
+    {
         var b = new OnnxModelBuilder(9, [1, 3, 32, 32], seed);
         var c1 = b.Node("Conv", ["x", b.Weight(8, 3, 3, 3), b.Weight(8)], Is("kernel_shape", 3, 3), Is("strides", 2, 2), Is("pads", 1, 1, 0, 0));
         var n1 = b.Node("BatchNormalization", [c1, b.Positive(8), b.Weight(8), b.Weight(8), b.Positive(8)], Fl("epsilon", 1e-5f));
@@ -29,8 +36,7 @@ public sealed class Int8Tests
         var r2 = b.Node("Relu", [sum]);
         var pooled = b.Node("GlobalAveragePool", [r2]);
         b.Output(b.Node("Flatten", [pooled], I("axis", 1)));
-        var module = new OnnxGraphModule(ModelProto.Parser.ParseFrom(b.Bytes()), "tiny.onnx") { FlattenOutput = true };
-        return new Backbone(Source, module, 8, new InputSpec(32, 32, 0f, 1f));
+        return ModelProto.Parser.ParseFrom(b.Bytes());
     }
 
     private static Tensor Images(int count, ulong seed)
@@ -157,7 +163,7 @@ public sealed class Int8Tests
         var before = model.Predict(files);
         model.Save(path);
 
-        using var loaded = TrainedModel.Load(path, new ModelLoadOptions { BackboneFactory = _ => TinyOnnx() });
+        using var loaded = TrainedModel.Load(path);
         Assert.True(loaded.Backbone.IsInt8);
         var after = loaded.Predict(files);
         Assert.Equal(before.Select(p => p.Probabilities.ToArray()), after.Select(p => p.Probabilities.ToArray()));

@@ -53,10 +53,12 @@ internal sealed class OnnxNodeModule : nn.Module
 /// nodes become trainable parameters in one child module per node (topological order, named after the node);
 /// BatchNormalization statistics are buffers and follow train/eval mode.
 /// </summary>
-internal sealed partial class OnnxGraphModule : nn.Module<Tensor, Tensor>
+internal sealed partial class OnnxGraphModule : nn.Module<Tensor, Tensor>, IRebuildableModule
 {
     private readonly List<Step> _steps = [];
     private readonly Dictionary<string, Tensor> _constants = [];
+    private readonly List<TensorProto> _constantProtos = [];
+    private readonly ValueInfoProto? _inputInfo;
     private readonly string _input;
     private readonly string _output;
     private bool _foldingEnabled = true;
@@ -71,7 +73,11 @@ internal sealed partial class OnnxGraphModule : nn.Module<Tensor, Tensor>
     /// <param name="weightsTrainable">False to keep every weight a frozen constant (e.g. preprocessing graphs).</param>
     /// <param name="namePrefix">Prefix for child module names.</param>
     /// <param name="constantInitializers">Float initializers to keep as constants rather than parameters.</param>
-    public OnnxGraphModule(ModelProto model, string source, string? inputName = null, string? outputName = null, bool weightsTrainable = true, string namePrefix = "", IReadOnlySet<string>? constantInitializers = null)
+    /// <param name="fromSkeleton">
+    /// True when <paramref name="model"/> is a <see cref="Skeleton"/> saved with a model: initializers without data are
+    /// the weights (made as zeros, to be overwritten), initializers with data are constants.
+    /// </param>
+    public OnnxGraphModule(ModelProto model, string source, string? inputName = null, string? outputName = null, bool weightsTrainable = true, string namePrefix = "", IReadOnlySet<string>? constantInitializers = null, bool fromSkeleton = false)
         : base("OnnxGraph")
     {
         Opset = model.DefaultOpset();
@@ -81,7 +87,8 @@ internal sealed partial class OnnxGraphModule : nn.Module<Tensor, Tensor>
             ?? throw new InvalidDataException($"The ONNX model '{source}' has no graph input.");
         _output = outputName ?? graph.Output.FirstOrDefault()?.Name
             ?? throw new InvalidDataException($"The ONNX model '{source}' has no graph output.");
-        InputShape = graph.Input.FirstOrDefault(i => i.Name == _input)?.Shape();
+        _inputInfo = graph.Input.FirstOrDefault(i => i.Name == _input);
+        InputShape = _inputInfo?.Shape();
 
         var nodes = TopologicalOrder(graph.Node, initializers.Keys.Append(_input).Concat(graph.Input.Select(i => i.Name)), source);
         nodes = PruneTo(nodes, _output, source);
@@ -123,7 +130,10 @@ internal sealed partial class OnnxGraphModule : nn.Module<Tensor, Tensor>
                 }
 
                 var isFloat = init.ElementType() is DataType.Float or DataType.Double or DataType.Float16;
-                if (isFloat && IsWeightPosition(node.OpType, k) && constantInitializers?.Contains(name) != true)
+                var isWeight = fromSkeleton
+                    ? IsPlaceholder(init)
+                    : isFloat && IsWeightPosition(node.OpType, k) && constantInitializers?.Contains(name) != true;
+                if (isWeight)
                 {
                     if (module is null)
                     {
@@ -137,7 +147,7 @@ internal sealed partial class OnnxGraphModule : nn.Module<Tensor, Tensor>
                         module = new OnnxNodeModule(unique);
                     }
 
-                    var value = ToTensor(init);
+                    var value = fromSkeleton ? zeros(init.Dims.ToArray(), float32) : ToTensor(init);
                     if (node.OpType == "BatchNormalization" && k >= 3)
                     {
                         module.AddBuffer(name, value);
@@ -152,6 +162,7 @@ internal sealed partial class OnnxGraphModule : nn.Module<Tensor, Tensor>
                 else
                 {
                     _constants[name] = ToTensor(init);
+                    _constantProtos.Add(init);
                 }
             }
 
@@ -524,6 +535,39 @@ internal sealed partial class OnnxGraphModule : nn.Module<Tensor, Tensor>
 
         return sb.Length == 0 ? "_" : sb.ToString();
     }
+
+    /// <summary>
+    /// The graph this module runs (pruned to its output), with the constants' data but without the weights' data
+    /// (their names, shapes and element type only): what a saved model needs to rebuild the network, whose weights it
+    /// stores separately. <see cref="OnnxGraphModule(ModelProto, string, string?, string?, bool, string, IReadOnlySet{string}?, bool)"/>
+    /// with <c>fromSkeleton: true</c> builds the same module (same child names, same weight names) from it.
+    /// </summary>
+    internal ModelProto Skeleton()
+    {
+        var graph = new GraphProto { Name = "backbone" };
+        graph.Node.AddRange(_steps.Select(s => s.Node));
+        graph.Initializer.AddRange(_constantProtos);
+        foreach (var (name, weight) in _weights)
+        {
+            var placeholder = new TensorProto { Name = name, DataType = (int)DataType.Float };
+            placeholder.Dims.AddRange(weight.shape);
+            graph.Initializer.Add(placeholder);
+        }
+
+        graph.Input.Add(_inputInfo ?? new ValueInfoProto { Name = _input });
+        graph.Output.Add(new ValueInfoProto { Name = _output });
+        var model = new ModelProto { IrVersion = 8, Graph = graph, ProducerName = "TransferLearning" };
+        model.OpsetImport.Add(new OperatorSetIdProto { Domain = "", Version = Opset });
+        return model;
+    }
+
+    /// <inheritdoc />
+    public BackboneArchitecture? Describe(Backbone backbone) => OnnxFormat.Describe(this, backbone.FeatureSize, backbone.FixedInputSize);
+
+    /// <summary>An initializer with elements but no data: a weight in a <see cref="Skeleton"/>.</summary>
+    private static bool IsPlaceholder(TensorProto t) =>
+        t.ElementCount() > 0 && t.RawData.IsEmpty && t.FloatData.Count == 0 && t.DoubleData.Count == 0 && t.Int32Data.Count == 0
+        && t.Int64Data.Count == 0 && t.DataLocation != TensorProto.Types.DataLocation.External;
 
     private static bool IsWeightPosition(string op, int index) => op switch
     {

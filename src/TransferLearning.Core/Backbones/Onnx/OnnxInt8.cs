@@ -4,11 +4,6 @@ using static TorchSharp.torch;
 
 namespace TransferLearning.Backbones.Onnx;
 
-/// <summary>Scale and zero point of one activation quantized to unsigned 8 bits.</summary>
-/// <param name="Scale">Real value of one quantization step.</param>
-/// <param name="ZeroPoint">The 8-bit value that stands for 0.</param>
-internal readonly record struct ActivationQuantization(double Scale, long ZeroPoint);
-
 /// <summary>
 /// Int8 inference for a frozen graph: Conv (with a following BatchNormalization folded in and a following Relu fused),
 /// Add (+Relu), MaxPool and Relu run on quantized tensors through PyTorch's x86 quantized kernels; every other
@@ -16,7 +11,7 @@ internal readonly record struct ActivationQuantization(double Scale, long ZeroPo
 /// activations per tensor (unsigned, 7-bit range as the x86 kernels without VNNI need), from ranges observed on
 /// calibration images.
 /// </summary>
-internal sealed partial class OnnxGraphModule
+internal sealed partial class OnnxGraphModule : IInt8Module
 {
     /// <summary>Largest 8-bit value used: the x86 kernels' u8×s8 products saturate without VNNI at the full range.</summary>
     private const int ActivationLevels = 127;
@@ -44,7 +39,7 @@ internal sealed partial class OnnxGraphModule
     }
 
     /// <summary>The activation parameters in use, or null when the graph runs in float.</summary>
-    internal IReadOnlyDictionary<string, ActivationQuantization>? Int8Activations => _int8?.Activations;
+    public IReadOnlyDictionary<string, ActivationQuantization>? Int8Activations => _int8?.Activations;
 
     /// <summary>Number of Conv nodes that run in int8 (0 when int8 is off).</summary>
     internal int Int8ConvCount => _int8?.Packed.Count ?? 0;
@@ -53,7 +48,7 @@ internal sealed partial class OnnxGraphModule
     /// Runs the float graph (eval mode, no grad) on the batches and derives each value's 8-bit scale and zero point from
     /// the range it took (widened to include 0).
     /// </summary>
-    internal Dictionary<string, ActivationQuantization> Calibrate(IEnumerable<Tensor> batches, Func<Tensor, Tensor>? prepare = null)
+    public Dictionary<string, ActivationQuantization> Calibrate(IEnumerable<Tensor> batches, Func<Tensor, Tensor>? prepare = null)
     {
         if (_int8 is not null)
         {
@@ -147,7 +142,7 @@ internal sealed partial class OnnxGraphModule
     /// Switches eval-mode forward passes to int8 with the given activation parameters (from <see cref="Calibrate"/>, or
     /// a saved model). The weights must not change while it is on (freeze first); <see cref="DisableInt8"/> goes back.
     /// </summary>
-    internal void EnableInt8(IReadOnlyDictionary<string, ActivationQuantization> activations)
+    public void EnableInt8(IReadOnlyDictionary<string, ActivationQuantization> activations)
     {
         ArgumentNullException.ThrowIfNull(activations);
         DisableInt8();
@@ -221,7 +216,7 @@ internal sealed partial class OnnxGraphModule
     }
 
     /// <summary>Back to float forward passes.</summary>
-    internal void DisableInt8()
+    public void DisableInt8()
     {
         _int8?.Dispose();
         _int8 = null;

@@ -10,7 +10,7 @@ namespace TransferLearning.Backbones.Tfjs;
 /// A TF.js layers model run by TorchSharp: input <c>[N, C, H, W]</c>; 4-D outputs are NCHW, others in Keras order.
 /// One child module per Keras layer with weights, in topological order, named after the layer.
 /// </summary>
-internal sealed class TfjsNetwork : nn.Module<Tensor, Tensor>
+internal sealed class TfjsNetwork : nn.Module<Tensor, Tensor>, IRebuildableModule
 {
     private readonly List<(Func<Tensor[], bool, Tensor> Run, int[] Inputs, int Output)> _steps = [];
     private readonly int _output;
@@ -30,6 +30,13 @@ internal sealed class TfjsNetwork : nn.Module<Tensor, Tensor>
         ["Conv2D", "DepthwiseConv2D", "SeparableConv2D", "Dense", "BatchNormalization", "Add", "Subtract", "Multiply", "Average",
          "Maximum", "Minimum", "Concatenate", "ZeroPadding2D", "AveragePooling2D", "MaxPooling2D", "GlobalAveragePooling2D", "GlobalMaxPooling2D"],
         StringComparer.Ordinal);
+
+    /// <summary>The model.json this network was read from (saved models keep it to rebuild the layers); null when unknown.</summary>
+    internal byte[]? ModelJson { get; set; }
+
+    /// <inheritdoc />
+    public BackboneArchitecture? Describe(Backbone backbone) =>
+        ModelJson is null ? null : TfjsFormat.Describe(ModelJson, _output, _globalPoolOutput, backbone.FeatureSize);
 
     public TfjsNetwork(TfjsGraph graph, int output, IReadOnlyDictionary<string, TfjsWeight> weights, string source, bool globalPoolOutput = false)
         : base("tfjs")

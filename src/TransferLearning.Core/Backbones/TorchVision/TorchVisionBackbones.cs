@@ -6,10 +6,17 @@ using static TorchSharp.torch;
 namespace TransferLearning.Backbones.TorchVision;
 
 /// <summary>A torchvision classifier cut at its pooled feature vector; its stages are the child modules (blocks).</summary>
-internal sealed class TorchVisionFeatureModule : nn.Module<Tensor, Tensor>
+internal sealed class TorchVisionFeatureModule : nn.Module<Tensor, Tensor>, IRebuildableModule
 {
     private readonly List<nn.Module<Tensor, Tensor>> _stages = [];
     private readonly nn.Module _owner;
+
+    /// <summary>The torchvision architecture and width it was built as (saved models rebuild it from them); null when unknown.</summary>
+    internal (string Name, double WidthMult)? Architecture { get; set; }
+
+    /// <inheritdoc />
+    public BackboneArchitecture? Describe(Backbone backbone) =>
+        Architecture is { } a ? TorchVisionFormat.Describe(a.Name, a.WidthMult, backbone.FeatureSize) : null;
 
     public TorchVisionFeatureModule(nn.Module owner, IEnumerable<(string Name, nn.Module<Tensor, Tensor> Module)> stages)
         : base("TorchVisionFeatures")
@@ -161,6 +168,7 @@ internal static class TorchVisionBackbones
         try
         {
             var spec = inputSpec ?? InputSpec.ImageNet(224);
+            module.Architecture = (arch, widthMult);
             return new Backbone(source, module, Onnx.OnnxBackboneLoader.FeatureSize(module, spec.WithSize(64, 64)), spec);
         }
         catch
