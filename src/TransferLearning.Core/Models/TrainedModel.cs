@@ -4,6 +4,7 @@ using TransferLearning.Backbones;
 using TransferLearning.Datasets.Pipeline;
 using TransferLearning.Datasets;
 using TransferLearning.Heads;
+using TransferLearning.Native;
 using TransferLearning.Training;
 using static TorchSharp.torch;
 
@@ -38,8 +39,19 @@ public sealed class ModelLoadOptions
     /// </summary>
     public Func<string, Backbone>? BackboneFactory { get; set; }
 
-    /// <summary>Device to load onto. Default <c>cpu</c>.</summary>
-    public string Device { get; set; } = "cpu";
+    private string _device = "cpu";
+
+    /// <summary>Device to load onto: <c>cpu</c> (default), <c>cuda</c> or <c>cuda:N</c>.</summary>
+    public string Device
+    {
+        get => _device;
+        set
+        {
+            ArgumentException.ThrowIfNullOrWhiteSpace(value);
+            _ = TorchDevices.Parse(value, checkAvailable: false);
+            _device = value;
+        }
+    }
 }
 
 /// <summary>

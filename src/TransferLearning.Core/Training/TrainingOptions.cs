@@ -67,36 +67,53 @@ public abstract record LearningRateSchedule
     }
 }
 
-/// <summary>Random changes applied to training images only (never to validation or prediction).</summary>
-public sealed record Augmentation
+/// <summary>Random changes applied to training images only (never to validation or prediction). Setters check their value.</summary>
+public sealed class Augmentation
 {
-    /// <summary>No augmentation.</summary>
-    public static Augmentation None { get; } = new();
+    private double _rotationDegrees;
+    private double _zoom;
 
-    /// <summary>Mirror left-right with probability 0.5.</summary>
-    public bool HorizontalFlip { get; init; }
+    /// <summary>No augmentation (a new instance each time).</summary>
+    public static Augmentation None => new();
 
-    /// <summary>Rotate by a uniform random angle in ±this many degrees (0 = off).</summary>
-    public double RotationDegrees { get; init; }
+    /// <summary>Mirror left-right with probability 0.5. Default false.</summary>
+    public bool HorizontalFlip { get; set; }
 
-    /// <summary>Zoom in by a uniform random factor in [1, 1 + this] (0 = off), cropping around the centre.</summary>
-    public double Zoom { get; init; }
+    /// <summary>Rotate by a uniform random angle in ±this many degrees (0 to 180; default 0 = off).</summary>
+    public double RotationDegrees
+    {
+        get => _rotationDegrees;
+        set
+        {
+            if (!(value >= 0 && value <= 180))
+            {
+                throw new ArgumentOutOfRangeException(nameof(value), value, "RotationDegrees must be in [0, 180].");
+            }
+
+            _rotationDegrees = value;
+        }
+    }
+
+    /// <summary>Zoom in by a uniform random factor in [1, 1 + this] (0 to 1; default 0 = off), cropping around the centre.</summary>
+    public double Zoom
+    {
+        get => _zoom;
+        set
+        {
+            if (!(value >= 0 && value <= 1))
+            {
+                throw new ArgumentOutOfRangeException(nameof(value), value, "Zoom must be in [0, 1].");
+            }
+
+            _zoom = value;
+        }
+    }
 
     /// <summary>True when any change is switched on.</summary>
     public bool IsEnabled => HorizontalFlip || RotationDegrees != 0 || Zoom != 0;
 
-    internal void Validate()
-    {
-        if (!(RotationDegrees >= 0 && RotationDegrees <= 180))
-        {
-            throw new ArgumentOutOfRangeException(nameof(RotationDegrees), RotationDegrees, "RotationDegrees must be in [0, 180].");
-        }
-
-        if (!(Zoom >= 0 && Zoom <= 1))
-        {
-            throw new ArgumentOutOfRangeException(nameof(Zoom), Zoom, "Zoom must be in [0, 1].");
-        }
-    }
+    /// <summary>A copy of these settings.</summary>
+    internal Augmentation Clone() => (Augmentation)MemberwiseClone();
 }
 
 /// <summary>Stop training when a monitored metric stops improving.</summary>
@@ -259,8 +276,7 @@ internal sealed class TrainingOptions
         set
         {
             ArgumentNullException.ThrowIfNull(value);
-            value.Validate();
-            _augmentation = value;
+            _augmentation = value.Clone();
         }
     }
 
@@ -330,6 +346,11 @@ internal sealed class TrainingOptions
         }
     }
 
-    /// <summary>A copy of these options.</summary>
-    public TrainingOptions Clone() => (TrainingOptions)MemberwiseClone();
+    /// <summary>A copy of these options (its augmentation settings copied too).</summary>
+    public TrainingOptions Clone()
+    {
+        var copy = (TrainingOptions)MemberwiseClone();
+        copy._augmentation = _augmentation.Clone();
+        return copy;
+    }
 }
