@@ -1,0 +1,25 @@
+namespace TransferLearning.Inference.Tests;
+
+/// <summary>The committed fixtures (see TestData/README.md) and a spread of the shipped sample photos.</summary>
+internal static class Fixtures
+{
+    /// <summary>24×32 (H×W), 5 flower classes, resize "stretch".</summary>
+    public static string Flowers => Model("flowers_stretch.onnx");
+
+    /// <summary>16×16, 3 classes, resize "center-crop".</summary>
+    public static string SquareCrop => Model("square_crop.onnx");
+
+    /// <summary>Logits [1, 3, 3, 0, 3] whatever the image.</summary>
+    public static string Ties => Model("ties.onnx");
+
+    public static string Model(string name) => RepoPaths.TestData("inference", name);
+
+    /// <summary><paramref name="count"/> photos from <c>samples/Flowers/data</c>, spread over every class (ordinal order, every k-th).</summary>
+    public static string[] Photos(int count)
+    {
+        var all = Directory.GetFiles(RepoPaths.SamplePhotos, "*.jpg", SearchOption.AllDirectories);
+        Array.Sort(all, StringComparer.Ordinal);
+        var step = Math.Max(1, all.Length / count);
+        return [.. all.Where((_, i) => i % step == 0).Take(count)];
+    }
+}
