@@ -43,7 +43,9 @@ internal static class Program
     /// <exception cref="InvalidModelException">The model file is not an exported classifier.</exception>
     public static WebApplication CreateApp(string[] args)
     {
-        var builder = WebApplication.CreateBuilder(args);
+        // appsettings.json is read from next to the app, whatever the current directory (which relative paths such as
+        // Model:Path are resolved against).
+        var builder = WebApplication.CreateBuilder(new WebApplicationOptions { Args = args, ContentRootPath = AppContext.BaseDirectory });
         var settings = WebPredictSettings.Read(builder.Configuration);
         // Loaded before the host is built, so a bad model stops startup with the loader's message.
         var classifier = ImageClassifier.Load(settings.ModelPath, new ImageClassifierOptions

@@ -43,7 +43,7 @@ public sealed class DependencyTests
     {
         using (var classifier = ImageClassifier.Load(Fixtures.Flowers))
         {
-            classifier.Predict(Fixtures.Photos(1)[0]);
+            classifier.Predict(Fixtures.Picture);
         }
 
         var files = Directory.GetFiles(AppContext.BaseDirectory, "*", SearchOption.AllDirectories).Select(Path.GetFileName).ToList();

@@ -14,7 +14,17 @@ internal static class Fixtures
 
     public static string Model(string name) => RepoPaths.TestData("inference", name);
 
-    /// <summary><paramref name="count"/> photos from <c>samples/Flowers/data</c>, spread over every class (ordinal order, every k-th).</summary>
+    /// <summary>A committed 32×24 PNG (for tests where the picture does not matter).</summary>
+    public static string Picture => Model("flowers_stretch_noise.png");
+
+    /// <summary>The six committed fixture PNGs (32×24 and 16×16).</summary>
+    public static string[] Pictures =>
+        [.. new[] { "flowers_stretch", "square_crop" }.SelectMany(m => new[] { "noise", "gradient", "halves" }.Select(k => Model($"{m}_{k}.png")))];
+
+    /// <summary>
+    /// <paramref name="count"/> photos from <c>samples/Flowers/data</c>, spread over every class (ordinal order, every
+    /// k-th); tests using them are tagged <c>Category=RealData</c>.
+    /// </summary>
     public static string[] Photos(int count)
     {
         var all = Directory.GetFiles(RepoPaths.SamplePhotos, "*.jpg", SearchOption.AllDirectories);

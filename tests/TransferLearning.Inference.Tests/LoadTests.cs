@@ -33,7 +33,7 @@ public sealed class LoadTests
     [Fact]
     public void Load_FromBytesAndStream_SameAsFromFile()
     {
-        var photo = Fixtures.Photos(1)[0];
+        var photo = Fixtures.Picture;
         using var fromFile = ImageClassifier.Load(Fixtures.Flowers);
         using var fromBytes = ImageClassifier.Load(File.ReadAllBytes(Fixtures.Flowers));
         using var stream = new MemoryStream(File.ReadAllBytes(Fixtures.Flowers));
@@ -143,7 +143,7 @@ public sealed class LoadTests
         options.DecodeThreads = 1;
 
         using var classifier = ImageClassifier.Load(Fixtures.Flowers, options);
-        Assert.Equal(5, classifier.Predict(Fixtures.Photos(1)[0]).Probabilities.Count);
+        Assert.Equal(5, classifier.Predict(Fixtures.Picture).Probabilities.Count);
     }
 
     [Fact]
@@ -153,7 +153,7 @@ public sealed class LoadTests
         classifier.Dispose();
         classifier.Dispose();
 
-        Assert.Throws<ObjectDisposedException>(() => classifier.Predict(Fixtures.Photos(1)[0]));
-        Assert.Throws<ObjectDisposedException>(() => classifier.Predict(Fixtures.Photos(2)));
+        Assert.Throws<ObjectDisposedException>(() => classifier.Predict(Fixtures.Picture));
+        Assert.Throws<ObjectDisposedException>(() => classifier.Predict(Fixtures.Pictures));
     }
 }

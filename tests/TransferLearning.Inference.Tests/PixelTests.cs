@@ -7,6 +7,7 @@ namespace TransferLearning.Inference.Tests;
 public sealed class PixelTests
 {
     [Theory]
+    [Trait("Category", "RealData")]
     [InlineData("flowers_stretch.onnx", ResizeMode.Stretch)]
     [InlineData("square_crop.onnx", ResizeMode.CenterCrop)]
     public void Input_IsImagePixelsRgb_AsFloatsInChwOrder(string model, ResizeMode mode)

@@ -42,7 +42,7 @@ public sealed class PredictTests
     public void Predict_TopIsMostProbableFirst_TiesInClassOrder()
     {
         using var classifier = ImageClassifier.Load(Fixtures.Ties);
-        var photo = Fixtures.Photos(1)[0];
+        var photo = Fixtures.Picture;
 
         var all = classifier.Predict(photo, topK: 10);
         var two = classifier.Predict(photo, topK: 2);
@@ -63,7 +63,7 @@ public sealed class PredictTests
     {
         using var classifier = ImageClassifier.Load(Fixtures.Flowers);
 
-        var p = classifier.Predict(Fixtures.Photos(1)[0]);
+        var p = classifier.Predict(Fixtures.Picture);
 
         Assert.Equal(5, p.Top.Count);
         Assert.Equal(p.Top.Select(t => t.Probability).OrderByDescending(x => x), p.Top.Select(t => t.Probability));
@@ -72,6 +72,7 @@ public sealed class PredictTests
     }
 
     [Theory]
+    [Trait("Category", "RealData")]
     [MemberData(nameof(ValidModels))]
     public void Predict_Batch_EqualsOneByOne(string model)
     {
@@ -94,6 +95,7 @@ public sealed class PredictTests
     }
 
     [Fact]
+    [Trait("Category", "RealData")]
     public void Predict_StreamAndImage_SameAsFile()
     {
         using var classifier = ImageClassifier.Load(Fixtures.Flowers);
@@ -140,7 +142,7 @@ public sealed class PredictTests
         var text = dir.Combine("notes.png");
         File.WriteAllText(text, "not an image");
         using var classifier = ImageClassifier.Load(Fixtures.Flowers);
-        var paths = Fixtures.Photos(4).Append(text).ToList();
+        var paths = Fixtures.Pictures.Take(4).Append(text).ToList();
 
         var ex = Assert.Throws<InvalidImageException>(() => classifier.Predict(paths, batchSize: 2));
 
@@ -155,8 +157,8 @@ public sealed class PredictTests
         cts.Cancel();
 
         Assert.Empty(classifier.Predict(Array.Empty<string>()));
-        Assert.ThrowsAny<OperationCanceledException>(() => classifier.Predict(Fixtures.Photos(3), cancellationToken: cts.Token));
-        Assert.Throws<ArgumentOutOfRangeException>(() => classifier.Predict(Fixtures.Photos(3), batchSize: 0));
+        Assert.ThrowsAny<OperationCanceledException>(() => classifier.Predict(Fixtures.Pictures, cancellationToken: cts.Token));
+        Assert.Throws<ArgumentOutOfRangeException>(() => classifier.Predict(Fixtures.Pictures, batchSize: 0));
         var ex = Assert.Throws<ArgumentException>(() => classifier.Predict(["a.jpg", ""]));
         Assert.StartsWith("Image path 1 is null or empty.", ex.Message, StringComparison.Ordinal);
     }
@@ -164,7 +166,7 @@ public sealed class PredictTests
     [Fact]
     public async Task Predict_FromManyThreadsAtOnce_SameAsSequential()
     {
-        var photos = Fixtures.Photos(8);
+        var photos = Fixtures.Pictures;
         using var classifier = ImageClassifier.Load(Fixtures.Flowers, new ImageClassifierOptions { IntraOpThreads = 1 });
         var sequential = photos.Select(p => classifier.Predict(p).Probabilities).ToList();
 

@@ -27,6 +27,9 @@ public sealed class PredictApiTests(ServerFixture fixture) : IClassFixture<Serve
         return [.. all.Where((_, i) => i % (all.Length / count) == 0).Take(count)];
     }
 
+    /// <summary>A generated 120×90 JPEG, for tests where the picture does not matter.</summary>
+    private static byte[] Jpeg { get; } = TestImages.NoiseJpegBytes(120, 90, seed: 5);
+
     private static MultipartFormDataContent Form(byte[] bytes, string fileName, string field = "image", string mediaType = "image/jpeg")
     {
         var file = new ByteArrayContent(bytes);
@@ -80,6 +83,7 @@ public sealed class PredictApiTests(ServerFixture fixture) : IClassFixture<Serve
     }
 
     [Fact]
+    [Trait("Category", "RealData")]
     public async Task Predict_RealPhotos_TopClassesAsJson_SameAsTheLibrary()
     {
         using var library = ImageClassifier.Load(WebServer.Model);
@@ -109,7 +113,7 @@ public sealed class PredictApiTests(ServerFixture fixture) : IClassFixture<Serve
     [InlineData("?topK=99", 5)]
     public async Task Predict_TopKQuery(string query, int expected)
     {
-        using var form = Form(await File.ReadAllBytesAsync(Photos(1)[0]), "photo.jpg");
+        using var form = Form(Jpeg, "photo.jpg");
 
         var (status, body) = await PostAsync(form, query);
 
@@ -120,7 +124,7 @@ public sealed class PredictApiTests(ServerFixture fixture) : IClassFixture<Serve
     [Fact]
     public async Task Predict_TheOnlyFileIsTakenWhateverItsFieldName()
     {
-        using var form = Form(await File.ReadAllBytesAsync(Photos(1)[0]), "photo.jpg", field: "photo");
+        using var form = Form(Jpeg, "photo.jpg", field: "photo");
 
         var (status, _) = await PostAsync(form);
 
@@ -128,6 +132,7 @@ public sealed class PredictApiTests(ServerFixture fixture) : IClassFixture<Serve
     }
 
     [Fact]
+    [Trait("Category", "RealData")]
     public async Task Predict_ManyRequestsAtOnce_AllAnswered()
     {
         var photos = Photos(8);
@@ -205,7 +210,7 @@ public sealed class PredictApiTests(ServerFixture fixture) : IClassFixture<Serve
     [Fact]
     public async Task NotMultipart_Is415()
     {
-        using var raw = new ByteArrayContent(await File.ReadAllBytesAsync(Photos(1)[0]));
+        using var raw = new ByteArrayContent(Jpeg);
         raw.Headers.ContentType = new MediaTypeHeaderValue("image/jpeg");
 
         var error = await ErrorAsync(HttpStatusCode.UnsupportedMediaType, raw);
@@ -219,7 +224,7 @@ public sealed class PredictApiTests(ServerFixture fixture) : IClassFixture<Serve
     [InlineData("five")]
     public async Task BadTopK_Is400(string topK)
     {
-        using var form = Form(await File.ReadAllBytesAsync(Photos(1)[0]), "photo.jpg");
+        using var form = Form(Jpeg, "photo.jpg");
 
         var error = await ErrorAsync(HttpStatusCode.BadRequest, form, "?topK=" + topK);
 

@@ -18,6 +18,8 @@ public sealed class InferencePixelParityTests : IDisposable
     public void Dispose() => _dir.Dispose();
 
     [Theory]
+    [Trait("Category", "Parity")]
+    [Trait("Category", "RealData")]
     [InlineData("flowers_stretch.onnx")]
     [InlineData("square_crop.onnx")]
     public void FedPixels_AreBitIdenticalToImageTensor(string model)
