@@ -40,6 +40,7 @@ public sealed class ImageClassifier : IDisposable
     private readonly InputSpec _pixels;
     private readonly ImageDecodeOptions _decode;
     private readonly int _decodeThreads;
+    private readonly int _maxBatch;
     private int _disposed;
 
     private ImageClassifier(InferenceSession session, SessionOptions sessionOptions, string modelName, ModelContract contract, ImageClassifierOptions options)
@@ -55,6 +56,7 @@ public sealed class ImageClassifier : IDisposable
         Metadata = contract.Metadata;
         _decode = options.Decode;
         _decodeThreads = options.DecodeThreads;
+        _maxBatch = contract.MaxBatch;
         // Identity normalisation: 0..255 RGB values as floats; the graph normalises.
         _pixels = new InputSpec(InputWidth, InputHeight, 0f, 255f, ChannelOrder.Rgb, resizeMode: ResizeMode);
     }
@@ -194,7 +196,7 @@ public sealed class ImageClassifier : IDisposable
 
         var loaderOptions = new ImageLoaderOptions
         {
-            BatchSize = batchSize,
+            BatchSize = Math.Min(batchSize, _maxBatch), // a model with N fixed at 1 runs one image at a time
             DegreeOfParallelism = _decodeThreads,
             PrefetchBatches = 1,
             Decode = _decode,

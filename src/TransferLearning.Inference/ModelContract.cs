@@ -10,13 +10,15 @@ namespace TransferLearning.Inference;
 /// What an exported classifier must look like (the contract <c>TrainedModel.ExportOnnx</c> writes), read and checked
 /// from a loaded session: input <c>image</c> float32 [N, 3, H, W] (RGB, 0..255, resized), output <c>probabilities</c>
 /// float32 [N, classes], and the metadata <c>classes</c>, <c>input_size</c> and <c>resize</c>. Every problem is
-/// collected, so one exception names all that is missing or wrong.
+/// collected, so one exception names all that is missing or wrong. A batch dimension fixed at 1 (common in models
+/// made elsewhere) is accepted and limits batches to one image (<see cref="MaxBatch"/>).
 /// </summary>
 internal sealed record ModelContract(
     IReadOnlyList<string> Classes,
     int Height,
     int Width,
     ResizeMode ResizeMode,
+    int MaxBatch,
     string? Source,
     string? LibraryVersion,
     IReadOnlyDictionary<string, string> Metadata)
@@ -86,6 +88,7 @@ internal sealed record ModelContract(
             size.Value.Height,
             size.Value.Width,
             resize.Value,
+            inputDims?[0] == 1 ? 1 : int.MaxValue,
             metadata.GetValueOrDefault(SourceKey),
             metadata.GetValueOrDefault(VersionKey),
             metadata.AsReadOnly());
@@ -102,6 +105,10 @@ internal sealed record ModelContract(
         else if (!image.IsTensor || image.ElementDataType != TensorElementType.Float || image.Dimensions.Length != 4 || image.Dimensions[1] != 3)
         {
             problems.Add($"input '{InputName}' must be a float32 tensor [N, 3, H, W]; it is {Describe(image)}");
+        }
+        else if (image.Dimensions[0] > 1)
+        {
+            problems.Add($"input '{InputName}' must have a dynamic batch dimension N (or 1); it is {Describe(image)}");
         }
         else
         {

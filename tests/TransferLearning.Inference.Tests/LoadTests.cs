@@ -118,6 +118,7 @@ public sealed class LoadTests
     [InlineData("violation_class_count.onnx", "metadata 'classes' names 4 classes but output 'probabilities' has 5")]
     [InlineData("violation_bad_classes.onnx", "metadata 'classes' must be a JSON array of at least one class name; it is 'daisy, dandelion'")]
     [InlineData("violation_channels.onnx", "input 'image' must be a float32 tensor [N, 3, H, W]; it is float32 [N, 1, 24, 32]")]
+    [InlineData("violation_batch.onnx", "input 'image' must have a dynamic batch dimension N (or 1); it is float32 [4, 3, 24, 32]")]
     public void Load_ContractViolation_NamesWhatIsWrong(string file, string reason)
     {
         var path = Fixtures.Model(file);

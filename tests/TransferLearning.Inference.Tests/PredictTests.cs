@@ -116,6 +116,20 @@ public sealed class PredictTests
     }
 
     [Fact]
+    public void Predict_ModelWithBatchFixedAtOne_RunsBatchesOneImageAtATime()
+    {
+        using var dynamic = ImageClassifier.Load(Fixtures.Flowers);
+        using var fixedBatch = ImageClassifier.Load(Fixtures.Model("batch1.onnx"));
+        var runs = 0;
+        fixedBatch.InputObserver = _ => runs++;
+
+        var batch = fixedBatch.Predict(Fixtures.Pictures, batchSize: 4);
+
+        Assert.Equal(Fixtures.Pictures.Length, runs);
+        Assert.Equal(dynamic.Predict(Fixtures.Pictures).Select(p => p.Probabilities), batch.Select(p => p.Probabilities));
+    }
+
+    [Fact]
     public void Predict_BadImageFile_NamesTheFile()
     {
         using var dir = new TempDir();
