@@ -257,14 +257,10 @@ public sealed class TrainedModel : IDisposable
         ObjectDisposedException.ThrowIf(_disposed, this);
         using var probabilities = Logits(images).softmax(1).cpu();
         var all = probabilities.data<float>().ToArray();
-        var k = Math.Min(topK, Classes.Count);
         var results = new List<Prediction>(sources.Length);
         for (var n = 0; n < sources.Length; n++)
         {
-            var row = all.AsSpan(n * Classes.Count, Classes.Count).ToArray();
-            var top = Enumerable.Range(0, row.Length).OrderByDescending(i => row[i]).ThenBy(i => i).Take(k)
-                .Select(i => new ClassProbability(Classes[i], i, row[i])).ToList();
-            results.Add(new Prediction(top[0].Label, top[0].Index, top[0].Probability, top, row, sources[n]));
+            results.Add(Prediction.FromProbabilities(Classes, all.AsSpan(n * Classes.Count, Classes.Count), topK, sources[n]));
         }
 
         return results;
