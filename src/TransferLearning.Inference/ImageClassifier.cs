@@ -54,7 +54,7 @@ public sealed class ImageClassifier : IDisposable
         ResizeMode = contract.ResizeMode;
         Source = contract.Source;
         Metadata = contract.Metadata;
-        _decode = options.Decode;
+        _decode = options.Decode.Clone();
         _decodeThreads = options.DecodeThreads;
         _maxBatch = contract.MaxBatch;
         // Identity normalisation: 0..255 RGB values as floats; the graph normalises.

@@ -7,7 +7,7 @@ public sealed class ImageClassifierOptions
 {
     private int _intraOpThreads;
     private int _decodeThreads = Environment.ProcessorCount;
-    private ImageDecodeOptions _decode = ImageDecodeOptions.Default;
+    private ImageDecodeOptions _decode = new();
 
     /// <summary>
     /// Threads ONNX Runtime uses inside one prediction. Default 0: ONNX Runtime's own choice, one thread per physical
@@ -44,8 +44,8 @@ public sealed class ImageClassifierOptions
 
     /// <summary>
     /// How images are decoded: the pixel limit (default 50 megapixels, checked from the header before any pixel memory
-    /// is allocated, which matters for uploads), truncated JPEGs (refused by default). Default
-    /// <see cref="ImageDecodeOptions.Default"/>. Leave <see cref="ImageDecodeOptions.ResizeMode"/> null so that images
+    /// is allocated, which matters for uploads), truncated JPEGs (refused by default). Default: a new
+    /// <see cref="ImageDecodeOptions"/> with its defaults. Leave <see cref="ImageDecodeOptions.ResizeMode"/> null so that images
     /// are resized as in training (the model's <c>resize</c> metadata); setting it overrides that.
     /// </summary>
     /// <exception cref="ArgumentNullException">The value is null.</exception>

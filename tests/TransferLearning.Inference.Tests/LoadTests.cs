@@ -136,7 +136,7 @@ public sealed class LoadTests
 
         Assert.Equal(0, options.IntraOpThreads);
         Assert.Equal(Environment.ProcessorCount, options.DecodeThreads);
-        Assert.Same(ImageDecodeOptions.Default, options.Decode);
+        Assert.Equal(ImageDecodeOptions.DefaultMaxPixels, options.Decode.MaxPixels);
         Assert.Throws<ArgumentOutOfRangeException>(() => options.IntraOpThreads = -1);
         Assert.Throws<ArgumentOutOfRangeException>(() => options.DecodeThreads = 0);
         Assert.Throws<ArgumentNullException>(() => options.Decode = null!);

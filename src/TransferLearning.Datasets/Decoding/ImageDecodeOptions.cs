@@ -55,6 +55,6 @@ public sealed class ImageDecodeOptions
     /// <summary>The defaults, shared inside the library (never handed out).</summary>
     internal static ImageDecodeOptions Default { get; } = new();
 
-    /// <summary>A copy of these options.</summary>
-    internal ImageDecodeOptions Clone() => (ImageDecodeOptions)MemberwiseClone();
+    /// <summary>A copy of these options (a consumer keeps one, so later changes here do not reach it).</summary>
+    public ImageDecodeOptions Clone() => (ImageDecodeOptions)MemberwiseClone();
 }
