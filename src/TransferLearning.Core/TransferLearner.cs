@@ -28,6 +28,7 @@ public sealed class TransferLearner : IDisposable
     private IReadOnlyList<string>? _classes;
     private HeadOptions? _headOptions;
     private Trainability? _trainability;
+    private readonly HashSet<string> _explicit = new(StringComparer.Ordinal);
     private bool _used;
     private bool _handedOff;
     private bool _disposed;
@@ -234,9 +235,25 @@ public sealed class TransferLearner : IDisposable
         return Set(o => o.ResizeMode = resizeMode);
     }
 
-    /// <summary>Turns on random training-time augmentation (disables feature caching).</summary>
-    /// <param name="augmentation">Flip, rotation and zoom settings.</param>
+    /// <summary>
+    /// Turns on random training-time augmentation. A frozen backbone then either runs on freshly augmented images every
+    /// epoch, or, with <see cref="Augmentation.CachedViews"/>, featurizes that many augmented views once.
+    /// </summary>
+    /// <param name="augmentation">Crop, flip, rotation, zoom, brightness and contrast settings.</param>
     public TransferLearner WithAugmentation(Augmentation augmentation) => Set(o => o.Augmentation = augmentation);
+
+    /// <summary>Smooths the training targets: 1 − ε on the true class, ε spread evenly over all classes (default 0).</summary>
+    /// <param name="epsilon">In [0, 1).</param>
+    public TransferLearner WithLabelSmoothing(double epsilon) => Set(o => o.LabelSmoothing = epsilon);
+
+    /// <summary>
+    /// Discriminative learning rates for the backbone: its first trained block learns at the base rate times
+    /// <paramref name="lowestFactor"/>, its last at the base rate, the blocks between on a geometric scale (early layers
+    /// hold general features that need little change). The head learns at the base rate.
+    /// </summary>
+    /// <param name="lowestFactor">In (0, 1]; 1 turns it off.</param>
+    public TransferLearner WithDiscriminativeLearningRates(double lowestFactor = FineTuneRecipe.LowestBlockRateFactor) =>
+        Set(o => o.LowestBlockRateFactor = lowestFactor);
 
     /// <summary>Stops training when a monitored metric stops improving.</summary>
     /// <param name="earlyStopping">Monitor, patience, minimum delta, restore-best.</param>
@@ -347,6 +364,42 @@ public sealed class TransferLearner : IDisposable
             TaskScheduler.Default);
     }
 
+    /// <summary>
+    /// The fine-tuning recipe in one call (as fastai's <c>fine_tune</c>): <paramref name="freezeEpochs"/> epochs of the
+    /// head on the frozen backbone (features cached: one backbone pass, then milliseconds per epoch), then
+    /// <paramref name="epochs"/> epochs with the backbone trained too (all of it, or from the block given to
+    /// <c>Unfreeze</c>). The second phase uses, unless set on the learner, the settings in <see cref="FineTuneRecipe"/>:
+    /// AdamW with weight decay, a one-cycle schedule, discriminative learning rates, label smoothing and
+    /// <see cref="Augmentation.Standard"/>. History holds both phases.
+    /// </summary>
+    /// <param name="data">Training and validation images.</param>
+    /// <param name="epochs">Epochs with the backbone trained (at least 1).</param>
+    /// <param name="freezeEpochs">Epochs of the head alone first (0 skips them when continuing a trained model).</param>
+    public FitResult FineTune(DatasetSplit data, int epochs, int freezeEpochs = FineTuneRecipe.FreezeEpochs) =>
+        RunFineTune(PlanFineTune(data, epochs, freezeEpochs), null, CancellationToken.None);
+
+    /// <summary>The fine-tuning recipe on a thread-pool thread, with progress and cancellation (see <see cref="FineTune"/>).</summary>
+    /// <param name="data">Training and validation images.</param>
+    /// <param name="epochs">Epochs with the backbone trained (at least 1).</param>
+    /// <param name="freezeEpochs">Epochs of the head alone first.</param>
+    /// <param name="progress">Receives featurizing, training, validation and end-of-epoch reports.</param>
+    /// <param name="cancellationToken">Stops within one batch; the learner is then used up and nothing is saved.</param>
+    public Task<FitResult> FineTuneAsync(
+        DatasetSplit data,
+        int epochs,
+        int freezeEpochs = FineTuneRecipe.FreezeEpochs,
+        IProgress<TrainingProgress>? progress = null,
+        CancellationToken cancellationToken = default)
+    {
+        cancellationToken.ThrowIfCancellationRequested();
+        var plans = PlanFineTune(data, epochs, freezeEpochs);
+        return Task.Factory.StartNew(
+            () => RunFineTune(plans, progress, cancellationToken),
+            cancellationToken,
+            TaskCreationOptions.LongRunning,
+            TaskScheduler.Default);
+    }
+
     /// <inheritdoc />
     public void Dispose()
     {
@@ -369,6 +422,41 @@ public sealed class TransferLearner : IDisposable
         return FitPlan.Create(_backbone, _continued, _classes, _headOptions, _trainability, _options, data, epochs);
     }
 
+    /// <summary>Plans both phases of the recipe; nothing is changed or used up when it throws.</summary>
+    private (FitPlan? Head, FitPlan Tune) PlanFineTune(DatasetSplit data, int epochs, int freezeEpochs)
+    {
+        EnsureUsable();
+        ArgumentOutOfRangeException.ThrowIfNegative(freezeEpochs);
+        var head = freezeEpochs == 0 ? null : FitPlan.Create(_backbone, _continued, _classes, _headOptions, Trainability.Frozen, FineTuneRecipe.HeadPhase(_options), data, freezeEpochs);
+        var tune = FitPlan.Create(_backbone, _continued, _classes, _headOptions, _trainability is { IsFrozen: false } t ? t : Trainability.FromBlock(0),
+            FineTuneRecipe.BackbonePhase(_options, _explicit), data, epochs);
+        return (head, tune);
+    }
+
+    private FitResult RunFineTune((FitPlan? Head, FitPlan Tune) plans, IProgress<TrainingProgress>? progress, CancellationToken cancellationToken)
+    {
+        EnsureUsable();
+        _used = true;
+        if (plans.Head is null)
+        {
+            var only = FitRun.Execute(plans.Tune, progress, cancellationToken);
+            _handedOff = true;
+            return only;
+        }
+
+        var first = FitRun.Execute(plans.Head, progress, cancellationToken);
+        _handedOff = true; // the model owns the backbone from here on
+        try
+        {
+            return FitRun.Execute(plans.Tune.Continuing(first.Model), progress, cancellationToken);
+        }
+        catch when (_continued is null)
+        {
+            first.Model.Dispose(); // the learner made this model; nobody else will free it
+            throw;
+        }
+    }
+
     private FitResult Run(FitPlan plan, IProgress<TrainingProgress>? progress, CancellationToken cancellationToken)
     {
         EnsureUsable();
@@ -378,10 +466,11 @@ public sealed class TransferLearner : IDisposable
         return result;
     }
 
-    private TransferLearner Set(Action<TrainingOptions> set)
+    private TransferLearner Set(Action<TrainingOptions> set, [System.Runtime.CompilerServices.CallerMemberName] string setting = "")
     {
         EnsureUsable();
         set(_options);
+        _explicit.Add(setting);
         return this;
     }
 

@@ -57,6 +57,9 @@ public sealed class Backbone : IDisposable
     /// </summary>
     internal BackboneArchitecture? Architecture => (Module as IRebuildableModule)?.Describe(this);
 
+    /// <summary>The top-level blocks' modules in forward order (for per-block learning rates).</summary>
+    internal IReadOnlyList<nn.Module> BlockModules => _blocks.Select(b => b.Module).ToList();
+
     /// <summary>Names of the top-level blocks in forward order (what <see cref="Unfreeze(string)"/> accepts).</summary>
     public IReadOnlyList<string> Blocks => _blocks.Select(b => b.Name).ToList();
 

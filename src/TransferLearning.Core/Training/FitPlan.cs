@@ -71,6 +71,10 @@ internal sealed class FitPlan
     /// <summary>Loss weight per class (label order), or null for none.</summary>
     public float[]? ClassWeights { get; }
 
+    /// <summary>This plan, continuing <paramref name="model"/> (made by an earlier phase with the same backbone and classes).</summary>
+    public FitPlan Continuing(TrainedModel model) =>
+        new(Backbone, model, Classes, HeadOptions, Trainability, Options, Train, Validation, Epochs, Spec, Device, ClassWeights);
+
     /// <summary>True when no backbone weight will be trained.</summary>
     public bool BackboneFrozen => Trainability?.IsFrozen ?? Backbone.IsFrozen;
 

@@ -38,7 +38,7 @@ internal static class FitRun
             backbone.Module.to(plan.Device);
             model.Head.to(plan.Device);
             using var classWeights = plan.ClassWeights is { } w ? tensor(w).to(plan.Device) : null;
-            var trainer = new Trainer(backbone, model.Head, plan.Device, options, classWeights);
+            var trainer = new Trainer(backbone, model.Head, plan.Device, options, classWeights, plan.Spec);
 
             var loaderOptions = new ImageLoaderOptions { BatchSize = options.BatchSize, Shuffle = true, Seed = options.Seed, DegreeOfParallelism = options.DegreeOfParallelism };
             using var trainLoader = new ImageLoader(plan.Train, plan.Spec, loaderOptions);
@@ -54,13 +54,18 @@ internal static class FitRun
             }
 
             ValidationPass? pass;
-            if (!(options.CacheFeatures && backbone.IsFrozen && !options.Augmentation.IsEnabled))
+            var augmentation = options.Augmentation;
+            var cachedViews = augmentation.IsEnabled ? augmentation.CachedViews : 1;
+            if (!(options.CacheFeatures && backbone.IsFrozen && cachedViews > 0))
             {
                 pass = trainer.Fit(trainImages, validationImages, inputsAreFeatures: false, plan.Epochs, model.History, progress, cancellationToken);
             }
             else
             {
-                using var trainFeatures = trainer.Featurize(trainImages, shuffle: true, progress, cancellationToken);
+                var trainFeatures = augmentation.IsEnabled
+                    ? FeaturizeViews(trainer, trainImages, augmentation, options.Seed, progress, cancellationToken)
+                    : (IBatchSource)trainer.Featurize(trainImages, shuffle: true, progress, cancellationToken);
+                using var ownedFeatures = (IDisposable)trainFeatures;
                 using var validationFeatures = validationImages is null ? null : trainer.Featurize(validationImages, shuffle: false, progress, cancellationToken);
                 pass = trainer.Fit(trainFeatures, validationFeatures, inputsAreFeatures: true, plan.Epochs, model.History, progress, cancellationToken);
             }
@@ -71,6 +76,27 @@ internal static class FitRun
         catch
         {
             newHead?.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Features of <see cref="Augmentation.CachedViews"/> augmented views of every training image, each view drawn from its own seeded generator.</summary>
+    private static CachedViewsSource FeaturizeViews(Trainer trainer, IBatchSource images, Augmentation augmentation, int seed, IProgress<TrainingProgress>? progress, CancellationToken cancellationToken)
+    {
+        var views = new List<TensorBatchSource>();
+        try
+        {
+            for (var v = 0; v < augmentation.CachedViews; v++)
+            {
+                using var random = new Generator(TensorBatchSource.SeedFor(seed, -2 - v), CPU);
+                views.Add(trainer.Featurize(images, shuffle: true, progress, cancellationToken, augmentation, random));
+            }
+
+            return new CachedViewsSource(views);
+        }
+        catch
+        {
+            views.ForEach(view => view.Dispose());
             throw;
         }
     }

@@ -1,5 +1,7 @@
 using System.Diagnostics;
+using TorchSharp.Modules;
 using TransferLearning.Backbones;
+using TransferLearning.Datasets;
 using TransferLearning.Models;
 using static TorchSharp.torch;
 
@@ -13,14 +15,16 @@ internal sealed class Trainer
     private readonly Device _device;
     private readonly TrainingOptions _options;
     private readonly Tensor? _classWeights;
+    private readonly InputSpec _spec;
 
-    public Trainer(Backbone backbone, nn.Module<Tensor, Tensor> head, Device device, TrainingOptions options, Tensor? classWeights)
+    public Trainer(Backbone backbone, nn.Module<Tensor, Tensor> head, Device device, TrainingOptions options, Tensor? classWeights, InputSpec? spec = null)
     {
         _backbone = backbone;
         _head = head;
         _device = device;
         _options = options;
         _classWeights = classWeights;
+        _spec = spec ?? backbone.InputSpec;
     }
 
     /// <summary>
@@ -40,15 +44,9 @@ internal sealed class Trainer
         IProgress<TrainingProgress>? progress,
         CancellationToken cancellationToken)
     {
-        var parameters = _head.parameters().ToList();
-        if (!inputsAreFeatures)
-        {
-            parameters.AddRange(_backbone.Module.parameters().Where(p => p.requires_grad));
-        }
-
-        using var optimizer = _options.Optimizer == OptimizerKind.Sgd
-            ? (optim.Optimizer)optim.SGD(parameters, _options.LearningRate, _options.Momentum, weight_decay: _options.WeightDecay)
-            : optim.Adam(parameters, _options.LearningRate, weight_decay: _options.WeightDecay);
+        var groups = ParameterGroups(inputsAreFeatures);
+        using var optimizer = CreateOptimizer(groups);
+        var rateFactors = groups.Select(g => g.RateFactor).ToArray();
         using var augmentationRandom = new Generator(TensorBatchSource.SeedFor(_options.Seed, -1), CPU);
 
         var stopping = _options.EarlyStopping;
@@ -66,13 +64,9 @@ internal sealed class Trainer
             {
                 var epochNumber = firstEpoch + e + 1;
                 var rate = _options.Schedule.RateAt(_options.LearningRate, e, epochs);
-                foreach (var group in optimizer.ParamGroups)
-                {
-                    group.LearningRate = rate;
-                }
-
                 var clock = Stopwatch.StartNew();
-                var (loss, accuracy) = TrainEpoch(train, inputsAreFeatures, optimizer, augmentationRandom, firstEpoch + e, epochNumber, progress, cancellationToken);
+                var schedule = new StepRates(optimizer, rateFactors, _options, e, epochs);
+                var (loss, accuracy) = TrainEpoch(train, inputsAreFeatures, optimizer, schedule, augmentationRandom, firstEpoch + e, epochNumber, progress, cancellationToken);
                 lastPass = validation is { Count: > 0 }
                     ? MeasurePass(validation, inputsAreFeatures, epochNumber, progress, cancellationToken)
                     : null;
@@ -125,6 +119,7 @@ internal sealed class Trainer
         IBatchSource source,
         bool inputsAreFeatures,
         optim.Optimizer optimizer,
+        StepRates rates,
         Generator augmentationRandom,
         int epochIndex,
         int epochNumber,
@@ -143,6 +138,7 @@ internal sealed class Trainer
         var seen = 0;
         foreach (var batch in InScopes(source, epochIndex, cancellationToken))
         {
+            rates.Apply((double)seen / Math.Max(1, source.Count));
             var inputs = batch.Inputs.to(_device);
             var labels = batch.Labels.to(_device);
             Tensor features;
@@ -152,7 +148,7 @@ internal sealed class Trainer
             }
             else
             {
-                inputs = Augmenter.Apply(inputs, _options.Augmentation, augmentationRandom);
+                inputs = Augmenter.Apply(inputs, _options.Augmentation, _spec, augmentationRandom);
                 if (backboneFrozen)
                 {
                     using var noGrad = no_grad();
@@ -165,7 +161,7 @@ internal sealed class Trainer
             }
 
             var logits = _head.forward(features);
-            var loss = nn.functional.cross_entropy(logits, labels, _classWeights);
+            var loss = Loss(logits, labels);
             optimizer.zero_grad();
             loss.backward();
             optimizer.step();
@@ -204,8 +200,17 @@ internal sealed class Trainer
         return new ValidationPass(confusion ?? new int[0, 0], lossSum, seen);
     }
 
-    /// <summary>Runs the backbone once over every image (inference mode) and keeps the features in memory.</summary>
-    public TensorBatchSource Featurize(IBatchSource images, bool shuffle, IProgress<TrainingProgress>? progress, CancellationToken cancellationToken)
+    /// <summary>
+    /// Runs the backbone once over every image (inference mode) and keeps the features in memory; with an
+    /// augmentation, over augmented images (one cached view, drawn from <paramref name="augmentationRandom"/>).
+    /// </summary>
+    public TensorBatchSource Featurize(
+        IBatchSource images,
+        bool shuffle,
+        IProgress<TrainingProgress>? progress,
+        CancellationToken cancellationToken,
+        Augmentation? augmentation = null,
+        Generator? augmentationRandom = null)
     {
         _backbone.SetTrainingMode(false);
         using var noGrad = no_grad();
@@ -216,7 +221,13 @@ internal sealed class Trainer
             var seen = 0;
             foreach (var batch in InScopes(images, 0, cancellationToken))
             {
-                features.Add(_backbone.Forward(batch.Inputs.to(_device)).MoveToOuterDisposeScope());
+                var inputs = batch.Inputs.to(_device);
+                if (augmentation is not null && augmentationRandom is not null)
+                {
+                    inputs = Augmenter.Apply(inputs, augmentation, _spec, augmentationRandom);
+                }
+
+                features.Add(_backbone.Forward(inputs).MoveToOuterDisposeScope());
                 labels.Add(batch.Labels.to(_device).MoveToOuterDisposeScope());
                 seen += (int)batch.Labels.shape[0];
                 progress?.Report(new TrainingProgress(TrainingPhase.Featurizing, 0, seen, images.Count));
@@ -230,6 +241,68 @@ internal sealed class Trainer
         {
             DisposeAll(features);
             DisposeAll(labels);
+        }
+    }
+
+    /// <summary>
+    /// The trained parameters in groups with their learning-rate factor: the head at 1, and, when the backbone trains,
+    /// its trainable blocks from the first (factor <see cref="TrainingOptions.LowestBlockRateFactor"/>) to the last
+    /// (factor 1) on a geometric scale; backbone parameters outside any block at 1.
+    /// </summary>
+    internal List<(List<Parameter> Parameters, double RateFactor)> ParameterGroups(bool headOnly)
+    {
+        var groups = new List<(List<Parameter>, double)> { (_head.parameters().ToList(), 1.0) };
+        if (headOnly)
+        {
+            return groups;
+        }
+
+        var blocks = _backbone.BlockModules
+            .Select(b => b.parameters().Where(p => p.requires_grad).ToList())
+            .Where(ps => ps.Count > 0)
+            .ToList();
+        var inBlocks = blocks.SelectMany(ps => ps).ToHashSet(ReferenceEqualityComparer.Instance);
+        var rest = _backbone.Module.parameters().Where(p => p.requires_grad && !inBlocks.Contains(p)).ToList();
+        for (var i = 0; i < blocks.Count; i++)
+        {
+            var depth = blocks.Count == 1 ? 1.0 : (double)i / (blocks.Count - 1);
+            groups.Add((blocks[i], Math.Pow(_options.LowestBlockRateFactor, 1 - depth)));
+        }
+
+        if (rest.Count > 0)
+        {
+            groups.Add((rest, 1.0));
+        }
+
+        return groups;
+    }
+
+    /// <summary>The training loss: cross-entropy with the class weights and label smoothing in force.</summary>
+    internal Tensor Loss(Tensor logits, Tensor labels) =>
+        nn.functional.cross_entropy(logits, labels, _classWeights, label_smoothing: _options.LabelSmoothing);
+
+    internal optim.Optimizer CreateOptimizer(List<(List<Parameter> Parameters, double RateFactor)> groups)
+    {
+        var o = _options;
+        return o.Optimizer switch
+        {
+            OptimizerKind.Sgd => optim.SGD(groups.Select(g => new SGD.ParamGroup(g.Parameters, o.LearningRate * g.RateFactor, o.Momentum, 0, o.WeightDecay, false, false)), o.LearningRate, o.Momentum, weight_decay: o.WeightDecay),
+            OptimizerKind.AdamW => optim.AdamW(groups.Select(g => new AdamW.ParamGroup(g.Parameters, o.LearningRate * g.RateFactor, 0.9, 0.999, 1e-8, o.WeightDecay, false, false)), o.LearningRate, weight_decay: o.WeightDecay),
+            _ => optim.Adam(groups.Select(g => new Adam.ParamGroup(g.Parameters, o.LearningRate * g.RateFactor, 0.9, 0.999, 1e-8, o.WeightDecay, false, false)), o.LearningRate, weight_decay: o.WeightDecay),
+        };
+    }
+
+    /// <summary>Sets every parameter group's rate for a point of the epoch (the schedule times the group's factor).</summary>
+    internal sealed class StepRates(optim.Optimizer optimizer, double[] factors, TrainingOptions options, int epoch, int epochs)
+    {
+        public void Apply(double fractionOfEpoch)
+        {
+            var rate = options.Schedule.RateAt(options.LearningRate, epoch + fractionOfEpoch, epochs);
+            var i = 0;
+            foreach (var group in optimizer.ParamGroups)
+            {
+                group.LearningRate = rate * factors[Math.Min(i++, factors.Length - 1)];
+            }
         }
     }
 
