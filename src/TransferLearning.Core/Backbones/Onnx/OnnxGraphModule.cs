@@ -1,5 +1,6 @@
 using System.Text;
 using Onnx;
+using TransferLearning.Backbones.Onnx.Export;
 using TorchSharp;
 using DataType = Onnx.TensorProto.Types.DataType;
 using static TorchSharp.torch;
@@ -53,10 +54,13 @@ internal sealed class OnnxNodeModule : nn.Module
 /// nodes become trainable parameters in one child module per node (topological order, named after the node);
 /// BatchNormalization statistics are buffers and follow train/eval mode.
 /// </summary>
-internal sealed partial class OnnxGraphModule : nn.Module<Tensor, Tensor>
+internal sealed partial class OnnxGraphModule : nn.Module<Tensor, Tensor>, IOnnxExportable
 {
     private readonly List<Step> _steps = [];
     private readonly Dictionary<string, Tensor> _constants = [];
+
+    // The initializers that stay constants, as read (their exact element types are written back on export).
+    private readonly Dictionary<string, TensorProto> _constantProtos = [];
     private readonly string _input;
     private readonly string _output;
     private bool _foldingEnabled = true;
@@ -152,6 +156,7 @@ internal sealed partial class OnnxGraphModule : nn.Module<Tensor, Tensor>
                 else
                 {
                     _constants[name] = ToTensor(init);
+                    _constantProtos[name] = init;
                 }
             }
 
