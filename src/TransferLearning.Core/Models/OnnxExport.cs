@@ -29,6 +29,11 @@ internal static class OnnxExport
                 $"OnnxExportOptions.Metadata sets {string.Join(", ", reserved.Select(k => $"'{k}'"))}, which the export writes itself.", nameof(options));
         }
 
+        if (options.Metadata.Any(kv => string.IsNullOrEmpty(kv.Key) || kv.Value is null))
+        {
+            throw new ArgumentException("OnnxExportOptions.Metadata needs a non-empty key and a value (not null) in every entry.", nameof(options));
+        }
+
         var builder = new OnnxGraphBuilder("transferlearning_classifier");
         long[] imageShape = [-1, 3, spec.Height, spec.Width];
         var image = builder.AddInput(ImageInput, imageShape);

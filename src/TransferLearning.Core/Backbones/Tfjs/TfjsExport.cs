@@ -49,7 +49,8 @@ internal sealed partial class TfjsNetwork : IOnnxExportable
             using var scope = NewDisposeScope();
             using var noGrad = no_grad();
             var values = new Tensor[_valueCount];
-            values[0] = zeros(1, inputShape[1], inputShape[2], inputShape[3]);
+            var device = parameters().FirstOrDefault()?.device ?? CPU;
+            values[0] = zeros([1, inputShape[1], inputShape[2], inputShape[3]], device: device);
             shapes[0] = values[0].shape;
             foreach (var (run, inputs, output) in _steps)
             {
