@@ -301,6 +301,43 @@ public sealed class TrainedModel : IDisposable
         ModelFile.Save(this, path);
     }
 
+    /// <summary>
+    /// Writes the model as an ONNX classifier (opset 17) for ONNX Runtime, ML.NET's <c>ApplyOnnxModel</c> or any other
+    /// ONNX consumer. See <see cref="ExportOnnx(string, OnnxExportOptions)"/> for the graph's contract.
+    /// </summary>
+    /// <param name="path">Destination file (conventionally <c>.onnx</c>); replaced atomically.</param>
+    /// <exception cref="NotSupportedException">The backbone (e.g. one wrapped by hand around an arbitrary module) or one of its layers has no ONNX form; the message names it.</exception>
+    public void ExportOnnx(string path) => ExportOnnx(path, new OnnxExportOptions());
+
+    /// <summary>
+    /// Writes the model as an ONNX classifier (opset 17, IR 8), with the current weights (fine-tuned ones included).
+    /// <list type="bullet">
+    /// <item>Input <c>image</c>: float32 <c>[N, 3, H, W]</c> (<c>N</c> dynamic), RGB, values 0..255, each image already
+    /// resized to <see cref="InputSpec"/>'s size as the <c>resize</c> metadata says. Everything else the network needs
+    /// (value range, mean/std, RGB→BGR, a mean image) happens inside the graph.</item>
+    /// <item>Outputs <c>probabilities</c> (softmax) and <c>logits</c> (unless <see cref="OnnxExportOptions.IncludeLogits"/>
+    /// is false): float32 <c>[N, classes]</c>.</item>
+    /// <item><c>metadata_props</c>: <c>classes</c> (JSON array in label order), <c>input_size</c> (JSON <c>[H, W]</c>),
+    /// <c>resize</c> (<c>stretch</c> or <c>center-crop</c>), <c>source</c> (the backbone's source),
+    /// <c>transferlearning_version</c>, then <see cref="OnnxExportOptions.Metadata"/>.</item>
+    /// </list>
+    /// An int8 backbone (<see cref="Backbone.IsInt8"/>) is exported in float: the graph holds the float weights the
+    /// int8 backbone was made from, so it computes what the model computes without <c>WithInt8Backbone()</c> (quantization
+    /// is not written as ONNX QDQ nodes). The file is written to a temporary file and moved into place, so a failed export
+    /// leaves no file and an existing one unchanged.
+    /// </summary>
+    /// <param name="path">Destination file (conventionally <c>.onnx</c>).</param>
+    /// <param name="options">Outputs, metadata and description.</param>
+    /// <exception cref="NotSupportedException">The backbone or a layer in it has no ONNX form; the message names the backbone and the layer and says why.</exception>
+    /// <exception cref="ArgumentException"><paramref name="options"/> sets a metadata key the export writes itself.</exception>
+    public void ExportOnnx(string path, OnnxExportOptions options)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(path);
+        ArgumentNullException.ThrowIfNull(options);
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        OnnxExport.Write(this, path, options);
+    }
+
     /// <summary>Reads a model written by <see cref="Save(string)"/>.</summary>
     /// <param name="path">The model file.</param>
     /// <param name="options">How to rebuild the backbone and where to load.</param>

@@ -71,6 +71,12 @@ public class OnnxOperatorParityTests
             var hw = b.Node("HardSwish", ["x"]);
             return b.Output(b.Node("Add", [hs, hw]));
         },
+        ["softplus"] = () =>
+        {
+            var b = new OnnxModelBuilder(17, [2, 3, 4, 4]);
+            var scaled = b.Node("Mul", ["x", b.Floats([], 12f)]); // reaches PyTorch's linear range (x > 20)
+            return b.Output(b.Node("Concat", [b.Node("Softplus", ["x"]), b.Node("Softplus", [scaled])], I("axis", 1)));
+        },
         ["clip_opset7_attributes"] = () =>
         {
             var b = new OnnxModelBuilder(7, [1, 2, 3, 3]);

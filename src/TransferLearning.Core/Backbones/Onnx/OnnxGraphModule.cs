@@ -1,5 +1,6 @@
 using System.Text;
 using Onnx;
+using TransferLearning.Backbones.Onnx.Export;
 using TorchSharp;
 using DataType = Onnx.TensorProto.Types.DataType;
 using static TorchSharp.torch;
@@ -53,11 +54,13 @@ internal sealed class OnnxNodeModule : nn.Module
 /// nodes become trainable parameters in one child module per node (topological order, named after the node);
 /// BatchNormalization statistics are buffers and follow train/eval mode.
 /// </summary>
-internal sealed partial class OnnxGraphModule : nn.Module<Tensor, Tensor>, IRebuildableModule
+internal sealed partial class OnnxGraphModule : nn.Module<Tensor, Tensor>, IOnnxExportable, IRebuildableModule
 {
     private readonly List<Step> _steps = [];
     private readonly Dictionary<string, Tensor> _constants = [];
-    private readonly List<TensorProto> _constantProtos = [];
+
+    // The initializers that stay constants, as read (their exact element types are written back on export and kept in saved models).
+    private readonly Dictionary<string, TensorProto> _constantProtos = [];
     private readonly ValueInfoProto? _inputInfo;
     private readonly string _input;
     private readonly string _output;
@@ -162,7 +165,7 @@ internal sealed partial class OnnxGraphModule : nn.Module<Tensor, Tensor>, IRebu
                 else
                 {
                     _constants[name] = ToTensor(init);
-                    _constantProtos.Add(init);
+                    _constantProtos[name] = init;
                 }
             }
 
@@ -546,7 +549,7 @@ internal sealed partial class OnnxGraphModule : nn.Module<Tensor, Tensor>, IRebu
     {
         var graph = new GraphProto { Name = "backbone" };
         graph.Node.AddRange(_steps.Select(s => s.Node));
-        graph.Initializer.AddRange(_constantProtos);
+        graph.Initializer.AddRange(_constantProtos.Values);
         foreach (var (name, weight) in _weights)
         {
             var placeholder = new TensorProto { Name = name, DataType = (int)DataType.Float };

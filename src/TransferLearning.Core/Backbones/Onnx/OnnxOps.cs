@@ -12,7 +12,7 @@ internal sealed partial class OnnxGraphModule
     /// <summary>Operators the importer executes.</summary>
     internal static readonly IReadOnlySet<string> SupportedOperators = new HashSet<string>(StringComparer.Ordinal)
     {
-        "Conv", "BatchNormalization", "Relu", "LeakyRelu", "PRelu", "Clip", "Sigmoid", "HardSigmoid", "HardSwish", "Tanh",
+        "Conv", "BatchNormalization", "Relu", "LeakyRelu", "PRelu", "Clip", "Sigmoid", "HardSigmoid", "HardSwish", "Tanh", "Softplus",
         "Add", "Sub", "Mul", "Div", "Pow", "Neg", "Exp", "Sqrt", "Abs", "Erf", "Max", "Min", "MaxPool", "AveragePool",
         "GlobalAveragePool", "GlobalMaxPool", "Flatten", "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Concat", "Split",
         "Slice", "Pad", "ReduceMean", "ReduceSum", "ReduceMax", "Gemm", "MatMul", "Softmax", "Constant", "Shape", "Gather",
@@ -75,6 +75,7 @@ internal sealed partial class OnnxGraphModule
 
             case "Sigmoid": return (x, _) => [x[0].sigmoid()];
             case "Tanh": return (x, _) => [x[0].tanh()];
+            case "Softplus": return (x, _) => [F.softplus(x[0])];
             case "HardSigmoid":
                 {
                     var alpha = node.Float("alpha", 0.2f);

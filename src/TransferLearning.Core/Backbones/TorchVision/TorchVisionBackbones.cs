@@ -6,7 +6,7 @@ using static TorchSharp.torch;
 namespace TransferLearning.Backbones.TorchVision;
 
 /// <summary>A torchvision classifier cut at its pooled feature vector; its stages are the child modules (blocks).</summary>
-internal sealed class TorchVisionFeatureModule : nn.Module<Tensor, Tensor>, IRebuildableModule
+internal sealed partial class TorchVisionFeatureModule : nn.Module<Tensor, Tensor>, IRebuildableModule
 {
     private readonly List<nn.Module<Tensor, Tensor>> _stages = [];
     private readonly nn.Module _owner;
