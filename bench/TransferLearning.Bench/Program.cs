@@ -11,6 +11,8 @@ internal static class Program
         ["fit"] = ("the article's workflow on a folder: frozen fit, optional fine-tune (val acc, time, memory)", args => FitBench.RunAsync(args)),
         ["forward"] = ("imported ONNX ResNet18 forward vs ONNX Runtime (img/s)", args => ForwardBench.RunAsync(args)),
         ["decode"] = ("decode+resize+normalise a photo folder: parallel ImageLoader vs single thread", args => DecodeBench.RunAsync(args)),
+        ["quality"] = ("recipes side by side (frozen, cached views, fine-tuning, TTA): val accuracy, time, peak memory (--data DIR --recipes \"a;b\")", args => QualityBench.RunAsync(args)),
+        ["quality-run"] = ("one quality recipe in this process (used by quality)", args => QualityBench.RunOneAsync(args)),
         ["tfjs"] = ("TF.js layers model (Teachable Machine MobileNetV2) forward images/s vs TorchVision MobileNetV2 0.35", args => TfjsForwardBench.RunAsync(args)),
     };
 
