@@ -67,7 +67,9 @@ public static class TorchNativeLoader
     /// On an AMD EPYC (Zen 5) with AVX-512, LibTorch 2.10's oneDNN AVX-512 convolution kernels give wrong results when
     /// a channel count is not a multiple of 16 (a 1×1 convolution 144→40 channels-last off by 2–3, a 3×3 one 24→8 off by
     /// 0.7, changing from run to run); capped at AVX2 they are right. Only Zen 5 was measured; the cap applies to every AMD
-    /// CPU with AVX-512 as a precaution. The cap is an environment
+    /// CPU with AVX-512 as a precaution. Where the CPU has AVX-VNNI (Zen 5 does) the cap is <c>AVX2_VNNI</c>: the same
+    /// float kernels (the conv and parity tests pass), and int8 convolutions that accumulate with <c>vpdpbusd</c>, which
+    /// does not saturate, so int8 backbones can use the full 8-bit activation range (see Backbones/Int8Kernels). The cap is an environment
     /// variable oneDNN reads once, at its first primitive, so it is set in the native environment before LibTorch runs.
     /// A value the user set for <c>ONEDNN_MAX_CPU_ISA</c> (or <c>DNNL_MAX_CPU_ISA</c>) is kept.
     /// </summary>
@@ -91,12 +93,13 @@ public static class TorchNativeLoader
         }
 
         // .NET keeps its own copy of the environment on Unix; oneDNN reads the C library's.
-        _ = SetEnv(OneDnnIsaVariable, "AVX2", 0);
-        Environment.SetEnvironmentVariable(OneDnnIsaVariable, "AVX2");
-        return $"{OneDnnIsaVariable}=AVX2 (oneDNN's AVX-512 convolutions are wrong on this AMD CPU)";
+        var cap = System.Runtime.Intrinsics.X86.AvxVnni.IsSupported ? "AVX2_VNNI" : "AVX2";
+        _ = SetEnv(OneDnnIsaVariable, cap, 0);
+        Environment.SetEnvironmentVariable(OneDnnIsaVariable, cap);
+        return $"{OneDnnIsaVariable}={cap} (oneDNN's AVX-512 convolutions are wrong on this AMD CPU)";
     }
 
-    /// <summary>True on AMD processors with AVX-512 (Zen 4 and later), where oneDNN must stay at AVX2.</summary>
+    /// <summary>True on AMD processors with AVX-512 (Zen 4 and later), where oneDNN must stay at AVX2 (AVX2_VNNI).</summary>
     internal static bool NeedsOneDnnIsaLimit()
     {
         if (!System.Runtime.Intrinsics.X86.X86Base.IsSupported || !System.Runtime.Intrinsics.X86.Avx512F.IsSupported)
