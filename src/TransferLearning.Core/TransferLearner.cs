@@ -298,16 +298,17 @@ public sealed class TransferLearner : IDisposable
 
     /// <summary>
     /// Runs the frozen backbone in int8 while featurizing and in the trained model: faster on CPUs, features a few
-    /// percent off the float ones. Activation ranges come from training images spread evenly over every class.
+    /// percent off the float ones. Activation ranges come from training images spread evenly over every class. Works for
+    /// every backbone family (ONNX graphs, torchvision checkpoints, TF.js layers models).
     /// </summary>
     /// <param name="calibrationImages">Training images that set the activation ranges (default 64).</param>
-    /// <exception cref="NotSupportedException">The backbone cannot run in int8.</exception>
+    /// <exception cref="NotSupportedException">The backbone cannot run in int8 (a module wrapped by hand).</exception>
     public TransferLearner WithInt8Backbone(int calibrationImages = TrainingOptions.DefaultInt8CalibrationImages)
     {
         if (!_backbone.SupportsInt8)
         {
             throw new NotSupportedException(
-                $"Int8 inference is available for backbones imported from ONNX (such as 'resnet18'); '{_backbone.Source}' is not one.");
+                $"Int8 inference is available for backbones loaded from ONNX (such as 'resnet18'), torchvision checkpoints or TF.js layers models; '{_backbone.Source}' is a module wrapped by hand.");
         }
 
         return Set(o =>

@@ -42,6 +42,15 @@ class Int8Ops(torch.nn.Module):
         return torch.ops.quantized.conv2d(x, self.packed[index], scale, zero_point)
 
     @torch.jit.export
+    def pad(self, x: torch.Tensor, left: int, right: int, top: int, bottom: int) -> torch.Tensor:
+        """Pads a quantized NCHW tensor's W and H with its zero point (the real value 0), staying channels-last."""
+        return torch.constant_pad_nd(x, [left, right, top, bottom], 0.0).contiguous(memory_format=torch.channels_last)
+
+    @torch.jit.export
+    def hardswish(self, x: torch.Tensor, scale: float, zero_point: int) -> torch.Tensor:
+        return torch.ops.quantized.hardswish(x, scale, zero_point)
+
+    @torch.jit.export
     def add(self, a: torch.Tensor, b: torch.Tensor, relu: bool, scale: float, zero_point: int) -> torch.Tensor:
         if relu:
             return torch.ops.quantized.add_relu(a, b, scale, zero_point)

@@ -1,3 +1,5 @@
+using TransferLearning.Backbones.Onnx;
+using TransferLearning.Backbones.Onnx.Export;
 using TransferLearning.Datasets;
 using static TorchSharp.torch;
 
@@ -14,6 +16,10 @@ public sealed class Backbone : IDisposable
     private readonly List<(string Name, nn.Module Module)> _blocks;
     private int _firstTrainableBlock;
     private bool _disposed;
+
+    // For a network that is not an ONNX graph (torchvision, TF.js): its own ONNX export, imported again, which runs in
+    // int8 while the network's weights stay frozen. Made on the first QuantizeInt8/EnableInt8, dropped by Unfreeze.
+    private OnnxGraphModule? _int8Graph;
 
     /// <summary>Wraps a TorchSharp module as a backbone.</summary>
     /// <param name="source">Where it came from (URL, path or short name); recorded in saved models.</param>
@@ -93,6 +99,8 @@ public sealed class Backbone : IDisposable
         }
 
         (Module as IInt8Module)?.DisableInt8(); // trainable weights run in float
+        _int8Graph?.Dispose();
+        _int8Graph = null;
         for (var i = 0; i < _blocks.Count; i++)
         {
             foreach (var p in _blocks[i].Module.parameters())
@@ -145,20 +153,25 @@ public sealed class Backbone : IDisposable
         }
     }
 
-    /// <summary>Whether <see cref="QuantizeInt8"/> works for this backbone (networks imported from ONNX, such as <c>resnet18</c>).</summary>
-    public bool SupportsInt8 => Module is IInt8Module;
+    /// <summary>
+    /// Whether <see cref="QuantizeInt8"/> works for this backbone: every backbone loaded from ONNX, torchvision checkpoints
+    /// or TF.js layers models (not a module wrapped by hand).
+    /// </summary>
+    public bool SupportsInt8 => Module is IInt8Module or IOnnxExportable;
 
     /// <summary>True while inference runs in int8 (after <see cref="QuantizeInt8"/>, until <see cref="Unfreeze()"/>).</summary>
-    public bool IsInt8 => (Module as IInt8Module)?.Int8Activations is not null;
+    public bool IsInt8 => Int8Module?.Int8Parameters is not null;
 
     /// <summary>
     /// Switches inference to int8: weights quantized per output channel, activations per tensor with ranges observed on
     /// <paramref name="calibrationBatches"/> (prepared as <see cref="InputSpec"/> says; a few batches of real images).
-    /// Convolutions, additions, ReLU and max pooling then run on 8-bit tensors (LibTorch's x86 kernels); the rest in float.
-    /// The backbone must be frozen; <see cref="Unfreeze()"/> returns to float.
+    /// Convolutions (depthwise included, with BatchNorm folded and ReLU/ReLU6 fused), additions, ReLU, HardSwish, zero
+    /// padding and max pooling then run on 8-bit tensors (LibTorch's x86 kernels); the rest (sigmoid, squeeze-excitation
+    /// products, pooling) in float. A torchvision or TF.js network runs as its ONNX export in int8. The backbone must be
+    /// frozen; <see cref="Unfreeze()"/> returns to float.
     /// </summary>
     /// <param name="calibrationBatches">Image batches <c>[N, 3, H, W]</c>.</param>
-    /// <exception cref="NotSupportedException">The backbone was not imported from ONNX.</exception>
+    /// <exception cref="NotSupportedException">The network has no ONNX form (a module wrapped by hand, or a layer the export cannot write).</exception>
     /// <exception cref="InvalidOperationException">The backbone is not frozen.</exception>
     public void QuantizeInt8(IEnumerable<Tensor> calibrationBatches)
     {
@@ -170,24 +183,27 @@ public sealed class Backbone : IDisposable
         graph.EnableInt8(graph.Calibrate(calibrationBatches, ChannelsLast));
     }
 
-    /// <summary>The int8 activation parameters in use (saved with a model), or null when running in float.</summary>
-    internal IReadOnlyDictionary<string, ActivationQuantization>? Int8Activations => (Module as IInt8Module)?.Int8Activations;
+    /// <summary>The int8 parameters in use (saved with a model), or null when running in float.</summary>
+    internal Int8Parameters? Int8Parameters => Int8Module?.Int8Parameters;
 
-    /// <summary>Switches to int8 with saved activation parameters.</summary>
-    internal void EnableInt8(IReadOnlyDictionary<string, ActivationQuantization> activations)
+    /// <summary>The module that runs int8 (the network itself, or its re-imported ONNX export), if there is one yet.</summary>
+    internal IInt8Module? Int8Module => Module as IInt8Module ?? _int8Graph;
+
+    /// <summary>Switches to int8 with saved parameters.</summary>
+    internal void EnableInt8(Int8Parameters parameters)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
         var graph = Int8Graph();
         SetTrainingMode(false);
-        graph.EnableInt8(activations);
+        graph.EnableInt8(parameters);
     }
 
     private IInt8Module Int8Graph()
     {
-        if (Module is not IInt8Module graph)
+        if (Module is not (IInt8Module or IOnnxExportable))
         {
             throw new NotSupportedException(
-                $"Int8 inference is available for backbones imported from ONNX (such as 'resnet18'); '{Source}' is a {Module.GetType().Name}.");
+                $"Int8 inference is available for backbones loaded from ONNX (such as 'resnet18'), torchvision checkpoints or TF.js layers models; '{Source}' is a {Module.GetType().Name} wrapped by hand.");
         }
 
         if (!IsFrozen)
@@ -195,7 +211,22 @@ public sealed class Backbone : IDisposable
             throw new InvalidOperationException($"Int8 inference needs a frozen backbone: call Freeze() first ('{Source}' has trainable weights).");
         }
 
-        return graph;
+        if (Module is IInt8Module graph)
+        {
+            return graph;
+        }
+
+        if (_int8Graph is null)
+        {
+            // The network's own ONNX form (its current weights) imported as a graph with frozen weights: the same
+            // computation, which the int8 lowering knows. Names are deterministic, so saved activation scales match it.
+            var exported = OnnxBackboneExport.ToModel(this);
+            var imported = new OnnxGraphModule(exported, Source, weightsTrainable: false) { FlattenOutput = true };
+            imported.eval();
+            _int8Graph = imported;
+        }
+
+        return _int8Graph;
     }
 
     private static Tensor ChannelsLast(Tensor images) =>
@@ -216,7 +247,7 @@ public sealed class Backbone : IDisposable
         // Channels-last memory layout (same values, NHWC strides): LibTorch's CPU convolutions run it ~1.2–1.7× faster.
         using var nhwc = images.permute(0, 2, 3, 1).contiguous();
         var channelsLast = nhwc.permute(0, 3, 1, 2);
-        var features = Module.forward(channelsLast);
+        var features = _int8Graph is { Int8Parameters: not null } int8 && !Module.training ? int8.forward(channelsLast) : Module.forward(channelsLast);
         if (!ReferenceEquals(features, channelsLast))
         {
             channelsLast.Dispose();
@@ -234,6 +265,7 @@ public sealed class Backbone : IDisposable
         }
 
         _disposed = true;
+        _int8Graph?.Dispose();
         Module.Dispose();
     }
 }

@@ -49,10 +49,12 @@ internal static class ModelFile
 
     /// <summary>
     /// Newest format read: 1 = float backbone rebuilt from its source; 2 adds int8 activation parameters; 3 is
-    /// self-contained (the backbone's architecture is in the file, so loading needs neither the source nor the network).
-    /// Older readers refuse newer versions.
+    /// self-contained (the backbone's architecture is in the file, so loading needs neither the source nor the network);
+    /// 4 adds int8 activations in the full 8-bit range (a third number, the levels, 255, where a CPU with VNNI allowed
+    /// it; a reader without VNNI moves them to 7 bits), int8 channel equalisation factors and the convolutions an int8
+    /// backbone keeps in float. Older readers refuse newer versions.
     /// </summary>
-    internal const int Version = 3;
+    internal const int Version = 4;
     private const string ManifestEntry = "manifest.json";
     private const string BackboneEntry = "backbone.bin";
     private const string HeadEntry = "head.bin";
@@ -77,7 +79,11 @@ internal static class ModelFile
         {
             var backbone = Serialize(model.Backbone.Module);
             var head = Serialize(model.Head);
-            var int8 = model.Backbone.Int8Activations?.ToDictionary(kv => kv.Key, kv => new[] { kv.Value.Scale, kv.Value.ZeroPoint }, StringComparer.Ordinal);
+            var int8Parameters = model.Backbone.Int8Parameters;
+            var int8 = int8Parameters?.Activations.ToDictionary(
+                kv => kv.Key,
+                kv => kv.Value.Levels == Int8Kernels.SevenBit ? new[] { kv.Value.Scale, kv.Value.ZeroPoint } : [kv.Value.Scale, kv.Value.ZeroPoint, kv.Value.Levels],
+                StringComparer.Ordinal);
             var architecture = model.Backbone.Architecture;
             var architectureFiles = architecture?.Files.ToDictionary(kv => ArchitecturePrefix + kv.Key, kv => kv.Value, StringComparer.Ordinal) ?? [];
             var hashes = new Dictionary<string, string> { [BackboneEntry] = Hash(backbone), [HeadEntry] = Hash(head) };
@@ -89,7 +95,7 @@ internal static class ModelFile
             var manifest = new Manifest
             {
                 Format = Format,
-                Version = architecture is not null ? 3 : int8 is null ? 1 : 2,
+                Version = architecture is null ? (int8 is null ? 1 : 2) : int8?.Values.Any(v => v.Length > 2) == true || int8Parameters?.ChannelScales.Count > 0 || int8Parameters?.FloatConvs.Count > 0 ? 4 : 3,
                 Classes = [.. model.Classes],
                 Backbone = new BackboneInfo
                 {
@@ -98,6 +104,8 @@ internal static class ModelFile
                     InputSpec = SpecDto.From(model.Backbone.InputSpec),
                     FixedInputSize = model.Backbone.FixedInputSize,
                     Int8 = int8,
+                    Int8ChannelScales = int8Parameters?.ChannelScales.Count > 0 ? int8Parameters.ChannelScales.ToDictionary(kv => kv.Key, kv => kv.Value, StringComparer.Ordinal) : null,
+                    Int8FloatConvs = int8Parameters?.FloatConvs.Count > 0 ? [.. int8Parameters.FloatConvs.Order(StringComparer.Ordinal)] : null,
                     Architecture = architecture is null ? null : new ArchitectureDto { Format = architecture.Format, Settings = new(architecture.Settings) },
                 },
                 InputSpec = SpecDto.From(model.InputSpec),
@@ -206,12 +214,25 @@ internal static class ModelFile
             backbone.Freeze();
             if (manifest.Backbone.Int8 is { Count: > 0 } int8)
             {
-                if (!backbone.SupportsInt8 || int8.Values.Any(v => v is not { Length: 2 }))
+                var channelScales = manifest.Backbone.Int8ChannelScales ?? [];
+                if (!backbone.SupportsInt8 || int8.Values.Any(v => v is not ({ Length: 2 } or [_, _, Int8Kernels.SevenBit or Int8Kernels.EightBit]))
+                    || channelScales.Values.Any(v => v is null || v.Any(f => !(f > 0) || !float.IsFinite(f))))
                 {
                     throw new ModelFileException($"'{path}' runs its backbone in int8, but '{manifest.Backbone.Source}' cannot (or the int8 parameters are damaged).");
                 }
 
-                backbone.EnableInt8(int8.ToDictionary(kv => kv.Key, kv => new ActivationQuantization(kv.Value[0], (long)kv.Value[1]), StringComparer.Ordinal));
+                try
+                {
+                    var activations = int8.ToDictionary(
+                        kv => kv.Key,
+                        kv => new ActivationQuantization(kv.Value[0], (long)kv.Value[1], kv.Value.Length > 2 ? (int)kv.Value[2] : Int8Kernels.SevenBit),
+                        StringComparer.Ordinal);
+                    backbone.EnableInt8(new Int8Parameters(activations, channelScales, (manifest.Backbone.Int8FloatConvs ?? []).ToHashSet(StringComparer.Ordinal)));
+                }
+                catch (Exception e) when (e is InvalidDataException or NotSupportedException)
+                {
+                    throw new ModelFileException($"'{path}' runs its backbone in int8, but its int8 parameters do not fit the network: {e.Message}", e);
+                }
             }
 
             return new TrainedModel(backbone, head, manifest.Classes, manifest.InputSpec.ToSpec(), headOptions, new History(manifest.History ?? []), device);
@@ -332,8 +353,20 @@ internal static class ModelFile
         /// <summary>How to rebuild the network (version 3); its files are the <c>architecture/</c> entries.</summary>
         public ArchitectureDto? Architecture { get; set; }
 
-        /// <summary>Int8 activation parameters by ONNX value name: [scale, zero point]; null for a float backbone.</summary>
+        /// <summary>
+        /// Int8 activation parameters by ONNX value name (of the backbone's ONNX form for torchvision and TF.js networks):
+        /// [scale, zero point], or [scale, zero point, 255] for the full 8-bit range (version 4); null for a float backbone.
+        /// </summary>
         public Dictionary<string, double[]>? Int8 { get; set; }
+
+        /// <summary>
+        /// Int8 cross-layer equalisation factors by ONNX value name: one per channel of that value (version 4); null when
+        /// none (float backbones, files written before).
+        /// </summary>
+        public Dictionary<string, float[]>? Int8ChannelScales { get; set; }
+
+        /// <summary>Convolutions (by output value name) that the int8 backbone runs in float (version 4); null when none.</summary>
+        public List<string>? Int8FloatConvs { get; set; }
     }
 
     internal sealed class ArchitectureDto

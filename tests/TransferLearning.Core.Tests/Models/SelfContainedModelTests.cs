@@ -95,23 +95,25 @@ public sealed class SelfContainedModelTests : IClassFixture<GeneratedImages>, ID
     }
 
     [Theory]
-    [InlineData(false)]
-    [InlineData(true)]
-    public void Load_TorchVisionCheckpointDeleted_SamePredictions(bool fineTune)
+    [InlineData(false, false)]
+    [InlineData(true, false)]
+    [InlineData(false, true)]
+    public void Load_TorchVisionCheckpointDeleted_SamePredictions(bool fineTune, bool quantized)
     {
         var folder = CopyToTemp(RepoPaths.TestData("torchvision"), "tv-source");
         var file = Path.Combine(folder, "mobilenet_v2_w025_c10.pth");
         var backbone = Backbones.TorchVision.TorchVisionBackbones.Load(file, file, "mobilenet_v2", null, numClasses: 10, widthMult: 0.25);
-        AssertStandsAlone(TransferLearner.From(backbone), folder, fineTune, imageSize: 64);
+        AssertStandsAlone(TransferLearner.From(backbone), folder, fineTune, quantized, imageSize: 64);
     }
 
     [Theory]
-    [InlineData(false)]
-    [InlineData(true)]
-    public void Load_TfjsModelDeleted_SamePredictions(bool fineTune)
+    [InlineData(false, false)]
+    [InlineData(true, false)]
+    [InlineData(false, true)]
+    public void Load_TfjsModelDeleted_SamePredictions(bool fineTune, bool quantized)
     {
         var folder = CopyToTemp(RepoPaths.TestData("tfjs", "bn_act"), "tfjs-source");
-        AssertStandsAlone(TransferLearner.From(Path.Combine(folder, "model.json")), folder, fineTune);
+        AssertStandsAlone(TransferLearner.From(Path.Combine(folder, "model.json")), folder, fineTune, quantized);
     }
 
     [Fact]

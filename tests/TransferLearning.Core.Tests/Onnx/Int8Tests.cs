@@ -112,7 +112,7 @@ public sealed class Int8Tests
         using var backbone = TestBackbones.Tiny();
         backbone.Freeze();
         var ex = Assert.Throws<NotSupportedException>(() => backbone.QuantizeInt8([Images(2, 1)]));
-        Assert.Equal("Int8 inference is available for backbones imported from ONNX (such as 'resnet18'); 'test:tiny' is a Sequential.", ex.Message);
+        Assert.Equal("Int8 inference is available for backbones loaded from ONNX (such as 'resnet18'), torchvision checkpoints or TF.js layers models; 'test:tiny' is a Sequential wrapped by hand.", ex.Message);
         Assert.False(backbone.SupportsInt8);
     }
 
@@ -121,7 +121,7 @@ public sealed class Int8Tests
     {
         using var learner = TransferLearner.From(TestBackbones.Tiny());
         var ex = Assert.Throws<NotSupportedException>(() => learner.WithInt8Backbone());
-        Assert.Equal("Int8 inference is available for backbones imported from ONNX (such as 'resnet18'); 'test:tiny' is not one.", ex.Message);
+        Assert.Equal("Int8 inference is available for backbones loaded from ONNX (such as 'resnet18'), torchvision checkpoints or TF.js layers models; 'test:tiny' is a module wrapped by hand.", ex.Message);
     }
 
     [Fact]

@@ -37,7 +37,7 @@ public class TorchVisionParityTests(ITestOutputHelper output)
     }
 
     /// <summary>Fills every state-dict tensor with the same closed formula the fixture script uses.</summary>
-    private static void FillFormula(torch.nn.Module model)
+    internal static void FillFormula(torch.nn.Module model)
     {
         using var noGrad = torch.no_grad();
         var sd = model.state_dict();

@@ -221,12 +221,17 @@ internal sealed partial class OnnxGraphModule : nn.Module<Tensor, Tensor>, IOnnx
     /// <inheritdoc />
     public override Tensor forward(Tensor input)
     {
-        if (_int8 is not null && !training)
+        if (_int8 is not null && !training && !_floatPass)
         {
             return ForwardInt8(input);
         }
 
         Observe(_input, input);
+        if (_captureNames?.Contains(_input) == true)
+        {
+            _capture![_input] = input;
+        }
+
         var values = new Dictionary<string, Tensor>(_constants) { [_input] = input };
         foreach (var (k, v) in _weights)
         {
@@ -253,6 +258,7 @@ internal sealed partial class OnnxGraphModule : nn.Module<Tensor, Tensor>, IOnnx
                 values[bn.Output[0]] = folded;
                 Observe(bn.Output[0], folded);
                 owned.Add(folded);
+                Capture(bn.Output[0], folded, owned);
                 if (bn.Output[0] == _output)
                 {
                     result = folded;
@@ -302,6 +308,7 @@ internal sealed partial class OnnxGraphModule : nn.Module<Tensor, Tensor>, IOnnx
                 values[step.Node.Output[o]] = outputs[o];
                 Observe(step.Node.Output[o], outputs[o]);
                 owned.Add(outputs[o]);
+                Capture(step.Node.Output[o], outputs[o], owned);
                 if (step.Node.Output[o] == _output)
                 {
                     result = outputs[o];
