@@ -29,8 +29,8 @@ internal readonly record struct ActivationQuantization(double Scale, long ZeroPo
 /// same function — so that channels with small ranges fill the per-tensor 8-bit range (cross-layer equalisation).
 /// </param>
 /// <param name="FloatConvs">
-/// Convolutions (by output value name) kept in float because their 8-bit error changed the calibration images' features
-/// most (mixed precision; see <c>OnnxGraphModule.KeepSensitiveConvsInFloat</c>).
+/// Convolutions (by output value name) kept in float because in 8 bits they moved the calibration images' features too
+/// far from float (mixed precision; see <c>OnnxGraphModule.KeepSensitiveConvsInFloat</c>).
 /// </param>
 internal sealed record Int8Parameters(
     IReadOnlyDictionary<string, ActivationQuantization> Activations,

@@ -227,10 +227,6 @@ internal sealed partial class OnnxGraphModule : nn.Module<Tensor, Tensor>, IOnnx
         }
 
         Observe(_input, input);
-        if (_captureNames?.Contains(_input) == true)
-        {
-            _capture![_input] = input;
-        }
 
         var values = new Dictionary<string, Tensor>(_constants) { [_input] = input };
         foreach (var (k, v) in _weights)
@@ -258,7 +254,6 @@ internal sealed partial class OnnxGraphModule : nn.Module<Tensor, Tensor>, IOnnx
                 values[bn.Output[0]] = folded;
                 Observe(bn.Output[0], folded);
                 owned.Add(folded);
-                Capture(bn.Output[0], folded, owned);
                 if (bn.Output[0] == _output)
                 {
                     result = folded;
@@ -308,7 +303,6 @@ internal sealed partial class OnnxGraphModule : nn.Module<Tensor, Tensor>, IOnnx
                 values[step.Node.Output[o]] = outputs[o];
                 Observe(step.Node.Output[o], outputs[o]);
                 owned.Add(outputs[o]);
-                Capture(step.Node.Output[o], outputs[o], owned);
                 if (step.Node.Output[o] == _output)
                 {
                     result = outputs[o];
