@@ -297,6 +297,13 @@ public sealed class TransferLearner : IDisposable
     });
 
     /// <summary>
+    /// Runs the frozen backbone in bfloat16 while featurizing and in the trained model, on CPUs with native bf16 kernels
+    /// (AVX-512 BF16 or AMX). Checked when Fit starts: on other CPUs Fit throws a <see cref="NotSupportedException"/>
+    /// naming the missing CPU feature (bf16 would be emulated there, slower than float).
+    /// </summary>
+    public TransferLearner WithBf16Backbone() => Set(o => o.Bf16Backbone = true);
+
+    /// <summary>
     /// Runs the frozen backbone in int8 while featurizing and in the trained model: faster on CPUs, features a few
     /// percent off the float ones. Activation ranges come from training images spread evenly over every class. Works for
     /// every backbone family (ONNX graphs, torchvision checkpoints, TF.js layers models).

@@ -21,6 +21,9 @@ public sealed class Backbone : IDisposable
     // int8 while the network's weights stay frozen. Made on the first QuantizeInt8/EnableInt8, dropped by Unfreeze.
     private OnnxGraphModule? _int8Graph;
 
+    // The network's ONNX form in bf16 (weights folded in float, then rounded), while EnableBf16 is on.
+    private OnnxGraphModule? _bf16Graph;
+
     /// <summary>Wraps a TorchSharp module as a backbone.</summary>
     /// <param name="source">Where it came from (URL, path or short name); recorded in saved models.</param>
     /// <param name="module">Module mapping <c>[N, 3, H, W]</c> to <c>[N, featureSize]</c>. The backbone takes ownership.</param>
@@ -101,6 +104,8 @@ public sealed class Backbone : IDisposable
         (Module as IInt8Module)?.DisableInt8(); // trainable weights run in float
         _int8Graph?.Dispose();
         _int8Graph = null;
+        _bf16Graph?.Dispose();
+        _bf16Graph = null;
         for (var i = 0; i < _blocks.Count; i++)
         {
             foreach (var p in _blocks[i].Module.parameters())
@@ -211,6 +216,11 @@ public sealed class Backbone : IDisposable
             throw new InvalidOperationException($"Int8 inference needs a frozen backbone: call Freeze() first ('{Source}' has trainable weights).");
         }
 
+        if (IsBf16)
+        {
+            throw new InvalidOperationException($"The backbone '{Source}' runs in bf16; use int8 or bf16, not both.");
+        }
+
         if (Module is IInt8Module graph)
         {
             return graph;
@@ -227,6 +237,61 @@ public sealed class Backbone : IDisposable
         }
 
         return _int8Graph;
+    }
+
+    /// <summary>True while inference runs in bf16 (after <see cref="EnableBf16"/>, until <see cref="Unfreeze()"/>).</summary>
+    public bool IsBf16 => _bf16Graph is not null;
+
+    /// <summary>
+    /// Runs inference in bfloat16 on CPUs with native bf16 kernels (AVX-512 BF16 or AMX): a copy of the network with its
+    /// weights (BatchNorm folded in float) rounded to bf16; features come back as float. The backbone must be frozen and
+    /// support the ONNX export (every loaded family does); <see cref="Unfreeze()"/> returns to float.
+    /// </summary>
+    /// <exception cref="NotSupportedException">
+    /// This CPU has no native bf16 kernels (the message names the missing CPU feature or the oneDNN cap), or the network
+    /// has no ONNX form.
+    /// </exception>
+    /// <exception cref="InvalidOperationException">The backbone is not frozen, or runs in int8.</exception>
+    public void EnableBf16()
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (Bf16Kernels.Unavailable is { } reason)
+        {
+            throw new NotSupportedException($"Bf16 inference is not available on this machine: {reason}");
+        }
+
+        EnableBf16Unchecked();
+    }
+
+    /// <summary><see cref="EnableBf16"/> without the CPU check (tests compare bf16 with float on any CPU, slowly).</summary>
+    internal void EnableBf16Unchecked()
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (Module is not IOnnxExportable)
+        {
+            throw new NotSupportedException(
+                $"Bf16 inference is available for backbones loaded from ONNX (such as 'resnet18'), torchvision checkpoints or TF.js layers models; '{Source}' is a {Module.GetType().Name} wrapped by hand.");
+        }
+
+        if (!IsFrozen)
+        {
+            throw new InvalidOperationException($"Bf16 inference needs a frozen backbone: call Freeze() first ('{Source}' has trainable weights).");
+        }
+
+        if (IsInt8)
+        {
+            throw new InvalidOperationException($"The backbone '{Source}' runs in int8; use int8 or bf16, not both.");
+        }
+
+        if (_bf16Graph is null)
+        {
+            var exported = OnnxBackboneExport.ToModel(this);
+            var imported = new OnnxGraphModule(exported, Source, weightsTrainable: false, floatType: ScalarType.BFloat16) { FlattenOutput = true };
+            imported.eval();
+            _bf16Graph = imported;
+        }
+
+        SetTrainingMode(false);
     }
 
     private static Tensor ChannelsLast(Tensor images) =>
@@ -247,7 +312,17 @@ public sealed class Backbone : IDisposable
         // Channels-last memory layout (same values, NHWC strides): LibTorch's CPU convolutions run it ~1.2–1.7× faster.
         using var nhwc = images.permute(0, 2, 3, 1).contiguous();
         var channelsLast = nhwc.permute(0, 3, 1, 2);
-        var features = _int8Graph is { Int8Parameters: not null } int8 && !Module.training ? int8.forward(channelsLast) : Module.forward(channelsLast);
+        Tensor features;
+        if (_bf16Graph is { } bf16 && !Module.training)
+        {
+            using var scope = NewDisposeScope();
+            features = bf16.forward(channelsLast.to(ScalarType.BFloat16)).to(ScalarType.Float32).MoveToOuterDisposeScope();
+        }
+        else
+        {
+            features = _int8Graph is { Int8Parameters: not null } int8 && !Module.training ? int8.forward(channelsLast) : Module.forward(channelsLast);
+        }
+
         if (!ReferenceEquals(features, channelsLast))
         {
             channelsLast.Dispose();
@@ -266,6 +341,7 @@ public sealed class Backbone : IDisposable
 
         _disposed = true;
         _int8Graph?.Dispose();
+        _bf16Graph?.Dispose();
         Module.Dispose();
     }
 }

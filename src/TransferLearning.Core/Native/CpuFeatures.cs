@@ -1,7 +1,7 @@
 namespace TransferLearning.Native;
 
 /// <summary>
-/// What this CPU offers the int8 kernels, and what oneDNN is allowed to use of it: the flags Linux lists in
+/// What this CPU offers the int8 and bf16 kernels, and what oneDNN is allowed to use of it: the flags Linux lists in
 /// <c>/proc/cpuinfo</c> (read once) and the <c>ONEDNN_MAX_CPU_ISA</c> cap in force (which <see cref="TorchNativeLoader"/>
 /// may set on AMD CPUs with AVX-512).
 /// </summary>
@@ -14,6 +14,13 @@ internal static class CpuFeatures
     {
         "AVX512_CORE_VNNI", "AVX512_CORE_BF16", "AVX512_CORE_FP16", "AVX10_1_512", "AVX512_CORE_AMX", "AVX10_1_512_AMX",
         "AVX512_CORE_AMX_FP16", "AVX10_1_512_AMX_FP16",
+    };
+
+    /// <summary>oneDNN caps that keep its AVX-512 bf16 kernels.</summary>
+    private static readonly HashSet<string> Bf16Caps = new(StringComparer.OrdinalIgnoreCase)
+    {
+        "AVX512_CORE_BF16", "AVX512_CORE_FP16", "AVX10_1_512", "AVX512_CORE_AMX", "AVX10_1_512_AMX", "AVX512_CORE_AMX_FP16",
+        "AVX10_1_512_AMX_FP16",
     };
 
     /// <summary>The CPU flags of the first processor in <c>/proc/cpuinfo</c>; empty off Linux or when unreadable.</summary>
@@ -51,6 +58,10 @@ internal static class CpuFeatures
         _ when cap.Equals("AVX2_VNNI", StringComparison.OrdinalIgnoreCase) || cap.Equals("AVX2_VNNI_2", StringComparison.OrdinalIgnoreCase) => has("avx_vnni"),
         _ => false,
     };
+
+    /// <summary>Whether oneDNN may run bf16 convolutions and matrix products natively (AVX-512 BF16 or AMX, not capped below).</summary>
+    public static bool OneDnnHasBf16(string? cap, Func<string, bool> has) =>
+        (has("avx512_bf16") || has("amx_bf16")) && (cap is null || Bf16Caps.Contains(cap));
 
     private static HashSet<string> ReadFlags()
     {

@@ -47,6 +47,7 @@ public static class FineTuneRecipe
     {
         var options = learner.Clone();
         options.Int8Backbone = false; // trained weights run in float
+        options.Bf16Backbone = false;
         if (!explicitSettings.Contains(nameof(TransferLearner.WithOptimizer)))
         {
             options.Optimizer = OptimizerKind.AdamW;

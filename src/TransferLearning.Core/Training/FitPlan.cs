@@ -122,8 +122,31 @@ internal sealed class FitPlan
                 "Int8Backbone needs a frozen backbone: call Freeze() before Fit (fine-tuning trains unfrozen layers in float).");
         }
 
+        if (options.Bf16Backbone)
+        {
+            if (options.Int8Backbone)
+            {
+                throw new InvalidOperationException("Int8Backbone and Bf16Backbone both ask for a faster backbone; choose one.");
+            }
+
+            if (!frozen)
+            {
+                throw new InvalidOperationException(
+                    "Bf16Backbone needs a frozen backbone: call Freeze() before Fit (fine-tuning trains unfrozen layers in float).");
+            }
+
+            if (Bf16Kernels.Unavailable is { } reason)
+            {
+                throw new NotSupportedException($"Bf16Backbone cannot speed up this machine: {reason}");
+            }
+        }
+
         var spec = ResolveInputSpec(backbone, continued, options);
         var device = TorchDevices.Parse(options.Device);
+        if (options.Bf16Backbone && device.type != TorchSharp.DeviceType.CPU)
+        {
+            throw new NotSupportedException($"Bf16Backbone is for CPUs; the device is '{options.Device}'.");
+        }
         var weights = ResolveClassWeights(classes, train, options);
         return new FitPlan(backbone, continued, classes, headOptions, trainability, options.Clone(), train, validation, epochs, spec, device, weights);
     }

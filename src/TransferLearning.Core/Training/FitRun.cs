@@ -53,6 +53,11 @@ internal static class FitRun
                 Quantize(plan, cancellationToken);
             }
 
+            if (options.Bf16Backbone && !backbone.IsBf16)
+            {
+                backbone.EnableBf16();
+            }
+
             ValidationPass? pass;
             var augmentation = options.Augmentation;
             var cachedViews = augmentation.IsEnabled ? augmentation.CachedViews : 1;

@@ -539,6 +539,13 @@ internal sealed class TrainingOptions
     /// </summary>
     public bool Int8Backbone { get; set; }
 
+    /// <summary>
+    /// Run the frozen backbone in bfloat16 while featurizing and in the trained model's predictions, on CPUs with native
+    /// bf16 kernels (AVX-512 BF16 or AMX). Fit refuses (a <see cref="NotSupportedException"/> naming the missing CPU
+    /// feature) where bf16 would be emulated, slower than float. Default false.
+    /// </summary>
+    public bool Bf16Backbone { get; set; }
+
     /// <summary>Training images whose activation ranges set the int8 scales (see <see cref="Int8Backbone"/>). Default 64.</summary>
     public int Int8CalibrationImages
     {

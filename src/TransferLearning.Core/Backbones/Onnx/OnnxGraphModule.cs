@@ -80,7 +80,11 @@ internal sealed partial class OnnxGraphModule : nn.Module<Tensor, Tensor>, IOnnx
     /// True when <paramref name="model"/> is a <see cref="Skeleton"/> saved with a model: initializers without data are
     /// the weights (made as zeros, to be overwritten), initializers with data are constants.
     /// </param>
-    public OnnxGraphModule(ModelProto model, string source, string? inputName = null, string? outputName = null, bool weightsTrainable = true, string namePrefix = "", IReadOnlySet<string>? constantInitializers = null, bool fromSkeleton = false)
+    /// <param name="floatType">
+    /// The type of the float weights and constants (null: float32). A bfloat16 graph takes bfloat16 inputs; its
+    /// BatchNormalization folding is computed in float32 and then rounded.
+    /// </param>
+    public OnnxGraphModule(ModelProto model, string source, string? inputName = null, string? outputName = null, bool weightsTrainable = true, string namePrefix = "", IReadOnlySet<string>? constantInitializers = null, bool fromSkeleton = false, ScalarType? floatType = null)
         : base("OnnxGraph")
     {
         Opset = model.DefaultOpset();
@@ -150,7 +154,7 @@ internal sealed partial class OnnxGraphModule : nn.Module<Tensor, Tensor>, IOnnx
                         module = new OnnxNodeModule(unique);
                     }
 
-                    var value = fromSkeleton ? zeros(init.Dims.ToArray(), float32) : ToTensor(init);
+                    var value = Cast(fromSkeleton ? zeros(init.Dims.ToArray(), float32) : ToTensor(init), floatType);
                     if (node.OpType == "BatchNormalization" && k >= 3)
                     {
                         module.AddBuffer(name, value);
@@ -164,7 +168,7 @@ internal sealed partial class OnnxGraphModule : nn.Module<Tensor, Tensor>, IOnnx
                 }
                 else
                 {
-                    _constants[name] = ToTensor(init);
+                    _constants[name] = Cast(ToTensor(init), floatType);
                     _constantProtos[name] = init;
                 }
             }
@@ -437,18 +441,20 @@ internal sealed partial class OnnxGraphModule : nn.Module<Tensor, Tensor>, IOnnx
         using var noGrad = torch.no_grad();
         using var scope = torch.NewDisposeScope(); // the arithmetic's temporaries; the two results are detached
         var conv = _steps[s].Node;
-        var w = values[conv.Input[1]];
-        var b = conv.Input.Count > 2 && conv.Input[2].Length > 0 ? values[conv.Input[2]] : null;
+        var type = values[conv.Input[1]].dtype;
+        Tensor Float(string name) => values[name].to(ScalarType.Float32); // folded in float32 even for a bfloat16 graph
+        var w = Float(conv.Input[1]);
+        var b = conv.Input.Count > 2 && conv.Input[2].Length > 0 ? Float(conv.Input[2]) : null;
         var bnNode = _steps[s + 1].Node;
-        var scale = values[bnNode.Input[1]];
-        var shift = values[bnNode.Input[2]];
-        var mean = values[bnNode.Input[3]];
-        var variance = values[bnNode.Input[4]];
+        var scale = Float(bnNode.Input[1]);
+        var shift = Float(bnNode.Input[2]);
+        var mean = Float(bnNode.Input[3]);
+        var variance = Float(bnNode.Input[4]);
         var eps = bnNode.Float("epsilon", 1e-5f);
         var factor = scale / (variance + eps).sqrt();
-        var fw = (w * factor.reshape(-1, 1, 1, 1)).DetachFromDisposeScope();
+        var fw = (w * factor.reshape(-1, 1, 1, 1)).to(type).DetachFromDisposeScope();
         var baseBias = b is null ? torch.zeros_like(mean) : b;
-        var fb = ((baseBias - mean) * factor + shift).DetachFromDisposeScope();
+        var fb = ((baseBias - mean) * factor + shift).to(type).DetachFromDisposeScope();
         return (fw, fb);
     }
 
@@ -529,6 +535,20 @@ internal sealed partial class OnnxGraphModule : nn.Module<Tensor, Tensor>, IOnnx
         base.Dispose(disposing);
     }
 
+    /// <summary>A float tensor in <paramref name="type"/> (the same tensor when null or not float).</summary>
+    private static Tensor Cast(Tensor value, ScalarType? type)
+    {
+        if (type is not { } t || !value.is_floating_point() || value.dtype == t)
+        {
+            return value;
+        }
+
+        using (value)
+        {
+            return value.to(t);
+        }
+    }
+
     internal static string Sanitize(string name)
     {
         var sb = new StringBuilder(name.Length);
@@ -543,7 +563,7 @@ internal sealed partial class OnnxGraphModule : nn.Module<Tensor, Tensor>, IOnnx
     /// <summary>
     /// The graph this module runs (pruned to its output), with the constants' data but without the weights' data
     /// (their names, shapes and element type only): what a saved model needs to rebuild the network, whose weights it
-    /// stores separately. <see cref="OnnxGraphModule(ModelProto, string, string?, string?, bool, string, IReadOnlySet{string}?, bool)"/>
+    /// stores separately. <see cref="OnnxGraphModule(ModelProto, string, string?, string?, bool, string, IReadOnlySet{string}?, bool, ScalarType?)"/>
     /// with <c>fromSkeleton: true</c> builds the same module (same child names, same weight names) from it.
     /// </summary>
     internal ModelProto Skeleton()
