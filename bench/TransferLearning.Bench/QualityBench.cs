@@ -13,7 +13,7 @@ namespace TransferLearning.Bench;
 /// memory. Each recipe runs in its own process (so peak memory is its own). A recipe is a name with settings:
 /// <c>frozen:epochs=6</c>, <c>frozen:epochs=30,ls=0.1,wd=1e-4</c>, <c>frozen:views=2</c>, <c>finetune:epochs=4,from=0.5</c>;
 /// settings: epochs, lr, wd, ls (label smoothing), disc (lowest block rate factor), views (cached augmented views),
-/// from (first trained block as a share of the blocks), freeze (head epochs before fine-tuning), bn=update, int8, tta.
+/// from (first trained block as a share of the blocks), freeze (head epochs before fine-tuning), bn=update, int8, bf16, tta.
 /// Options: --data DIR, --model SOURCE (default resnet18), --recipes "r1;r2;…", --json FILE, --limit N (per class).
 /// </summary>
 internal static class QualityBench
@@ -121,6 +121,17 @@ internal static class QualityBench
         using var learner = TransferLearner.From(Arg("--model", "resnet18")).AddHead(data.Classes);
         var blocks = learner.Backbone.Blocks.Count;
         Apply(learner, settings);
+        if (settings.ContainsKey("int8"))
+        {
+            Console.WriteLine($"int8: {Backbones.Int8Kernels.Description}");
+        }
+
+        if (settings.ContainsKey("bf16"))
+        {
+            Console.WriteLine($"bf16: {Backbones.Bf16Kernels.Unavailable ?? "native kernels"}; {Native.TorchNativeLoader.OneDnnIsaVariable}={Environment.GetEnvironmentVariable(Native.TorchNativeLoader.OneDnnIsaVariable) ?? "(unset)"}");
+        }
+
+        var fitStart = clock.Elapsed;
         FitResult result;
         if (kind == "finetune")
         {
@@ -139,6 +150,12 @@ internal static class QualityBench
         }
 
         using var model = result.Model;
+        Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"fit start to first featurized batch (int8 calibration included): {(passStart - fitStart).TotalSeconds:F1} s"));
+        if (model.Backbone.Int8Parameters is { } int8)
+        {
+            Console.WriteLine($"int8: {int8.Activations.Count} activations ({int8.Activations.Values.Count(a => a.Levels == Backbones.Int8Kernels.EightBit)} 8-bit), {int8.ChannelScales.Count} equalised, {int8.FloatConvs.Count} convolutions kept in float");
+        }
+
         var trainSeconds = clock.Elapsed.TotalSeconds;
         var tta = double.NaN;
         if (settings.ContainsKey("tta"))
@@ -212,6 +229,11 @@ internal static class QualityBench
         if (s.ContainsKey("int8"))
         {
             learner.WithInt8Backbone();
+        }
+
+        if (s.ContainsKey("bf16"))
+        {
+            learner.WithBf16Backbone();
         }
 
         if (s.TryGetValue("batch", out var batch))
