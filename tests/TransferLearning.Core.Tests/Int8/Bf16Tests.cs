@@ -6,7 +6,7 @@ namespace TransferLearning.Core.Tests.Int8;
 
 /// <summary>
 /// Bfloat16 featurising: close to float where it runs, a clear refusal where the CPU would emulate it. (Not every network
-/// takes bf16: the Teachable Machine MobileNetV2 α=0.35 amplifies its rounding to cosine 0.5 — see the README.)
+/// takes bf16 this well: the Teachable Machine MobileNetV2 α=0.35 was at cosine 0.975 for its worst photo — see the README.)
 /// </summary>
 public sealed class Bf16Tests : IClassFixture<GeneratedImages>
 {
