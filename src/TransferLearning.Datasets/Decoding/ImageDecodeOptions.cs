@@ -23,6 +23,12 @@ public sealed record ImageDecodeOptions
     /// </summary>
     public bool AllowTruncatedJpeg { get; init; }
 
+    /// <summary>
+    /// Whether a PNG whose compressed pixel data holds fewer rows than its header declares is accepted (the missing rows
+    /// decode as black). Default false: such a file is refused as truncated, as PIL does.
+    /// </summary>
+    public bool AllowTruncatedPng { get; init; }
+
     /// <summary>Resize mode to use instead of the spec's <see cref="InputSpec.ResizeMode"/>; null keeps the spec's.</summary>
     public ResizeMode? ResizeMode { get; init; }
 
