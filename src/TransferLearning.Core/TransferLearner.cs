@@ -23,6 +23,12 @@ public sealed record FitResult(TrainedModel Model, History History)
     /// running the backbone over the validation images again. Null when the split has no validation images.
     /// </summary>
     public Evaluation? ValidationEvaluation { get; init; }
+
+    /// <summary>
+    /// Training, validation and int8-calibration images that could not be read or decoded and were left out, ordered by
+    /// path (see <see cref="TrainingOptions.BadImages"/>); empty when every image was used.
+    /// </summary>
+    public IReadOnlyList<SkippedImage> SkippedImages { get; init; } = [];
 }
 
 /// <summary>
@@ -351,17 +357,25 @@ public sealed class TransferLearner : IDisposable
         using var classWeights = ClassWeights(train, options)?.to(device);
         var trainer = new Trainer(_backbone, model.Head, device, options, classWeights);
 
-        var loaderOptions = new ImageLoaderOptions { BatchSize = options.BatchSize, Shuffle = true, Seed = options.Seed, DegreeOfParallelism = options.DegreeOfParallelism };
+        var loaderOptions = new ImageLoaderOptions
+        {
+            BatchSize = options.BatchSize,
+            Shuffle = true,
+            Seed = options.Seed,
+            DegreeOfParallelism = options.DegreeOfParallelism,
+            BadImages = options.BadImages,
+        };
         using var trainLoader = new ImageLoader(train, spec, loaderOptions);
         using var validationLoader = validation is { Count: > 0 }
-            ? new ImageLoader(validation, spec, new ImageLoaderOptions { BatchSize = options.BatchSize, DegreeOfParallelism = options.DegreeOfParallelism })
+            ? new ImageLoader(validation, spec, new ImageLoaderOptions { BatchSize = options.BatchSize, DegreeOfParallelism = options.DegreeOfParallelism, BadImages = options.BadImages })
             : null;
         IBatchSource trainImages = new ImageBatchSource(trainLoader, train.Count);
         IBatchSource? validationImages = validationLoader is null ? null : new ImageBatchSource(validationLoader, validation!.Count);
 
+        IReadOnlyList<SkippedImage> calibrationSkipped = [];
         if (options.Int8Backbone && !_backbone.IsInt8)
         {
-            QuantizeBackbone(train, spec, options, cancellationToken);
+            calibrationSkipped = QuantizeBackbone(train, spec, options, cancellationToken);
         }
 
         var cache = options.CacheFeatures && _backbone.IsFrozen && !options.Augmentation.IsEnabled;
@@ -373,11 +387,21 @@ public sealed class TransferLearner : IDisposable
         else
         {
             using var trainFeatures = trainer.Featurize(trainImages, shuffle: true, progress, cancellationToken);
+            if (trainFeatures.Count == 0)
+            {
+                throw Trainer.NoTrainingImages(train.Count, trainLoader.Skipped);
+            }
+
             using var validationFeatures = validationImages is null ? null : trainer.Featurize(validationImages, shuffle: false, progress, cancellationToken);
             pass = trainer.Fit(trainFeatures, validationFeatures, inputsAreFeatures: true, epochs, model.History, progress, cancellationToken);
         }
 
-        return new FitResult(model, model.History) { ValidationEvaluation = ToEvaluation(pass, model.Classes, validationLoader) };
+        return new FitResult(model, model.History)
+        {
+            ValidationEvaluation = ToEvaluation(pass, model.Classes, validationLoader),
+            SkippedImages = [.. trainLoader.Skipped.Concat(validationLoader?.Skipped ?? []).Concat(calibrationSkipped)
+                .DistinctBy(s => s.Path, StringComparer.Ordinal).OrderBy(s => s.Path, StringComparer.Ordinal)],
+        };
     }
 
     /// <summary>The validation pass of the returned weights as an <see cref="Evaluation"/>; null without validation data.</summary>
@@ -396,12 +420,14 @@ public sealed class TransferLearner : IDisposable
     /// Calibrates int8 on training images spread evenly over the data set's order (which is sorted by class, so every
     /// class contributes) and switches the backbone to it.
     /// </summary>
-    private void QuantizeBackbone(ImageDataset train, InputSpec spec, TrainingOptions options, CancellationToken cancellationToken)
+    /// <returns>The calibration images that were skipped as unreadable.</returns>
+    private IReadOnlyList<SkippedImage> QuantizeBackbone(ImageDataset train, InputSpec spec, TrainingOptions options, CancellationToken cancellationToken)
     {
         var count = Math.Min(options.Int8CalibrationImages, train.Count);
         var calibration = new ImageDataset(train.Classes, [.. CalibrationSamples(train.Samples, count)]);
-        using var loader = new ImageLoader(calibration, spec, new ImageLoaderOptions { BatchSize = options.BatchSize, DegreeOfParallelism = options.DegreeOfParallelism });
+        using var loader = new ImageLoader(calibration, spec, new ImageLoaderOptions { BatchSize = options.BatchSize, DegreeOfParallelism = options.DegreeOfParallelism, BadImages = options.BadImages });
         _backbone.QuantizeInt8(Images(loader, cancellationToken));
+        return loader.Skipped;
 
         static IEnumerable<Tensor> Images(ImageLoader loader, CancellationToken cancellationToken)
         {

@@ -311,6 +311,18 @@ public sealed class TrainingOptions
         }
     }
 
+    /// <summary>
+    /// What <c>Fit</c> does with a training, validation or int8-calibration image that cannot be read or decoded
+    /// (truncated, corrupt, not an image, above the pixel limit). Default <see cref="BadImagePolicy.Skip"/>: the image is
+    /// left out and listed in <see cref="FitResult.SkippedImages"/> (validation images also in the
+    /// <see cref="Models.Evaluation.Skipped"/> of <see cref="FitResult.ValidationEvaluation"/>), because such a file is
+    /// only found while the backbone runs over the images, possibly minutes into a fit, and one bad photo among thousands
+    /// should not cost the run; a fit whose every training image is unreadable still fails. <see cref="BadImagePolicy.Fail"/>
+    /// stops the fit with an <see cref="InvalidImageException"/> naming the file. (<c>TrainedModel.Evaluate</c> fails by
+    /// default instead, through <see cref="Models.EvaluateOptions.BadImages"/>: a metric must say which images it covers.)
+    /// </summary>
+    public BadImagePolicy BadImages { get; set; } = BadImagePolicy.Skip;
+
     /// <summary>A copy of these options.</summary>
     public TrainingOptions Clone() => (TrainingOptions)MemberwiseClone();
 }
