@@ -1,5 +1,6 @@
 using System.IO.Compression;
 using System.Security.Cryptography;
+using System.Text;
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using TorchSharp;
@@ -38,14 +39,25 @@ public sealed class ModelFileException : Exception
 
 /// <summary>
 /// The model file: a zip archive holding <c>manifest.json</c> (format, classes, backbone source, input spec, head
-/// shape, history and the SHA-256 of each weights entry), <c>backbone.bin</c> and <c>head.bin</c> (TorchSharp weights).
+/// shape, history and the SHA-256 of each weights entry), <c>manifest.sha256</c> (the SHA-256 of manifest.json, so an
+/// edit of the class names, input spec or head is detected like damaged weights), <c>backbone.bin</c> and
+/// <c>head.bin</c> (TorchSharp weights).
 /// </summary>
 internal static class ModelFile
 {
     internal const string Format = "transferlearning-model";
-    /// <summary>Newest format read: 1 = float backbone; 2 adds int8 activation parameters (older readers must refuse those).</summary>
-    internal const int Version = 2;
-    private const string ManifestEntry = "manifest.json";
+
+    /// <summary>
+    /// Newest format, the one written: 1 = float backbone; 2 adds int8 activation parameters (older readers must refuse
+    /// those); 3 adds <c>manifest.sha256</c>, required from version 3 on. Files of versions 1 and 2 (written before the
+    /// manifest was hashed) are still read; saving them again protects their manifest.
+    /// </summary>
+    internal const int Version = 3;
+
+    /// <summary>First version whose manifest is covered by <see cref="ManifestHashEntry"/>.</summary>
+    internal const int HashedManifestVersion = 3;
+    internal const string ManifestEntry = "manifest.json";
+    internal const string ManifestHashEntry = "manifest.sha256";
     private const string BackboneEntry = "backbone.bin";
     private const string HeadEntry = "head.bin";
 
@@ -60,44 +72,30 @@ internal static class ModelFile
     public static void Save(TrainedModel model, string path)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(path);
-        var full = Path.GetFullPath(path);
-        var directory = Path.GetDirectoryName(full)!;
-        Directory.CreateDirectory(directory);
-        var temp = Path.Combine(directory, $".{Path.GetFileName(full)}.{Guid.NewGuid():N}.tmp");
-        try
+        var backbone = Serialize(model.Backbone.Module);
+        var head = Serialize(model.Head);
+        var int8 = model.Backbone.Int8Activations?.ToDictionary(kv => kv.Key, kv => new[] { kv.Value.Scale, kv.Value.ZeroPoint }, StringComparer.Ordinal);
+        var manifest = new Manifest
         {
-            var backbone = Serialize(model.Backbone.Module);
-            var head = Serialize(model.Head);
-            var int8 = model.Backbone.Int8Activations?.ToDictionary(kv => kv.Key, kv => new[] { kv.Value.Scale, kv.Value.ZeroPoint }, StringComparer.Ordinal);
-            var manifest = new Manifest
-            {
-                Format = Format,
-                Version = int8 is null ? 1 : 2,
-                Classes = [.. model.Classes],
-                Backbone = new BackboneInfo { Source = model.Backbone.Source, FeatureSize = model.Backbone.FeatureSize, InputSpec = SpecDto.From(model.Backbone.InputSpec), Int8 = int8 },
-                InputSpec = SpecDto.From(model.InputSpec),
-                Head = new HeadDto { HiddenUnits = [.. model.HeadOptions.HiddenUnits], Dropout = model.HeadOptions.Dropout, Activation = model.HeadOptions.Activation },
-                History = [.. model.History.Epochs],
-                Sha256 = new Dictionary<string, string> { [BackboneEntry] = Hash(backbone), [HeadEntry] = Hash(head) },
-            };
+            Format = Format,
+            Version = Version,
+            Classes = [.. model.Classes],
+            Backbone = new BackboneInfo { Source = model.Backbone.Source, FeatureSize = model.Backbone.FeatureSize, InputSpec = SpecDto.From(model.Backbone.InputSpec), Int8 = int8 },
+            InputSpec = SpecDto.From(model.InputSpec),
+            Head = new HeadDto { HiddenUnits = [.. model.HeadOptions.HiddenUnits], Dropout = model.HeadOptions.Dropout, Activation = model.HeadOptions.Activation },
+            History = [.. model.History.Epochs],
+            Sha256 = new Dictionary<string, string> { [BackboneEntry] = Hash(backbone), [HeadEntry] = Hash(head) },
+        };
+        var manifestBytes = JsonSerializer.SerializeToUtf8Bytes(manifest, Json);
 
-            using (var file = new FileStream(temp, FileMode.CreateNew, FileAccess.Write))
-            using (var zip = new ZipArchive(file, ZipArchiveMode.Create))
-            {
-                Write(zip, ManifestEntry, JsonSerializer.SerializeToUtf8Bytes(manifest, Json), CompressionLevel.Optimal);
-                Write(zip, BackboneEntry, backbone, CompressionLevel.NoCompression);
-                Write(zip, HeadEntry, head, CompressionLevel.NoCompression);
-            }
-
-            File.Move(temp, full, overwrite: true);
-        }
-        finally
+        AtomicFile.Write(path, file =>
         {
-            if (File.Exists(temp))
-            {
-                File.Delete(temp);
-            }
-        }
+            using var zip = new ZipArchive(file, ZipArchiveMode.Create, leaveOpen: true);
+            Write(zip, ManifestEntry, manifestBytes, CompressionLevel.Optimal);
+            Write(zip, ManifestHashEntry, Encoding.ASCII.GetBytes(Hash(manifestBytes)), CompressionLevel.NoCompression);
+            Write(zip, BackboneEntry, backbone, CompressionLevel.NoCompression);
+            Write(zip, HeadEntry, head, CompressionLevel.NoCompression);
+        });
     }
 
     public static TrainedModel Load(string path, ModelLoadOptions options)
@@ -115,6 +113,14 @@ internal static class ModelFile
         {
             using var zip = ZipFile.OpenRead(path);
             var manifestBytes = Read(zip, ManifestEntry, path);
+            var manifestHash = zip.GetEntry(ManifestHashEntry) is null ? null : Encoding.ASCII.GetString(Read(zip, ManifestHashEntry, path)).Trim();
+            if (manifestHash is not null && !string.Equals(manifestHash, Hash(manifestBytes), StringComparison.OrdinalIgnoreCase))
+            {
+                throw new ModelFileException(
+                    $"'{path}' has been modified or damaged: its manifest (class names, input spec, head) does not match the SHA-256 in '{ManifestHashEntry}'. " +
+                    "Use an unmodified copy, or save the model again from the program that trained it.");
+            }
+
             manifest = JsonSerializer.Deserialize<Manifest>(manifestBytes, Json)
                 ?? throw new ModelFileException($"'{path}' is not a TransferLearning model file: its manifest is empty.");
             if (manifest.Format != Format)
@@ -125,6 +131,12 @@ internal static class ModelFile
             if (manifest.Version > Version)
             {
                 throw new ModelFileException($"'{path}' was written by a newer TransferLearning (model file version {manifest.Version}); update the library to read it.");
+            }
+
+            if (manifest.Version >= HashedManifestVersion && manifestHash is null)
+            {
+                throw new ModelFileException(
+                    $"'{path}' has been modified or damaged: it is a version {manifest.Version} model file but has no '{ManifestHashEntry}' to check its manifest against.");
             }
 
             backboneWeights = Read(zip, BackboneEntry, path);
