@@ -3,6 +3,7 @@ using TransferLearning.Backbones.Onnx;
 using TransferLearning.Backbones.Tfjs;
 using TransferLearning.Backbones.TorchVision;
 using TransferLearning.Downloads;
+using TransferLearning.Native;
 
 namespace TransferLearning.Hub;
 
@@ -45,6 +46,7 @@ public static class ModelHub
         CancellationToken cancellationToken = default)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(source);
+        TorchNativeLoader.EnsureLoaded();
         options ??= new BackboneLoadOptions();
         if (source.Trim().Equals("resnet18", StringComparison.OrdinalIgnoreCase))
         {

@@ -8,6 +8,7 @@ using TransferLearning.Backbones.Onnx;
 using TransferLearning.Datasets;
 using TransferLearning.Heads;
 using TransferLearning.Hub;
+using TransferLearning.Native;
 using TransferLearning.Training;
 using static TorchSharp.torch;
 
@@ -101,6 +102,7 @@ internal static class ModelFile
     public static TrainedModel Load(string path, ModelLoadOptions options)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(path);
+        TorchNativeLoader.EnsureLoaded();
         if (!File.Exists(path))
         {
             throw new FileNotFoundException($"Model file '{path}' does not exist.", path);

@@ -3,6 +3,7 @@ using System.Text.Json.Nodes;
 using System.Text.RegularExpressions;
 using TorchSharp;
 using TransferLearning.Datasets;
+using TransferLearning.Native;
 using static TorchSharp.torch;
 
 namespace TransferLearning.Backbones.Tfjs;
@@ -38,6 +39,7 @@ public static partial class TfjsModel
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(modelJsonPath);
         ArgumentNullException.ThrowIfNull(openShard);
+        TorchNativeLoader.EnsureLoaded();
         var model = Read(modelJsonPath, openShard);
         var output = ChooseFeatureOutput(model.Graph, options?.FeatureLayer, modelJsonPath);
         var inputSpec = options?.InputSpec ?? DefaultInputSpec(model, options?.InputSize);
@@ -84,6 +86,7 @@ public static partial class TfjsModel
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(modelJsonPath);
         ArgumentNullException.ThrowIfNull(openShard);
+        TorchNativeLoader.EnsureLoaded();
         var model = Read(modelJsonPath, openShard);
         var inputSpec = options?.InputSpec ?? DefaultInputSpec(model, options?.InputSize);
         var network = new TfjsNetwork(model.Graph, model.Graph.Output, model.Weights, modelJsonPath);
