@@ -56,8 +56,32 @@ public static class ModelHub
 
         var path = await ResolveAsync(source, options, progress, cancellationToken).ConfigureAwait(false);
         cancellationToken.ThrowIfCancellationRequested();
-        var name = Uri.TryCreate(source, UriKind.Absolute, out var uri) && !uri.IsFile ? Uri.UnescapeDataString(uri.Segments[^1]) : Path.GetFileName(path);
+        var downloaded = Uri.TryCreate(source, UriKind.Absolute, out var uri) && !uri.IsFile;
+        var name = downloaded ? Uri.UnescapeDataString(uri!.Segments[^1]) : Path.GetFileName(path);
         var extension = Path.GetExtension(name).ToLowerInvariant();
+        try
+        {
+            return await LoadFileAsync(source, path, name, uri, extension, options, progress, cancellationToken).ConfigureAwait(false);
+        }
+        catch (InvalidDataException e) when (downloaded && ModelFormat.IsFormatError(e) && File.Exists(path))
+        {
+            // The download is not a model of its kind (an error page, a broken upload): do not keep it as valid.
+            DownloadedModel.Evict(path);
+            throw new InvalidDataException(
+                $"{e.Message} The file was downloaded from '{source}'; it was removed from the cache and will be fetched again next time.", e);
+        }
+    }
+
+    private static async Task<Backbone> LoadFileAsync(
+        string source,
+        string path,
+        string name,
+        Uri? uri,
+        string extension,
+        BackboneLoadOptions options,
+        IProgress<DownloadProgress>? progress,
+        CancellationToken cancellationToken)
+    {
         switch (extension)
         {
             case ".onnx":
@@ -125,7 +149,7 @@ public static class ModelHub
         if (Uri.TryCreate(source, UriKind.Absolute, out var uri) && (uri.Scheme == Uri.UriSchemeHttp || uri.Scheme == Uri.UriSchemeHttps))
         {
             var cache = new HubCache(options?.CacheDirectory ?? CacheDirectory);
-            return await cache.GetAsync(uri, options?.Sha256, progress, cancellationToken).ConfigureAwait(false);
+            return await cache.GetAsync(uri, options?.Sha256, progress, cancellationToken, DownloadedModel.Problem).ConfigureAwait(false);
         }
 
         var path = uri is { IsFile: true } ? uri.LocalPath : source;

@@ -134,11 +134,11 @@ public static partial class TfjsModel
         try
         {
             using var stream = File.OpenRead(modelJsonPath);
-            root = JsonNode.Parse(stream) as JsonObject ?? throw new InvalidDataException($"{modelJsonPath}: model.json is not a JSON object.");
+            root = JsonNode.Parse(stream) as JsonObject ?? throw ModelFormat.Error($"{modelJsonPath}: model.json is not a JSON object.");
         }
         catch (JsonException e)
         {
-            throw new InvalidDataException($"{modelJsonPath}: model.json is not valid JSON ({e.Message}).", e);
+            throw ModelFormat.Error($"{modelJsonPath}: model.json is not valid JSON ({e.Message}).", e);
         }
 
         var format = (string?)root["format"];
@@ -148,9 +148,9 @@ public static partial class TfjsModel
         }
 
         var topology = root["modelTopology"] as JsonObject
-            ?? throw new InvalidDataException($"{modelJsonPath}: model.json has no 'modelTopology' object.");
+            ?? throw ModelFormat.Error($"{modelJsonPath}: model.json has no 'modelTopology' object.");
         var manifest = root["weightsManifest"] as JsonArray
-            ?? throw new InvalidDataException($"{modelJsonPath}: model.json has no 'weightsManifest' array.");
+            ?? throw ModelFormat.Error($"{modelJsonPath}: model.json has no 'weightsManifest' array.");
         var graph = TfjsGraph.Parse(topology, modelJsonPath);
         var weights = TfjsWeights.Read(manifest, openShard, modelJsonPath);
         var (labels, tm) = ReadMetadata(modelJsonPath, openShard);
@@ -169,7 +169,7 @@ public static partial class TfjsModel
         }
         catch (JsonException e)
         {
-            throw new InvalidDataException($"{modelJsonPath}: model.json is not valid JSON ({e.Message}).", e);
+            throw ModelFormat.Error($"{modelJsonPath}: model.json is not valid JSON ({e.Message}).", e);
         }
     }
 
