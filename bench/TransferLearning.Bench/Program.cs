@@ -11,6 +11,7 @@ internal static class Program
         ["fit"] = ("the article's workflow on a folder: frozen fit, optional fine-tune (val acc, time, memory)", args => FitBench.RunAsync(args)),
         ["forward"] = ("imported ONNX ResNet18 forward vs ONNX Runtime (img/s)", args => ForwardBench.RunAsync(args)),
         ["decode"] = ("decode+resize+normalise a photo folder: parallel ImageLoader vs single thread", args => DecodeBench.RunAsync(args)),
+        ["latency"] = ("one prediction's latency with concurrent requests: LibTorch's default intra-op threads vs --threads 1 (--model FILE.tlmodel)", args => LatencyBench.RunAsync(args)),
         ["tfjs"] = ("TF.js layers model (Teachable Machine MobileNetV2) forward images/s vs TorchVision MobileNetV2 0.35", args => TfjsForwardBench.RunAsync(args)),
     };
 
