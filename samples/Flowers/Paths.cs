@@ -82,9 +82,10 @@ internal static class Paths
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException)
         {
+            var reason = e.Message.TrimEnd('.');
             var where = existing == folder
-                ? $"the folder '{folder}' is not writable ({e.Message})"
-                : $"the folder '{folder}' cannot be created ('{existing}' is not writable: {e.Message})";
+                ? $"the folder '{folder}' is not writable ({reason})"
+                : $"the folder '{folder}' cannot be created ('{existing}' is not writable: {reason})";
             throw new UsageException($"{option} '{path}' cannot be written: {where}. Choose another location.");
         }
     }
