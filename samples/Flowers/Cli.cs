@@ -9,7 +9,7 @@ internal static class Cli
     {
         var root = new RootCommand(
             "Flowers: image transfer learning from the command line. With no arguments, trains a flower classifier on the " +
-            "photos shipped with the sample (offline ResNet18, frozen, 6 epochs).");
+            $"photos shipped with the sample (offline ResNet18, frozen, {TrainSettings.DefaultEpochs} epochs).");
         root.SetAction((_, _) => TrainCommand.RunAsync(TrainSettings.Default(), session));
 
         var data = new Option<string>("--data") { Description = "Folder with one sub-folder of images per class.", Required = true };
@@ -18,7 +18,7 @@ internal static class Cli
         {
             Description = "Architecture of a PyTorch .pth/.pt/.safetensors backbone whose file name does not say it (resnet18, resnet50, mobilenet_v2, …).",
         };
-        var epochs = new Option<int>("--epochs") { Description = $"Epochs with the backbone frozen (1–{TrainSettings.MaxEpochs}).", DefaultValueFactory = _ => 6 };
+        var epochs = new Option<int>("--epochs") { Description = $"Epochs with the backbone frozen (1–{TrainSettings.MaxEpochs}).", DefaultValueFactory = _ => TrainSettings.DefaultEpochs };
         var fineTune = new Option<int>("--fine-tune-epochs") { Description = $"Further epochs with the whole backbone trainable, learning rate 1e-5 (0–{TrainSettings.MaxEpochs}).", DefaultValueFactory = _ => 0 };
         var validationSplit = new Option<double>("--validation-split") { Description = "Share of each class held out for validation (between 0 and 1).", DefaultValueFactory = _ => 0.3 };
         var seed = new Option<int>("--seed") { Description = "Seed of the split, initialisation and shuffling.", DefaultValueFactory = _ => 42 };

@@ -32,9 +32,16 @@ internal sealed record TrainSettings(
     /// <summary>torchvision architecture of a PyTorch checkpoint backbone (--architecture); null to infer it from the file name.</summary>
     public string? Architecture { get; init; }
 
-    /// <summary>The default run: the photos shipped with the sample, offline ResNet18, frozen, 6 epochs.</summary>
+    /// <summary>
+    /// Epochs of the head on the frozen backbone's cached features: each costs milliseconds, and 20 let a head trained on
+    /// a few hundred photos converge (6 epochs of 9 batches left it underfitting: 0.88 on the shipped photos, rising to
+    /// 0.89 by epoch 15; on the full tf_flowers set 6 and 20 epochs are within 0.005 of each other).
+    /// </summary>
+    public const int DefaultEpochs = 20;
+
+    /// <summary>The default run: the photos shipped with the sample, offline ResNet18, frozen, <see cref="DefaultEpochs"/> epochs.</summary>
     public static TrainSettings Default() =>
-        new(EmbeddedData.Locate(), "resnet18", 6, 0, 0.3, 42, 32, DefaultModelPath, null, DefaultData: true);
+        new(EmbeddedData.Locate(), "resnet18", DefaultEpochs, 0, 0.3, 42, 32, DefaultModelPath, null, DefaultData: true);
 
     /// <summary>Whether --model names a file (not a short name or a URL).</summary>
     public bool ModelIsFile =>
@@ -258,6 +265,11 @@ internal static class TrainCommand
             }
 
             console.MarkupLineInterpolated($"Validation accuracy [bold]{evaluation.Accuracy:P1}[/] on {evaluation.Count} images; total {total.Elapsed.TotalSeconds:F0} s.");
+            if (settings.DefaultData)
+            {
+                console.MarkupLine($"[grey]{EmbeddedData.FullSetComparison}[/]");
+            }
+
             console.MarkupLineInterpolated($"Try it: [grey]dotnet run -c Release --project samples/Flowers -- predict --model {modelPath} IMAGE...[/]");
         }
 
@@ -297,6 +309,10 @@ internal static class TrainCommand
 /// <summary>Finds the photos shipped with the sample.</summary>
 internal static class EmbeddedData
 {
+    /// <summary>What the same recipe reaches on the whole tf_flowers set (measured once; see data/README.md).</summary>
+    public const string FullSetComparison =
+        "On all 3,322 tf_flowers photos (2,325 training, 997 validation) the same recipe reaches 0.894 validation accuracy.";
+
     public static string Locate()
     {
         // Copied next to the app by the project file; fall back to the source tree (e.g. when run from an IDE's bin folder).
