@@ -16,7 +16,10 @@ public sealed class DefaultRunTests : IDisposable
     {
         var settings = TrainSettings.Default();
 
-        Assert.Equal(Path.GetFullPath(RepoPaths.SamplePhotos), Path.GetFullPath(settings.Data));
+        // The shipped photos, found next to the app (copied there by the build) or in the source tree.
+        static IEnumerable<string> Photos(string root) =>
+            Directory.GetFiles(root, "*.jpg", SearchOption.AllDirectories).Select(f => Path.GetRelativePath(root, f)).Order(StringComparer.Ordinal);
+        Assert.Equal(Photos(RepoPaths.SamplePhotos), Photos(settings.Data));
         Assert.Equal(("resnet18", 20, 0, 0.3, 42, 32), (settings.Model, settings.Epochs, settings.FineTuneEpochs, settings.ValidationSplit, settings.Seed, settings.BatchSize));
         Assert.True(settings.DefaultData);
     }
