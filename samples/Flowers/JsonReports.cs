@@ -18,6 +18,7 @@ internal static class JsonReports
         History history,
         int frozenEpochs,
         Evaluation evaluation,
+        IEnumerable<SkippedImage> skipped,
         double featurizeImagesPerSecond,
         double secondsTotal,
         string modelPath,
@@ -63,6 +64,7 @@ internal static class JsonReports
             ["val_loss"] = N(evaluation.Loss),
             ["per_class"] = PerClass(evaluation),
             ["confusion_matrix"] = Matrix(evaluation.ConfusionMatrix),
+            ["skipped"] = Skipped(skipped),
             ["seconds_total"] = Math.Round(secondsTotal, 3),
             ["model"] = modelPath,
             ["plots"] = new JsonObject { ["curves"] = curvesPath, ["confusion_matrix"] = confusionPath },
@@ -78,12 +80,6 @@ internal static class JsonReports
         IReadOnlyList<string> missingClasses,
         double seconds)
     {
-        var skippedJson = new JsonArray();
-        foreach (var s in skipped)
-        {
-            skippedJson.Add(new JsonObject { ["path"] = s.Path, ["reason"] = s.Reason });
-        }
-
         var unknown = new JsonArray();
         foreach (var (name, images) in unknownClasses)
         {
@@ -101,23 +97,25 @@ internal static class JsonReports
             ["loss"] = N(evaluation.Loss),
             ["per_class"] = PerClass(evaluation),
             ["confusion_matrix"] = Matrix(evaluation.ConfusionMatrix),
-            ["skipped"] = skippedJson,
+            ["skipped"] = Skipped(skipped),
             ["unknown_classes"] = unknown,
             ["missing_classes"] = Strings(missingClasses),
             ["seconds"] = Math.Round(seconds, 3),
         };
     }
 
-    public static void Write(string path, JsonObject json)
+    public static void Write(string path, JsonObject json) =>
+        OutputFile.Write(path, temp => File.WriteAllText(temp, json.ToJsonString(Indented) + Environment.NewLine));
+
+    private static JsonArray Skipped(IEnumerable<SkippedImage> skipped)
     {
-        var full = Path.GetFullPath(path);
-        var dir = Path.GetDirectoryName(full);
-        if (!string.IsNullOrEmpty(dir))
+        var array = new JsonArray();
+        foreach (var s in skipped)
         {
-            Directory.CreateDirectory(dir);
+            array.Add(new JsonObject { ["path"] = s.Path, ["reason"] = s.Reason });
         }
 
-        File.WriteAllText(full, json.ToJsonString(Indented) + Environment.NewLine);
+        return array;
     }
 
     private static JsonArray PerClass(Evaluation evaluation)

@@ -28,6 +28,13 @@ internal sealed record DownloadRequest(Uri Url, string Destination)
     public HttpClient? HttpClient { get; init; }
 
     /// <summary>
+    /// Checks a complete file before it is cached (and a cached file before it is reused): returns why the file cannot
+    /// be what was asked for (e.g. "is an HTML page, not a model file"), or null when it may be. A file that fails is
+    /// deleted, never cached; a cached one that fails is fetched again. Null accepts any content.
+    /// </summary>
+    public Func<string, string?>? Validate { get; init; }
+
+    /// <summary>
     /// When true the <c>.part</c> file survives failure and cancellation and the next call resumes it; when false it is
     /// deleted when the call ends without success (a dropped connection is still resumed within the call).
     /// </summary>
@@ -120,7 +127,7 @@ internal static class FileDownloader
 
         var expected = NormalizeSha256(request.Sha256, nameof(request));
         var destination = Path.GetFullPath(request.Destination);
-        if (IsValid(destination, expected))
+        if (IsValid(destination, expected) && request.Validate?.Invoke(destination) is null)
         {
             return destination;
         }
@@ -129,7 +136,7 @@ internal static class FileDownloader
         using (await AcquireLockAsync(LockPath(destination), request.LockTimeout, cancellationToken).ConfigureAwait(false))
         {
             // Another thread or process may have finished it while we waited.
-            if (IsValid(destination, expected))
+            if (IsValid(destination, expected) && request.Validate?.Invoke(destination) is null)
             {
                 return destination;
             }
@@ -193,6 +200,12 @@ internal static class FileDownloader
                     $"The file downloaded from '{request.Url}' has SHA-256 {actual}, but {expected} was expected. It was deleted, not cached.");
                 ex.Data[ActualSha256Key] = actual;
                 throw ex;
+            }
+
+            if (request.Validate?.Invoke(part) is { } problem)
+            {
+                File.Delete(part);
+                throw new InvalidDataException($"The file downloaded from '{request.Url}' {problem}. It was not cached; it will be fetched again next time.");
             }
 
             File.Move(part, destination, overwrite: true);

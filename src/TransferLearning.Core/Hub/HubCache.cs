@@ -46,7 +46,12 @@ internal sealed class HubCache
     }
 
     /// <summary>Returns the cached file for <paramref name="url"/>, downloading it first when missing, partial or corrupt.</summary>
-    public async Task<string> GetAsync(Uri url, string? sha256, IProgress<DownloadProgress>? progress, CancellationToken cancellationToken)
+    /// <param name="url">What to fetch.</param>
+    /// <param name="sha256">Expected SHA-256, or null.</param>
+    /// <param name="progress">Receives download progress.</param>
+    /// <param name="cancellationToken">Cancels the download.</param>
+    /// <param name="validate">Says why a file cannot be what was asked for (see <see cref="DownloadRequest.Validate"/>); null accepts any.</param>
+    public async Task<string> GetAsync(Uri url, string? sha256, IProgress<DownloadProgress>? progress, CancellationToken cancellationToken, Func<string, string?>? validate = null)
     {
         ArgumentNullException.ThrowIfNull(url);
         var request = new DownloadRequest(url, EntryPath(url))
@@ -56,6 +61,7 @@ internal sealed class HubCache
             RetryDelay = RetryDelay,
             StallTimeout = StallTimeout,
             HttpClient = Client,
+            Validate = validate,
         };
         var path = await FileDownloader.DownloadAsync(request, progress, cancellationToken).ConfigureAwait(false);
         var length = new FileInfo(path).Length;

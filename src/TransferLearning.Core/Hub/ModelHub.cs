@@ -1,6 +1,7 @@
 using TransferLearning.Backbones;
 using TransferLearning.Backbones.Onnx;
 using TransferLearning.Downloads;
+using TransferLearning.Native;
 
 namespace TransferLearning.Hub;
 
@@ -43,6 +44,7 @@ public static class ModelHub
         CancellationToken cancellationToken = default)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(source);
+        TorchNativeLoader.EnsureLoaded();
         options ??= new BackboneLoadOptions();
         if (source.Trim().Equals("resnet18", StringComparison.OrdinalIgnoreCase))
         {
@@ -52,12 +54,12 @@ public static class ModelHub
 
         var path = await ResolveAsync(source, options, progress, cancellationToken).ConfigureAwait(false);
         cancellationToken.ThrowIfCancellationRequested();
-        var isUrl = Uri.TryCreate(source, UriKind.Absolute, out var uri) && !uri.IsFile;
-        var name = isUrl ? Uri.UnescapeDataString(uri!.Segments[^1]) : Path.GetFileName(path);
+        var downloaded = Uri.TryCreate(source, UriKind.Absolute, out var uri) && !uri.IsFile;
+        var name = downloaded ? Uri.UnescapeDataString(uri!.Segments[^1]) : Path.GetFileName(path);
         var format = BackboneFormats.For(source, name, options);
         var siblingOptions = new BackboneLoadOptions { CacheDirectory = options.CacheDirectory };
         var directory = Path.GetDirectoryName(path) ?? ".";
-        Func<string, CancellationToken, Task<string>> fetchSibling = isUrl
+        Func<string, CancellationToken, Task<string>> fetchSibling = downloaded
             ? (relative, ct) => ResolveAsync(new Uri(uri!, relative).AbsoluteUri, siblingOptions, progress, ct)
             : (relative, _) =>
             {
@@ -66,7 +68,17 @@ public static class ModelHub
                     ? Task.FromResult(sibling)
                     : Task.FromException<string>(new FileNotFoundException($"'{sibling}' does not exist.", sibling));
             };
-        return await format.LoadAsync(new BackboneFile(source, path, name, fetchSibling), options, cancellationToken).ConfigureAwait(false);
+        try
+        {
+            return await format.LoadAsync(new BackboneFile(source, path, name, fetchSibling), options, cancellationToken).ConfigureAwait(false);
+        }
+        catch (InvalidDataException e) when (downloaded && ModelFormat.IsFormatError(e) && File.Exists(path))
+        {
+            // The download is not a model of its kind (an error page, a broken upload): do not keep it as valid.
+            DownloadedModel.Evict(path);
+            throw new InvalidDataException(
+                $"{e.Message} The file was downloaded from '{source}'; it was removed from the cache and will be fetched again next time.", e);
+        }
     }
 
     /// <summary>Synchronous <see cref="LoadBackboneAsync(string, BackboneLoadOptions?, IProgress{DownloadProgress}?, CancellationToken)"/>.</summary>
@@ -87,7 +99,7 @@ public static class ModelHub
         if (Uri.TryCreate(source, UriKind.Absolute, out var uri) && (uri.Scheme == Uri.UriSchemeHttp || uri.Scheme == Uri.UriSchemeHttps))
         {
             var cache = new HubCache(options?.CacheDirectory ?? CacheDirectory);
-            return await cache.GetAsync(uri, options?.Sha256, progress, cancellationToken).ConfigureAwait(false);
+            return await cache.GetAsync(uri, options?.Sha256, progress, cancellationToken, DownloadedModel.Problem).ConfigureAwait(false);
         }
 
         var path = uri is { IsFile: true } ? uri.LocalPath : source;
