@@ -1,18 +1,17 @@
 // The LibTorch side of `bench … deploy`: TrainedModel.Load(".tlmodel") and Predict, as a predicting app would.
-// --threads N calls torch.set_num_threads(N) first; 0 keeps LibTorch's default.
+// --threads N sets TorchThreads.IntraOp = N before the model is loaded (the server setting with 1); 0 keeps LibTorch's
+// default.
 using DeployProbe;
-using TorchSharp;
 using TransferLearning.Models;
 using TransferLearning.Native;
 
-return ProbeHarness.Run("torch", args, Load, () => torch.get_num_threads().ToString(System.Globalization.CultureInfo.InvariantCulture));
+return ProbeHarness.Run("torch", args, Load, () => TorchThreads.IntraOp.ToString(System.Globalization.CultureInfo.InvariantCulture));
 
 static IProbeModel Load(ProbeArgs o)
 {
-    TorchNativeLoader.EnsureLoaded();
     if (o.Threads > 0)
     {
-        torch.set_num_threads(o.Threads);
+        TorchThreads.IntraOp = o.Threads;
     }
 
     return new TorchModel(TrainedModel.Load(o.Model));
