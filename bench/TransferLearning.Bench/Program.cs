@@ -14,7 +14,7 @@ internal static class Program
         ["quality"] = ("recipes side by side (frozen, cached views, fine-tuning, TTA): val accuracy, time, peak memory (--data DIR --recipes \"a;b\")", args => QualityBench.RunAsync(args)),
         ["quality-run"] = ("one quality recipe in this process (used by quality)", args => QualityBench.RunOneAsync(args)),
         ["latency"] = ("one prediction's latency with concurrent requests: LibTorch's default intra-op threads vs --threads 1 (--model FILE.tlmodel)", args => LatencyBench.RunAsync(args)),
-        ["deploy"] = ("one flowers model deployed three ways, each a published app in its own process: LibTorch .tlmodel, inference package (ONNX Runtime), ML.NET ApplyOnnxModel; publish size, cold start, batch-1 latency, batch-32 img/s, peak RSS ([--model FILE] [--data DIR] [--limit N])", args => DeployBench.RunAsync(args)),
+        ["deploy"] = ("one flowers model deployed three ways, each a published app in its own process: LibTorch .tlmodel, inference package (ONNX Runtime), ML.NET ApplyOnnxModel, plus ML.NET's peer .zip; publish size, cold start, batch-1 latency, batch-32 img/s, peak RSS ([--model FILE.tlmodel] [--mlnet-model FILE.zip] [--data DIR] [--limit N])", args => DeployBench.RunAsync(args)),
         ["tfjs"] = ("TF.js layers model (Teachable Machine MobileNetV2) forward images/s vs TorchVision MobileNetV2 0.35", args => TfjsForwardBench.RunAsync(args)),
     };
 
