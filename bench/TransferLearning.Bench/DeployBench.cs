@@ -61,7 +61,7 @@ internal static class DeployBench
         {
             return await RunCoreAsync(o).ConfigureAwait(false);
         }
-        catch (Exception e) when (e is IOException or InvalidOperationException or ArgumentException or UnauthorizedAccessException)
+        catch (Exception e) when (e is IOException or InvalidOperationException or ArgumentException or UnauthorizedAccessException or ModelFileException)
         {
             Console.Error.WriteLine($"deploy: {e.GetType().Name}: {e.Message}");
             return 1;
