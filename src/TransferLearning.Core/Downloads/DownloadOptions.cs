@@ -1,5 +1,3 @@
-using System.Globalization;
-
 namespace TransferLearning.Downloads;
 
 /// <summary>
@@ -38,16 +36,9 @@ public sealed class DownloadOptions
     public int MaxRetries
     {
         get => _maxRetries;
-        set
-        {
-            if (value is < 0 or > MaxRetriesLimit)
-            {
-                throw new ArgumentOutOfRangeException(
-                    nameof(MaxRetries), string.Create(CultureInfo.InvariantCulture, $"MaxRetries must be from 0 to {MaxRetriesLimit}; got {value}."));
-            }
-
-            _maxRetries = value;
-        }
+        set => _maxRetries = value is >= 0 and <= MaxRetriesLimit
+            ? value
+            : throw OutOfRange(nameof(MaxRetries), $"MaxRetries must be from 0 to {MaxRetriesLimit}; got {value}.");
     }
 
     /// <summary>
@@ -57,16 +48,9 @@ public sealed class DownloadOptions
     public TimeSpan RetryDelay
     {
         get => _retryDelay;
-        set
-        {
-            if (value < TimeSpan.Zero || value > RetryDelayLimit)
-            {
-                throw new ArgumentOutOfRangeException(
-                    nameof(RetryDelay), string.Create(CultureInfo.InvariantCulture, $"RetryDelay must be from 0 to {RetryDelayLimit.TotalSeconds:0.###} s; got {value.TotalSeconds:0.###} s."));
-            }
-
-            _retryDelay = value;
-        }
+        set => _retryDelay = value >= TimeSpan.Zero && value <= RetryDelayLimit
+            ? value
+            : throw OutOfRange(nameof(RetryDelay), $"RetryDelay must be from 0 to {RetryDelayLimit.TotalSeconds:0.###} s; got {value.TotalSeconds:0.###} s.");
     }
 
     /// <summary>
@@ -76,16 +60,9 @@ public sealed class DownloadOptions
     public TimeSpan StallTimeout
     {
         get => _stallTimeout;
-        set
-        {
-            if (value <= TimeSpan.Zero || value > StallTimeoutLimit)
-            {
-                throw new ArgumentOutOfRangeException(
-                    nameof(StallTimeout), string.Create(CultureInfo.InvariantCulture, $"StallTimeout must be more than 0 s and at most {StallTimeoutLimit.TotalSeconds:0.###} s; got {value.TotalSeconds:0.###} s."));
-            }
-
-            _stallTimeout = value;
-        }
+        set => _stallTimeout = value > TimeSpan.Zero && value <= StallTimeoutLimit
+            ? value
+            : throw OutOfRange(nameof(StallTimeout), $"StallTimeout must be more than 0 s and at most {StallTimeoutLimit.TotalSeconds:0.###} s; got {value.TotalSeconds:0.###} s.");
     }
 
     /// <summary>HTTP client to download with (e.g. one with a proxy); null (default) uses one shared by the library.</summary>
@@ -96,4 +73,7 @@ public sealed class DownloadOptions
 
     /// <summary>A copy of these settings (the client is shared, not copied).</summary>
     internal DownloadOptions Clone() => (DownloadOptions)MemberwiseClone();
+
+    private static ArgumentOutOfRangeException OutOfRange(string name, FormattableString message) =>
+        new(name, FormattableString.Invariant(message));
 }
