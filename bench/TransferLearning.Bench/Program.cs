@@ -8,7 +8,7 @@ internal static class Program
     {
         // Each benchmark registers one line here: ["name"] = ("what it measures", args => Xxx.RunAsync(args)),
         ["mlnet"] = ("ours vs ML.NET ResNet18 featurizer + LbfgsMaximumEntropy: same data, same split (--data DIR [--limit N])", args => MlNetComparison.RunAsync(args)),
-        ["fit"] = ("the article's workflow on a folder: frozen fit, optional fine-tune (val acc, time, memory)", args => FitBench.RunAsync(args)),
+        ["fit"] = ("the reference recipe on a folder: frozen fit, optional fine-tune (val acc, time, memory)", args => FitBench.RunAsync(args)),
         ["forward"] = ("imported ONNX ResNet18 forward vs ONNX Runtime (img/s)", args => ForwardBench.RunAsync(args)),
         ["decode"] = ("decode+resize+normalise a photo folder: parallel ImageLoader vs single thread", args => DecodeBench.RunAsync(args)),
         ["quality"] = ("recipes side by side (frozen, cached views, fine-tuning, TTA): val accuracy, time, peak memory (--data DIR --recipes \"a;b\")", args => QualityBench.RunAsync(args)),

@@ -7,7 +7,7 @@ namespace Flowers;
 
 internal static class EvaluateCommand
 {
-    public static async Task<int> RunAsync(string modelPath, string dataPath, string? jsonPath, Session session)
+    public static async Task<int> RunAsync(string modelPath, string dataPath, string? jsonPath, Session session, bool tta = false)
     {
         Paths.CheckInputFile("--model", modelPath);
         Paths.CheckInputFolder("--data", dataPath, "one sub-folder of images per class");
@@ -78,9 +78,17 @@ internal static class EvaluateCommand
             }
 
             console.MarkupLineInterpolated($"Accuracy [bold]{evaluation.Accuracy:P1}[/] on {evaluation.Count} images ({skipped.Count} skipped, {unknown.Sum(u => u.Images)} in excluded folders).");
+            var evaluationTta = tta
+                ? await Report.EvaluateWithProgressAsync(console, model, data, "Evaluating with test-time augmentation", cancellationToken, testTimeAugmentation: true)
+                : null;
+            if (evaluationTta is not null)
+            {
+                console.MarkupLineInterpolated($"Accuracy with test-time augmentation (image and mirror): [bold]{evaluationTta.Accuracy:P1}[/].");
+            }
+
             if (jsonPath is not null)
             {
-                var json = JsonReports.Evaluate(Path.GetFullPath(modelPath), folder.Root, evaluation, skipped, unknown, missing, clock.Elapsed.TotalSeconds);
+                var json = JsonReports.Evaluate(Path.GetFullPath(modelPath), folder.Root, evaluation, evaluationTta, skipped, unknown, missing, clock.Elapsed.TotalSeconds);
                 JsonReports.Write(jsonPath, json);
                 console.MarkupLineInterpolated($"Summary written to {Path.GetFullPath(jsonPath)}");
             }

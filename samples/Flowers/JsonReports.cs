@@ -18,6 +18,7 @@ internal static class JsonReports
         History history,
         int frozenEpochs,
         Evaluation evaluation,
+        Evaluation? evaluationTta,
         IEnumerable<SkippedImage> skipped,
         double featurizeImagesPerSecond,
         double secondsTotal,
@@ -53,6 +54,9 @@ internal static class JsonReports
             ["val_count"] = split.Validation.Count,
             ["epochs"] = settings.Epochs,
             ["fine_tune_epochs"] = settings.FineTuneEpochs,
+            ["augment"] = new JsonObject { ["frozen"] = settings.AugmentHead, ["fine_tune"] = settings.FineTuneEpochs > 0 && settings.AugmentFineTuning },
+            ["tta"] = settings.Tta,
+            ["int8"] = settings.Int8,
             ["validation_split"] = settings.ValidationSplit,
             ["seed"] = settings.Seed,
             ["batch_size"] = settings.BatchSize,
@@ -61,6 +65,7 @@ internal static class JsonReports
             ["frozen_val_accuracy"] = N(frozenAccuracy),
             ["fine_tune_gain"] = settings.FineTuneEpochs > 0 ? N(history.Last!.ValAccuracy - frozenAccuracy) : null,
             ["val_accuracy"] = N(evaluation.Accuracy),
+            ["val_accuracy_tta"] = evaluationTta is null ? null : N(evaluationTta.Accuracy),
             ["val_loss"] = N(evaluation.Loss),
             ["per_class"] = PerClass(evaluation),
             ["confusion_matrix"] = Matrix(evaluation.ConfusionMatrix),
@@ -75,6 +80,7 @@ internal static class JsonReports
         string modelPath,
         string dataPath,
         Evaluation evaluation,
+        Evaluation? evaluationTta,
         IEnumerable<SkippedImage> skipped,
         IReadOnlyList<(string Name, int Images)> unknownClasses,
         IReadOnlyList<string> missingClasses,
@@ -86,7 +92,7 @@ internal static class JsonReports
             unknown.Add(new JsonObject { ["class"] = name, ["images"] = images });
         }
 
-        return new JsonObject
+        var json = new JsonObject
         {
             ["command"] = "evaluate",
             ["model"] = modelPath,
@@ -102,6 +108,12 @@ internal static class JsonReports
             ["missing_classes"] = Strings(missingClasses),
             ["seconds"] = Math.Round(seconds, 3),
         };
+        if (evaluationTta is not null)
+        {
+            json.Insert(json.IndexOf("loss"), "accuracy_tta", N(evaluationTta.Accuracy));
+        }
+
+        return json;
     }
 
     public static void Write(string path, JsonObject json) =>

@@ -5,6 +5,7 @@ using TransferLearning;
 using TransferLearning.Datasets;
 using TransferLearning.Hub;
 using TransferLearning.Native;
+using TransferLearning.Training;
 
 namespace Flowers;
 
@@ -31,6 +32,24 @@ internal sealed record TrainSettings(
 
     /// <summary>torchvision architecture of a PyTorch checkpoint backbone (--architecture); null to infer it from the file name.</summary>
     public string? Architecture { get; init; }
+
+    /// <summary>Augmented views of each training image cached for the frozen head when --augment is on.</summary>
+    public const int HeadViews = 2;
+
+    /// <summary>--augment: null for the default (on for fine-tuning, off for the frozen head).</summary>
+    public bool? Augment { get; init; }
+
+    /// <summary>Whether fine-tuning augments (the default when --fine-tune-epochs is given).</summary>
+    public bool AugmentFineTuning => Augment ?? true;
+
+    /// <summary>Whether the frozen head trains on cached augmented views (only when --augment is given explicitly).</summary>
+    public bool AugmentHead => Augment ?? false;
+
+    /// <summary>--tta: also report validation accuracy with test-time augmentation.</summary>
+    public bool Tta { get; init; }
+
+    /// <summary>--int8: the frozen backbone runs in int8.</summary>
+    public bool Int8 { get; init; }
 
     /// <summary>
     /// Epochs of the head on the frozen backbone's cached features: each costs milliseconds, and 20 let a head trained on
@@ -172,9 +191,22 @@ internal static class TrainCommand
         var table = Report.NewEpochTable();
         using (learner)
         {
-            console.MarkupLineInterpolated($"Backbone [bold]{learner.Backbone.Source}[/] ({learner.Backbone.FeatureSize} features), frozen; head: dense → {split.Classes.Count} classes.");
+            console.MarkupLineInterpolated($"Backbone [bold]{learner.Backbone.Source}[/] ({learner.Backbone.FeatureSize} features), frozen{(settings.Int8 ? ", int8" : string.Empty)}; head: dense → {split.Classes.Count} classes.");
             learner.Freeze().AddHead(split.Classes).WithBatchSize(settings.BatchSize).WithSeed(settings.Seed)
                 .WithBadImages(BadImagePolicy.Skip);
+            if (settings.AugmentHead)
+            {
+                var views = Augmentation.Standard;
+                views.CachedViews = TrainSettings.HeadViews;
+                learner.WithAugmentation(views);
+                console.MarkupLineInterpolated($"Augmentation: {TrainSettings.HeadViews} augmented views of each training image, featurized once and cached.");
+            }
+
+            if (settings.Int8)
+            {
+                learner.WithInt8Backbone();
+            }
+
             var monitor = new FitMonitor(split.Train.Count, split.Validation.Count);
             result = await FitView.RunAsync(
                 console,
@@ -203,9 +235,15 @@ internal static class TrainCommand
 
             if (settings.FineTuneEpochs > 0)
             {
-                console.MarkupLineInterpolated($"Fine-tuning: whole backbone trainable, learning rate 1e-5, {settings.FineTuneEpochs} epoch(s).");
-                var fineTuner = TransferLearner.From(model).Unfreeze().WithLearningRate(1e-5).WithBatchSize(settings.BatchSize).WithSeed(settings.Seed)
+                console.MarkupLineInterpolated(
+                    $"Fine-tuning: whole backbone trainable, {settings.FineTuneEpochs} epoch(s), AdamW peaking at {FineTuneRecipe.LearningRate} (one cycle), augmentation {(settings.AugmentFineTuning ? "on" : "off")}.");
+                var fineTuner = TransferLearner.From(model).Unfreeze().WithBatchSize(settings.BatchSize).WithSeed(settings.Seed)
                     .WithBadImages(BadImagePolicy.Skip);
+                if (!settings.AugmentFineTuning)
+                {
+                    fineTuner.WithAugmentation(Augmentation.None);
+                }
+
                 var monitor = new FitMonitor(split.Train.Count, split.Validation.Count);
                 var tuning = await FitView.RunAsync(
                     console,
@@ -214,7 +252,7 @@ internal static class TrainCommand
                     "fine-tune",
                     frozenEpochs + settings.FineTuneEpochs,
                     featurizes: false,
-                    fineTuner.FitAsync(split, settings.FineTuneEpochs, monitor, cancellationToken));
+                    fineTuner.FineTuneAsync(split, settings.FineTuneEpochs, freezeEpochs: 0, monitor, cancellationToken));
                 evaluation = tuning.ValidationEvaluation;
                 skippedInFit = [.. skippedInFit.Concat(tuning.SkippedImages).DistinctBy(s => s.Path)];
                 var tuned = model.History.Last!.ValAccuracy;
@@ -224,6 +262,14 @@ internal static class TrainCommand
 
             evaluation ??= await Report.EvaluateWithProgressAsync(console, model, split.Validation, "Evaluating on the validation images", cancellationToken);
             Report.EvaluationTables(console, evaluation);
+            var evaluationTta = settings.Tta
+                ? await Report.EvaluateWithProgressAsync(console, model, split.Validation, "Validation with test-time augmentation", cancellationToken, testTimeAugmentation: true)
+                : null;
+            if (evaluationTta is not null)
+            {
+                console.MarkupLineInterpolated($"Validation accuracy with test-time augmentation (image and mirror): [bold]{evaluationTta.Accuracy:P1}[/] (plain {evaluation.Accuracy:P1}).");
+            }
+
             var skipped = folder.Skipped.Concat(skippedInFit).DistinctBy(s => s.Path).OrderBy(s => s.Path, StringComparer.Ordinal).ToList();
             foreach (var s in skippedInFit.Where(s => evaluation.Skipped.All(e => e.Path != s.Path)))
             {
@@ -254,7 +300,7 @@ internal static class TrainCommand
             console.MarkupLineInterpolated($"Plots: {curves}, {confusion}");
             if (settings.Json is { } jsonPath)
             {
-                var json = JsonReports.Train(settings, folder, split, model.History, frozenEpochs, evaluation, skipped, featurizePerSecond, total.Elapsed.TotalSeconds, modelPath, curves, confusion);
+                var json = JsonReports.Train(settings, folder, split, model.History, frozenEpochs, evaluation, evaluationTta, skipped, featurizePerSecond, total.Elapsed.TotalSeconds, modelPath, curves, confusion);
                 JsonReports.Write(jsonPath, json);
                 console.MarkupLineInterpolated($"Summary written to {Path.GetFullPath(jsonPath)}");
             }

@@ -146,7 +146,7 @@ public sealed class TransferLearner : IDisposable
         return this;
     }
 
-    /// <summary>Adds the tutorial's head: one Dense layer from the features to the classes (softmax at prediction).</summary>
+    /// <summary>Adds the default head: one Dense layer from the features to the classes (softmax at prediction).</summary>
     /// <param name="classes">Class names in label order (e.g. <c>data.Classes</c>).</param>
     public TransferLearner AddHead(IReadOnlyList<string> classes) => AddHead(classes, new HeadOptions());
 

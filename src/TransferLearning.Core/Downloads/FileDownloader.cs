@@ -12,20 +12,11 @@ internal sealed record DownloadRequest(Uri Url, string Destination)
     /// <summary>Expected SHA-256 (hex, any case); null accepts any content.</summary>
     public string? Sha256 { get; init; }
 
-    /// <summary>Transfers tried before giving up (the first one included).</summary>
-    public int MaxAttempts { get; init; } = 3;
-
-    /// <summary>Wait before the first retry; doubled on each further retry.</summary>
-    public TimeSpan RetryDelay { get; init; } = TimeSpan.FromSeconds(1);
-
-    /// <summary>Longest wait for response headers or the next bytes before the transfer is abandoned (and retried, resuming).</summary>
-    public TimeSpan StallTimeout { get; init; } = TimeSpan.FromSeconds(60);
+    /// <summary>Retries, their delay, the stall timeout and the client; the caller's own copy (defaults: <see cref="DownloadOptions"/>'s).</summary>
+    public DownloadOptions Options { get; init; } = new();
 
     /// <summary>Longest wait for another thread or process that is fetching the same file.</summary>
     public TimeSpan LockTimeout { get; init; } = TimeSpan.FromMinutes(30);
-
-    /// <summary>Client to use; null uses a shared one.</summary>
-    public HttpClient? HttpClient { get; init; }
 
     /// <summary>
     /// Checks a complete file before it is cached (and a cached file before it is reused): returns why the file cannot
@@ -171,7 +162,7 @@ internal static class FileDownloader
         var succeeded = false;
         try
         {
-            var client = request.HttpClient ?? SharedClient.Value;
+            var client = request.Options.HttpClient ?? SharedClient.Value;
             var state = new TransferState();
             for (var attempt = 1; ; attempt++)
             {
@@ -180,9 +171,9 @@ internal static class FileDownloader
                     await TransferOnceAsync(client, request, part, state, progress, ct).ConfigureAwait(false);
                     break;
                 }
-                catch (Exception ex) when (attempt < request.MaxAttempts && IsTransient(ex, ct))
+                catch (Exception ex) when (attempt < request.Options.MaxAttempts && IsTransient(ex, ct))
                 {
-                    var delay = request.RetryDelay * Math.Pow(2, attempt - 1);
+                    var delay = request.Options.RetryDelay * Math.Pow(2, attempt - 1);
                     if (delay > TimeSpan.Zero)
                     {
                         await Task.Delay(delay, ct).ConfigureAwait(false);
@@ -244,7 +235,7 @@ internal static class FileDownloader
         }
 
         using var stall = CancellationTokenSource.CreateLinkedTokenSource(ct);
-        stall.CancelAfter(request.StallTimeout);
+        stall.CancelAfter(request.Options.StallTimeout);
         HttpResponseMessage response;
         try
         {
@@ -252,7 +243,7 @@ internal static class FileDownloader
         }
         catch (OperationCanceledException ex) when (!ct.IsCancellationRequested && stall.IsCancellationRequested)
         {
-            throw new TimeoutException($"no response from {url} within {request.StallTimeout.TotalSeconds:0.#} s", ex);
+            throw new TimeoutException($"no response from {url} within {request.Options.StallTimeout.TotalSeconds:0.#} s", ex);
         }
 
         using (response)
@@ -295,7 +286,7 @@ internal static class FileDownloader
                     long received = start, lastReport = start;
                     progress?.Report(new DownloadProgress(url, received, total));
                     int n;
-                    while ((n = await ReadWithStallTimeoutAsync(input, buffer, stall, request.StallTimeout, ct).ConfigureAwait(false)) > 0)
+                    while ((n = await ReadWithStallTimeoutAsync(input, buffer, stall, request.Options.StallTimeout, ct).ConfigureAwait(false)) > 0)
                     {
                         await output.WriteAsync(buffer.AsMemory(0, n), ct).ConfigureAwait(false);
                         received += n;

@@ -10,26 +10,19 @@ namespace TransferLearning.Hub;
 /// </summary>
 internal sealed class HubCache
 {
-    public HubCache(string directory, HttpClient? client = null, int maxAttempts = 3, TimeSpan? retryDelay = null)
+    private readonly DownloadOptions _download;
+
+    /// <summary>A cache in <paramref name="directory"/>.</summary>
+    /// <param name="directory">The cache folder.</param>
+    /// <param name="download">Retries, stall timeout and client; copied. Null uses the defaults.</param>
+    public HubCache(string directory, DownloadOptions? download = null)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(directory);
         Directory = Path.GetFullPath(directory);
-        Client = client;
-        MaxAttempts = maxAttempts;
-        RetryDelay = retryDelay ?? TimeSpan.FromSeconds(1);
+        _download = download?.Clone() ?? new DownloadOptions();
     }
 
     public string Directory { get; }
-
-    /// <summary>Client to use; null uses the downloader's shared one.</summary>
-    public HttpClient? Client { get; }
-
-    public int MaxAttempts { get; }
-
-    public TimeSpan RetryDelay { get; }
-
-    /// <summary>Longest wait for response headers or the next bytes before a transfer is retried (resuming).</summary>
-    public TimeSpan StallTimeout { get; init; } = TimeSpan.FromSeconds(60);
 
     /// <summary>Where a URL is cached.</summary>
     public string EntryPath(Uri url)
@@ -57,10 +50,7 @@ internal sealed class HubCache
         var request = new DownloadRequest(url, EntryPath(url))
         {
             Sha256 = FileDownloader.NormalizeSha256(sha256, nameof(sha256)),
-            MaxAttempts = MaxAttempts,
-            RetryDelay = RetryDelay,
-            StallTimeout = StallTimeout,
-            HttpClient = Client,
+            Options = _download,
             Validate = validate,
         };
         var path = await FileDownloader.DownloadAsync(request, progress, cancellationToken).ConfigureAwait(false);

@@ -33,7 +33,7 @@ public static class ModelHub
 
     /// <summary>Loads a backbone from a URL, a local file or a short name.</summary>
     /// <param name="source">http(s) URL, local path, or short name (<c>resnet18</c>).</param>
-    /// <param name="options">Architecture, feature node, checksum, cache folder and input-spec overrides.</param>
+    /// <param name="options">Architecture, feature node, checksum, cache folder, download settings and input-spec overrides.</param>
     /// <param name="progress">Receives download progress.</param>
     /// <param name="cancellationToken">Cancels a download.</param>
     /// <returns>The backbone; the caller owns and disposes it.</returns>
@@ -57,7 +57,7 @@ public static class ModelHub
         var downloaded = Uri.TryCreate(source, UriKind.Absolute, out var uri) && !uri.IsFile;
         var name = downloaded ? Uri.UnescapeDataString(uri!.Segments[^1]) : Path.GetFileName(path);
         var format = BackboneFormats.For(source, name, options);
-        var siblingOptions = new BackboneLoadOptions { CacheDirectory = options.CacheDirectory };
+        var siblingOptions = new BackboneLoadOptions { CacheDirectory = options.CacheDirectory, Download = options.Download };
         var directory = Path.GetDirectoryName(path) ?? ".";
         Func<string, CancellationToken, Task<string>> fetchSibling = downloaded
             ? (relative, ct) => ResolveAsync(new Uri(uri!, relative).AbsoluteUri, siblingOptions, progress, ct)
@@ -98,7 +98,7 @@ public static class ModelHub
         ArgumentException.ThrowIfNullOrWhiteSpace(source);
         if (Uri.TryCreate(source, UriKind.Absolute, out var uri) && (uri.Scheme == Uri.UriSchemeHttp || uri.Scheme == Uri.UriSchemeHttps))
         {
-            var cache = new HubCache(options?.CacheDirectory ?? CacheDirectory);
+            var cache = new HubCache(options?.CacheDirectory ?? CacheDirectory, options?.Download);
             return await cache.GetAsync(uri, options?.Sha256, progress, cancellationToken, DownloadedModel.Problem).ConfigureAwait(false);
         }
 

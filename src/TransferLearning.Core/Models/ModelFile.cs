@@ -98,7 +98,6 @@ internal static class ModelFile
                 Source = model.Backbone.Source,
                 FeatureSize = model.Backbone.FeatureSize,
                 InputSpec = SpecDto.From(model.Backbone.InputSpec),
-                FixedInputSize = model.Backbone.FixedInputSize,
                 Int8 = int8,
                 Architecture = architecture is null ? null : new ArchitectureDto { Format = architecture.Format, Settings = new(architecture.Settings) },
             },
@@ -340,9 +339,6 @@ internal static class ModelFile
 
         /// <summary>The backbone's own input spec (version 3).</summary>
         public SpecDto? InputSpec { get; set; }
-
-        /// <summary>Whether the backbone accepts only its own input size (version 3).</summary>
-        public bool FixedInputSize { get; set; }
 
         /// <summary>How to rebuild the network (version 3); its files are the <c>architecture/</c> entries.</summary>
         public ArchitectureDto? Architecture { get; set; }

@@ -5,7 +5,7 @@ namespace TransferLearning.Training;
 /// <summary>The optimizer that updates the trainable weights.</summary>
 public enum OptimizerKind
 {
-    /// <summary>Adam (what the tutorial trains with).</summary>
+    /// <summary>Adam (the default).</summary>
     Adam,
 
     /// <summary>Stochastic gradient descent with momentum.</summary>
@@ -321,7 +321,7 @@ public sealed record EarlyStopping
 
 /// <summary>
 /// Everything about how a fit trains, as recorded by <see cref="TransferLearner"/>'s methods (each setting has one).
-/// Setters validate; defaults are the named constants below (Adam at 1e-3 with batches of 32, as the tutorial trains).
+/// Setters validate; defaults are the named constants below (Adam at 1e-3 with batches of 32).
 /// </summary>
 internal sealed class TrainingOptions
 {

@@ -22,7 +22,7 @@ public sealed class HubCacheTests : IDisposable
         return bytes;
     }
 
-    private HubCache Cache() => new(_dir.FullName, retryDelay: TimeSpan.FromMilliseconds(10));
+    private HubCache Cache() => new(_dir.FullName, new DownloadOptions { RetryDelay = TimeSpan.FromMilliseconds(10) });
 
     /// <summary>Puts a file where the cache keeps <paramref name="url"/>, without a sidecar.</summary>
     private string PlaceEntry(Uri url, byte[] content)
@@ -113,7 +113,7 @@ public sealed class HubCacheTests : IDisposable
         var body = Content(60_000, 9);
         var url = _server.Add("h.onnx", body);
         _server.StallNext = 1;
-        var cache = new HubCache(_dir.FullName, retryDelay: TimeSpan.Zero) { StallTimeout = TimeSpan.FromMilliseconds(300) };
+        var cache = new HubCache(_dir.FullName, new DownloadOptions { RetryDelay = TimeSpan.Zero, StallTimeout = TimeSpan.FromMilliseconds(300) });
         var path = await cache.GetAsync(url, null, null, default);
         Assert.Equal(body, File.ReadAllBytes(path));
         Assert.Equal(2, _server.Requests);

@@ -1,4 +1,6 @@
 using System.IO.Compression;
+using System.Security.Cryptography;
+using System.Text;
 using TransferLearning.Datasets;
 using TransferLearning.Heads;
 using TransferLearning.Models;
@@ -187,6 +189,26 @@ public sealed class ModelFileTests : IDisposable
         using var loaded = TrainedModel.Load(path, TinyLoad);
 
         Assert.Equal(model.Classes, loaded.Classes);
+    }
+
+    [Fact]
+    public void Load_BackboneFixedInputSizeWrittenByEarlierVersion3Files_IgnoredAndLoads()
+    {
+        // Earlier version-3 files wrote the backbone's fixed_input_size beside its input spec, and nothing read it: a
+        // backbone that records its architecture keeps that setting there (ONNX), the others are rebuilt from their source.
+        using var model = NewModel();
+        var path = Path.Combine(_dir, "m.tlmodel");
+        model.Save(path);
+        var edited = string.Empty;
+        var written = EditEntry(path, "manifest.json", json => edited = json.Replace("\"backbone\": {", "\"backbone\": {\n    \"fixed_input_size\": true,", StringComparison.Ordinal));
+        EditEntry(path, "manifest.sha256", _ => Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(edited))));
+        Assert.DoesNotContain("fixed_input_size", written, StringComparison.Ordinal);
+        Assert.Contains("\"fixed_input_size\": true", edited, StringComparison.Ordinal);
+
+        using var loaded = TrainedModel.Load(path, TinyLoad);
+
+        Assert.Equal(model.Classes, loaded.Classes);
+        Assert.Equal(model.InputSpec, loaded.InputSpec);
     }
 
     [Fact]
