@@ -334,7 +334,7 @@ internal static class TrainCommand
             }
             catch (HttpRequestException e)
             {
-                throw new InvalidOperationException($"Could not download the backbone '{settings.Model}': {e.Message}", e);
+                throw new InvalidOperationException(e.Message, e); // the library's message names the backbone and what to do
             }
             catch (ArgumentException e) when (e.Message.Contains(ArchitectureOption, StringComparison.Ordinal))
             {

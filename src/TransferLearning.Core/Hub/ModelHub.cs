@@ -98,8 +98,22 @@ public static class ModelHub
         ArgumentException.ThrowIfNullOrWhiteSpace(source);
         if (Uri.TryCreate(source, UriKind.Absolute, out var uri) && (uri.Scheme == Uri.UriSchemeHttp || uri.Scheme == Uri.UriSchemeHttps))
         {
-            var cache = new HubCache(options?.CacheDirectory ?? CacheDirectory, options?.Download);
-            return await cache.GetAsync(uri, options?.Sha256, progress, cancellationToken, DownloadedModel.Problem).ConfigureAwait(false);
+            var directory = options?.CacheDirectory ?? CacheDirectory;
+            var download = options?.Download ?? new DownloadOptions();
+            var cache = new HubCache(directory, download);
+            try
+            {
+                return await cache.GetAsync(uri, options?.Sha256, progress, cancellationToken, DownloadedModel.Problem).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is HttpRequestException or TimeoutException || (e is IOException && e is not InvalidDataException))
+            {
+                // Say what was being fetched and what to do: a bare "Connection refused" does not tell that a backbone was being downloaded.
+                throw new HttpRequestException(
+                    $"Could not download the backbone file '{source}' (tried {download.MaxAttempts} time(s)): {e.Message.TrimEnd('.')}. " +
+                    $"Check the URL and the network, or download the file yourself and pass its local path; downloads are cached in '{directory}'.",
+                    e,
+                    (e as HttpRequestException)?.StatusCode);
+            }
         }
 
         var path = uri is { IsFile: true } ? uri.LocalPath : source;

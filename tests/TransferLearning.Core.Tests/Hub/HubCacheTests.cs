@@ -371,4 +371,21 @@ public sealed class ModelHubTfjsTests : IDisposable
         Assert.Equal(Features(local), Features(viaUrl));
         Assert.Single(Directory.GetFiles(_dir.FullName, "weights.bin", SearchOption.AllDirectories));
     }
+
+    [Fact]
+    public async Task LoadBackboneAsync_ServerDown_SaysWhichBackboneCouldNotBeDownloadedAndWhatToDo()
+    {
+        var closed = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        closed.Start();
+        var port = ((System.Net.IPEndPoint)closed.LocalEndpoint).Port;
+        closed.Stop(); // nothing listens there any more: connection refused
+        var url = $"http://127.0.0.1:{port}/backbone.onnx";
+        var options = new BackboneLoadOptions { CacheDirectory = _dir.FullName, Download = new DownloadOptions { MaxRetries = 1, RetryDelay = TimeSpan.Zero } };
+
+        var e = await Assert.ThrowsAsync<HttpRequestException>(() => ModelHub.LoadBackboneAsync(url, options));
+
+        Assert.StartsWith($"Could not download the backbone file '{url}' (tried 2 time(s)): ", e.Message, StringComparison.Ordinal);
+        Assert.EndsWith($". Check the URL and the network, or download the file yourself and pass its local path; downloads are cached in '{_dir.FullName}'.", e.Message, StringComparison.Ordinal);
+        Assert.IsType<HttpRequestException>(e.InnerException);
+    }
 }
