@@ -105,7 +105,12 @@ public sealed class DownloadOptionsTests : IDisposable
 
         var ex = await Assert.ThrowsAsync<HttpRequestException>(() => ModelHub.LoadBackboneAsync(url.AbsoluteUri, options));
 
-        Assert.Equal($"Downloading {url} failed: HTTP 503 Service Unavailable.", ex.Message);
+        Assert.Equal(
+            $"Could not download the backbone file '{url.AbsoluteUri}' (tried 4 time(s)): Downloading {url} failed: HTTP 503 Service Unavailable. " +
+            $"Check the URL and the network, or download the file yourself and pass its local path; downloads are cached in '{_dir.Combine("hub")}'.",
+            ex.Message);
+        Assert.Equal($"Downloading {url} failed: HTTP 503 Service Unavailable.", ex.InnerException!.Message);
+        Assert.Equal(System.Net.HttpStatusCode.ServiceUnavailable, ex.StatusCode);
         Assert.Equal(DownloadOptions.DefaultMaxRetries + 1, _unavailable.Requests);
     }
 
