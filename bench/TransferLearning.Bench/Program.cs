@@ -11,6 +11,8 @@ internal static class Program
         ["fit"] = ("the article's workflow on a folder: frozen fit, optional fine-tune (val acc, time, memory)", args => FitBench.RunAsync(args)),
         ["forward"] = ("imported ONNX ResNet18 forward vs ONNX Runtime (img/s)", args => ForwardBench.RunAsync(args)),
         ["decode"] = ("decode+resize+normalise a photo folder: parallel ImageLoader vs single thread", args => DecodeBench.RunAsync(args)),
+        ["torch-forward"] = ("torchvision arch (--arch resnet18|mobilenet_v2) frozen eval forward: ours vs PyTorch channels_last, same run (img/s, ratio)", args => TorchForwardBench.RunAsync(args)),
+        ["finetune-step"] = ("torchvision arch fine-tune train step (--arch resnet18 [--from all,layer4]): ours vs PyTorch, same run", args => FineTuneStepBench.RunAsync(args)),
         ["tfjs"] = ("TF.js layers model (Teachable Machine MobileNetV2) forward images/s vs TorchVision MobileNetV2 0.35", args => TfjsForwardBench.RunAsync(args)),
     };
 

@@ -157,6 +157,16 @@ internal static class TorchVisionBackbones
                 "Give the right BackboneLoadOptions.Architecture, or a state dict (not a whole pickled model).", ex);
         }
 
+        return Wrap(model, source, inputSpec);
+    }
+
+    /// <summary>A backbone of an architecture with torchvision's random initialisation (benchmarks, tests).</summary>
+    public static Backbone CreateBackbone(string architecture, InputSpec? inputSpec = null, int numClasses = 1000, double widthMult = 1.0) =>
+        Wrap(Create(architecture, numClasses, widthMult), $"{architecture} (random weights)", inputSpec);
+
+    /// <summary>Cuts <paramref name="model"/> (taking ownership) and wraps it as a backbone.</summary>
+    private static Backbone Wrap(nn.Module<Tensor, Tensor> model, string source, InputSpec? inputSpec)
+    {
         var module = Cut(model);
         try
         {
