@@ -52,7 +52,8 @@ internal static class BenchSupport
 
         var features = string.Join(",", CpuFeatures.Where(flags.Contains));
         var isa = Environment.GetEnvironmentVariable(TorchNativeLoader.OneDnnIsaVariable) ?? "default";
-        return $"CPU: {model}, {Environment.ProcessorCount} cores, {features}; ours: ONEDNN_MAX_CPU_ISA={isa} ({TorchNativeLoader.Status})";
+        var why = TorchNativeLoader.Status?.Split("; ").FirstOrDefault(s => s.Contains(TorchNativeLoader.OneDnnIsaVariable, StringComparison.Ordinal));
+        return $"CPU: {model}, {Environment.ProcessorCount} cores, {features}; ours: ONEDNN_MAX_CPU_ISA={isa}{(why is null ? string.Empty : $" ({why})")}";
     }
 
     public static double Median(IReadOnlyList<double> values)

@@ -15,7 +15,7 @@ namespace TransferLearning.Bench;
 /// one warm-up repetition. Our step is timed from the trainer's progress report after one step to the next, so it
 /// includes the trainer's whole loop (batch fetch, forward, loss, backward, Adam, loss/accuracy read-back).
 /// Usage: finetune-step [--arch resnet18] [--from all,layer4] [--reps 5] [--steps 2] [--batch 32] [--threads 2]
-///        [--python-isa default[,AVX2]] [--no-python]
+///        [--python-isa default[,AVX2]] [--no-python] [--unfolded (also ours with BatchNorm unfolded)]
 /// </summary>
 internal static class FineTuneStepBench
 {
@@ -42,10 +42,14 @@ internal static class FineTuneStepBench
         {
             foreach (var from in froms)
             {
-                var ours = new TrainerRunner(arch, from, batch, threads, steps, 1 + reps);
-                disposables.Add(ours);
-                Console.WriteLine($"  ours, from {from}: {ours.TrainableParameters:N0} trainable parameters");
-                runners.Add((new BenchSupport.Side($"ours, from {from}", from), ours.RunRepetition));
+                foreach (var fold in args.Contains("--unfolded") ? new[] { true, false } : [true])
+                {
+                    var ours = new TrainerRunner(arch, from, batch, threads, steps, 1 + reps, fold);
+                    disposables.Add(ours);
+                    var name = fold ? $"ours, from {from}" : $"ours, from {from}, BN unfolded";
+                    Console.WriteLine($"  {name}: {ours.TrainableParameters:N0} trainable parameters");
+                    runners.Add((new BenchSupport.Side(name, from), ours.RunRepetition));
+                }
             }
 
             if (!args.Contains("--no-python"))
@@ -93,6 +97,7 @@ internal static class FineTuneStepBench
             return;
         }
 
+        sides = [.. sides.Where(s => !s.Name.Contains("unfolded", StringComparison.Ordinal))];
         foreach (var kind in new[] { "ours", "PyTorch" })
         {
             var first = sides.FirstOrDefault(s => s.Name.StartsWith(kind, StringComparison.Ordinal) && s.Group == froms[0] && s.SecondsPerStep.Count > 0);
@@ -120,10 +125,11 @@ internal static class FineTuneStepBench
         private Exception? _error;
         private bool _finished;
 
-        public TrainerRunner(string arch, string from, int batch, int threads, int steps, int repetitions)
+        public TrainerRunner(string arch, string from, int batch, int threads, int steps, int repetitions, bool fold)
         {
             _steps = steps;
             var backbone = TorchVisionBackbones.CreateBackbone(arch);
+            BatchNormFolding.SetEnabled(backbone.Module, fold);
             if (from == "all")
             {
                 backbone.Unfreeze();

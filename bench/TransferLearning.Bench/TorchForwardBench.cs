@@ -12,7 +12,7 @@ namespace TransferLearning.Bench;
 /// the sides (the starting side rotates), each repetition times <c>--steps</c> batches after one warm-up repetition;
 /// the table shows each side's median seconds per batch over <c>--reps</c> repetitions and the speed ratio.
 /// Usage: torch-forward [--arch resnet18|mobilenet_v2] [--reps 7] [--steps 2] [--batch 32] [--threads 2]
-///        [--python-isa default[,AVX2,…]] [--no-python]
+///        [--python-isa default[,AVX2,…]] [--no-python] [--unfolded (also ours with BatchNorm unfolded)]
 /// </summary>
 internal static class TorchForwardBench
 {
@@ -36,6 +36,17 @@ internal static class TorchForwardBench
         var runners = new List<(BenchSupport.Side Side, Func<double[]> Run)>();
         var ours = new BenchSupport.Side("ours (Backbone.Forward, NCHW input)");
         runners.Add((ours, () => Repeat(steps, () => Forward(backbone, x))));
+        Backbone? unfolded = null;
+        if (args.Contains("--unfolded"))
+        {
+            // The same network with every BatchNorm as its own op (what folding buys).
+            unfolded = TorchVisionBackbones.CreateBackbone(arch);
+            unfolded.Freeze();
+            unfolded.SetTrainingMode(false);
+            BatchNormFolding.SetEnabled(unfolded.Module, false);
+            runners.Add((new BenchSupport.Side("ours, BatchNorm unfolded"), () => Repeat(steps, () => Forward(unfolded, x))));
+        }
+
         var pythons = new List<PyTorchReference>();
         try
         {
@@ -65,6 +76,8 @@ internal static class TorchForwardBench
             {
                 p.Dispose();
             }
+
+            unfolded?.Dispose();
         }
 
         return Task.FromResult(0);

@@ -1,4 +1,5 @@
 using TransferLearning.Backbones.Onnx;
+using TransferLearning.Backbones.TorchVision;
 using TransferLearning.Datasets;
 using static TorchSharp.torch;
 
@@ -71,6 +72,7 @@ public sealed class Backbone : IDisposable
         }
 
         _firstTrainableBlock = _blocks.Count;
+        BatchNormFolding.Invalidate(Module); // folded again from the current weights at the next forward
     }
 
     /// <summary>Makes every weight trainable.</summary>
@@ -88,6 +90,7 @@ public sealed class Backbone : IDisposable
         }
 
         (Module as OnnxGraphModule)?.DisableInt8(); // trainable weights run in float
+        BatchNormFolding.Invalidate(Module); // trainable pairs fold on every forward, with gradients
         for (var i = 0; i < _blocks.Count; i++)
         {
             foreach (var p in _blocks[i].Module.parameters())

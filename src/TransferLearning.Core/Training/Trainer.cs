@@ -39,15 +39,7 @@ internal sealed class Trainer
         IProgress<TrainingProgress>? progress,
         CancellationToken cancellationToken)
     {
-        var parameters = _head.parameters().ToList();
-        if (!inputsAreFeatures)
-        {
-            parameters.AddRange(_backbone.Module.parameters().Where(p => p.requires_grad));
-        }
-
-        using var optimizer = _options.Optimizer == OptimizerKind.Sgd
-            ? (optim.Optimizer)optim.SGD(parameters, _options.LearningRate, _options.Momentum, weight_decay: _options.WeightDecay)
-            : optim.Adam(parameters, _options.LearningRate, weight_decay: _options.WeightDecay);
+        using var optimizer = CreateOptimizer(inputsAreFeatures);
         using var augmentationRandom = new Generator(TensorBatchSource.SeedFor(_options.Seed, -1), CPU);
 
         var stopping = _options.EarlyStopping;
@@ -118,6 +110,23 @@ internal sealed class Trainer
         {
             DisposeAll(bestWeights);
         }
+    }
+
+    /// <summary>
+    /// The optimizer over the head and, unless only cached features are trained, the backbone's trainable parameters
+    /// only: frozen blocks get neither gradients nor optimizer state.
+    /// </summary>
+    internal optim.Optimizer CreateOptimizer(bool inputsAreFeatures)
+    {
+        var parameters = _head.parameters().ToList();
+        if (!inputsAreFeatures)
+        {
+            parameters.AddRange(_backbone.Module.parameters().Where(p => p.requires_grad));
+        }
+
+        return _options.Optimizer == OptimizerKind.Sgd
+            ? optim.SGD(parameters, _options.LearningRate, _options.Momentum, weight_decay: _options.WeightDecay)
+            : optim.Adam(parameters, _options.LearningRate, weight_decay: _options.WeightDecay);
     }
 
     private (double Loss, double Accuracy) TrainEpoch(

@@ -1,37 +1,38 @@
-using TorchSharp;
 using TorchSharp.PyBridge;
 using TransferLearning.Datasets;
 using static TorchSharp.torch;
 
 namespace TransferLearning.Backbones.TorchVision;
 
-/// <summary>A torchvision classifier cut at its pooled feature vector; its stages are the child modules (blocks).</summary>
-internal sealed class TorchVisionFeatureModule : nn.Module<Tensor, Tensor>
+/// <summary>
+/// A torchvision classifier cut at its pooled feature vector; its stages are the child modules (blocks). Stages run
+/// through a <see cref="FoldingPlan"/> (a Conv2d stage followed by a BatchNorm2d stage, as ResNet's stem, runs folded
+/// in inference mode).
+/// </summary>
+internal sealed class TorchVisionFeatureModule : nn.Module<Tensor, Tensor>, IBatchNormFolding
 {
-    private readonly List<nn.Module<Tensor, Tensor>> _stages = [];
+    private readonly FoldingPlan _plan;
     private readonly nn.Module _owner;
 
     public TorchVisionFeatureModule(nn.Module owner, IEnumerable<(string Name, nn.Module<Tensor, Tensor> Module)> stages)
         : base("TorchVisionFeatures")
     {
         _owner = owner;
+        var modules = new List<nn.Module<Tensor, Tensor>>();
         foreach (var (name, module) in stages)
         {
             register_module(name, module);
-            _stages.Add(module);
+            modules.Add(module);
         }
+
+        _plan = new FoldingPlan(modules);
     }
+
+    public IEnumerable<ConvBatchNorm> FoldingPairs => _plan.Pairs;
 
     public override Tensor forward(Tensor input)
     {
-        var x = input.alias();
-        foreach (var stage in _stages)
-        {
-            var next = stage.forward(x);
-            x.Dispose();
-            x = next;
-        }
-
+        var x = _plan.Forward(input);
         if (x.dim() == 4)
         {
             var pooled = x.mean([2, 3]);
@@ -49,6 +50,7 @@ internal sealed class TorchVisionFeatureModule : nn.Module<Tensor, Tensor>
         base.Dispose(disposing);
         if (disposing)
         {
+            _plan.Dispose();
             _owner.Dispose();
         }
     }
@@ -72,15 +74,11 @@ internal static class TorchVisionBackbones
     /// <summary>Creates the full classifier (random weights) for an architecture.</summary>
     public static nn.Module<Tensor, Tensor> Create(string architecture, int numClasses = 1000, double widthMult = 1.0) => architecture switch
     {
-        "resnet18" => torchvision.models.resnet18(numClasses),
-        "resnet34" => torchvision.models.resnet34(numClasses),
-        "resnet50" => torchvision.models.resnet50(numClasses),
-        "resnet101" => torchvision.models.resnet101(numClasses),
-        "resnet152" => torchvision.models.resnet152(numClasses),
-        "mobilenet_v2" => torchvision.models.mobilenet_v2(numClasses, widthMult),
-
-        // Ours, not TorchVision .NET's: it has no EfficientNet, and its MobileNetV3 uses ReLU6 inside squeeze-excitation
-        // (torchvision: ReLU) and ignores the class count and width.
+        // Ours, not TorchVision .NET's: ResNet and MobileNetV2 to fold BatchNorm into the convolutions in inference mode;
+        // TorchVision .NET has no EfficientNet, and its MobileNetV3 uses ReLU6 inside squeeze-excitation (torchvision:
+        // ReLU) and ignores the class count and width.
+        "resnet18" or "resnet34" or "resnet50" or "resnet101" or "resnet152" => ResNet.Create(architecture, numClasses),
+        "mobilenet_v2" => new MobileNetV2(numClasses, widthMult),
         "mobilenet_v3_small" => MobileNetV3.SmallModel(numClasses, widthMult),
         "mobilenet_v3_large" => MobileNetV3.LargeModel(numClasses, widthMult),
         "efficientnet_b0" => EfficientNet.B0Model(numClasses),

@@ -24,7 +24,7 @@ internal static class TorchVisionLayers
 
     /// <summary>
     /// torchvision's <c>Conv2dNormActivation</c>: children <c>0</c> (conv, no bias), <c>1</c> (BatchNorm2d), <c>2</c> (activation, optional);
-    /// padding <c>(kernel - 1) / 2 * dilation</c>.
+    /// padding <c>(kernel - 1) / 2 * dilation</c>. Conv and BatchNorm run folded in inference mode, ReLU/ReLU6 in place.
     /// </summary>
     public static nn.Module<Tensor, Tensor> ConvNormAct(
         long inChannels,
@@ -40,7 +40,7 @@ internal static class TorchVisionLayers
         var padding = (kernel - 1) / 2 * dilation;
         var conv = nn.Conv2d(inChannels, outChannels, kernel, stride: stride, padding: padding, dilation: dilation, groups: groups, bias: false);
         var norm = nn.BatchNorm2d(outChannels, eps: eps, momentum: momentum);
-        return activation is null ? nn.Sequential(conv, norm) : nn.Sequential(conv, norm, activation());
+        return activation is null ? new FoldingSequential(conv, norm) : new FoldingSequential(conv, norm, activation());
     }
 
     /// <summary>Initialises weights as torchvision does (Kaiming-normal fan-out convs, unit/zero norms); linears are left to the caller.</summary>
