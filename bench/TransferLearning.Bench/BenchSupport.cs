@@ -56,6 +56,17 @@ internal static class BenchSupport
         return $"CPU: {model}, {Environment.ProcessorCount} cores, {features}; ours: ONEDNN_MAX_CPU_ISA={isa}{(why is null ? string.Empty : $" ({why})")}";
     }
 
+    /// <summary>Stores every 4-d parameter channels-last (PyTorch's <c>model.to(memory_format=torch.channels_last)</c>).</summary>
+    public static void ChannelsLastWeights(TorchSharp.torch.nn.Module module)
+    {
+        using var noGrad = TorchSharp.torch.no_grad();
+        foreach (var p in module.parameters().Where(p => p.dim() == 4))
+        {
+            using var cl = p.permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2);
+            p.set_(cl);
+        }
+    }
+
     public static double Median(IReadOnlyList<double> values)
     {
         var sorted = values.Order().ToArray();

@@ -16,6 +16,7 @@ namespace TransferLearning.Bench;
 /// includes the trainer's whole loop (batch fetch, forward, loss, backward, Adam, loss/accuracy read-back).
 /// Usage: finetune-step [--arch resnet18] [--from all,layer4] [--reps 5] [--steps 2] [--batch 32] [--threads 2]
 ///        [--python-isa default[,AVX2]] [--no-python] [--unfolded (also ours with BatchNorm unfolded)]
+///        [--no-trim (no native heap trimming between steps)] [--trim-ab (also ours with the other trim setting)] [--cl-weights (also ours with conv weights stored channels-last)]
 /// </summary>
 internal static class FineTuneStepBench
 {
@@ -31,10 +32,12 @@ internal static class FineTuneStepBench
         var batch = BenchSupport.ArgInt(args, "--batch", 32);
         var threads = BenchSupport.ArgInt(args, "--threads", 2);
         set_num_threads(threads);
+        NativeHeap.Enabled = !args.Contains("--no-trim");
         Console.WriteLine(BenchSupport.MachineLine());
         Console.WriteLine(
             $"finetune-step: torchvision {arch}, random weights, batch {batch}, 224x224, {Classes} classes, BN in inference mode, Adam, " +
-            $"{threads} threads, {reps} reps x {steps} steps; configurations: {string.Join(", ", froms)}");
+            $"{threads} threads, {reps} reps x {steps} steps; configurations: {string.Join(", ", froms)}" +
+            (NativeHeap.Enabled ? string.Empty : "; native heap trimming off"));
 
         var runners = new List<(BenchSupport.Side Side, Func<double[]> Run)>();
         var disposables = new List<IDisposable>();
@@ -42,13 +45,34 @@ internal static class FineTuneStepBench
         {
             foreach (var from in froms)
             {
-                foreach (var fold in args.Contains("--unfolded") ? new[] { true, false } : [true])
+                var variants = new List<(string Suffix, bool Fold, bool ChannelsLast, bool Trim)> { (string.Empty, true, false, NativeHeap.Enabled) };
+                if (args.Contains("--unfolded"))
                 {
-                    var ours = new TrainerRunner(arch, from, batch, threads, steps, 1 + reps, fold);
+                    variants.Add((", BN unfolded", false, false, NativeHeap.Enabled));
+                }
+
+                if (args.Contains("--cl-weights"))
+                {
+                    variants.Add((", cl weights", true, true, NativeHeap.Enabled));
+                }
+
+                if (args.Contains("--trim-ab"))
+                {
+                    variants.Add((", heap trim " + (NativeHeap.Enabled ? "off" : "on"), true, false, !NativeHeap.Enabled));
+                }
+
+                foreach (var (suffix, fold, channelsLast, trim) in variants)
+                {
+                    var ours = new TrainerRunner(arch, from, batch, threads, steps, 1 + reps, fold, channelsLast, trim);
                     disposables.Add(ours);
-                    var name = fold ? $"ours, from {from}" : $"ours, from {from}, BN unfolded";
+                    var name = $"ours, from {from}{suffix}";
                     Console.WriteLine($"  {name}: {ours.TrainableParameters:N0} trainable parameters");
-                    runners.Add((new BenchSupport.Side(name, from), ours.RunRepetition));
+                    runners.Add((new BenchSupport.Side(name, from), () =>
+                    {
+                        var seconds = ours.RunRepetition();
+                        Console.WriteLine($"         ({name}: {ours.MinorFaultsPerStep:N0} minor page faults per step)");
+                        return seconds;
+                    }));
                 }
             }
 
@@ -97,7 +121,7 @@ internal static class FineTuneStepBench
             return;
         }
 
-        sides = [.. sides.Where(s => !s.Name.Contains("unfolded", StringComparison.Ordinal))];
+        sides = [.. sides.Where(s => !s.Name.StartsWith("ours", StringComparison.Ordinal) || s.Name == $"ours, from {s.Group}")];
         foreach (var kind in new[] { "ours", "PyTorch" })
         {
             var first = sides.FirstOrDefault(s => s.Name.StartsWith(kind, StringComparison.Ordinal) && s.Group == froms[0] && s.SecondsPerStep.Count > 0);
@@ -122,14 +146,21 @@ internal static class FineTuneStepBench
         private readonly int _steps;
         private readonly List<double> _times = [];
         private readonly Stopwatch _clock = new();
+        private readonly bool _trim;
         private Exception? _error;
         private bool _finished;
 
-        public TrainerRunner(string arch, string from, int batch, int threads, int steps, int repetitions, bool fold)
+        public TrainerRunner(string arch, string from, int batch, int threads, int steps, int repetitions, bool fold, bool channelsLastWeights, bool trim)
         {
             _steps = steps;
+            _trim = trim;
             var backbone = TorchVisionBackbones.CreateBackbone(arch);
             BatchNormFolding.SetEnabled(backbone.Module, fold);
+            if (channelsLastWeights)
+            {
+                BenchSupport.ChannelsLastWeights(backbone.Module);
+            }
+
             if (from == "all")
             {
                 backbone.Unfreeze();
@@ -176,6 +207,24 @@ internal static class FineTuneStepBench
 
         public long TrainableParameters { get; }
 
+        /// <summary>Minor page faults per step in the last repetition (memory handed back to the OS and touched again).</summary>
+        public double MinorFaultsPerStep { get; private set; }
+
+        /// <summary>This process's minor page faults so far (Linux; 0 elsewhere).</summary>
+        private static long MinorFaults()
+        {
+            try
+            {
+                var stat = File.ReadAllText("/proc/self/stat");
+                var fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+                return long.Parse(fields[7], System.Globalization.CultureInfo.InvariantCulture); // field 10, minflt
+            }
+            catch (Exception e) when (e is IOException or FormatException or IndexOutOfRangeException or UnauthorizedAccessException)
+            {
+                return 0;
+            }
+        }
+
         public double[] RunRepetition()
         {
             if (_finished)
@@ -183,8 +232,11 @@ internal static class FineTuneStepBench
                 throw new InvalidOperationException("The trainer has finished.", _error);
             }
 
+            NativeHeap.Enabled = _trim; // a process-wide switch: set for this side's repetition
+            var faults = MinorFaults();
             _go.Release();
             _done.Wait();
+            MinorFaultsPerStep = (MinorFaults() - faults) / (double)_steps;
             if (_error is not null)
             {
                 throw new InvalidOperationException("The trainer failed.", _error);

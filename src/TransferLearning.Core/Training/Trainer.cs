@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using TorchSharp.Modules;
 using TransferLearning.Backbones;
 using static TorchSharp.torch;
 
@@ -39,7 +40,7 @@ internal sealed class Trainer
         IProgress<TrainingProgress>? progress,
         CancellationToken cancellationToken)
     {
-        using var optimizer = CreateOptimizer(inputsAreFeatures);
+        using var optimizer = CreateOptimizer(inputsAreFeatures, out var trainable);
         using var augmentationRandom = new Generator(TensorBatchSource.SeedFor(_options.Seed, -1), CPU);
 
         var stopping = _options.EarlyStopping;
@@ -63,7 +64,7 @@ internal sealed class Trainer
                 }
 
                 var clock = Stopwatch.StartNew();
-                var (loss, accuracy) = TrainEpoch(train, inputsAreFeatures, optimizer, augmentationRandom, firstEpoch + e, epochNumber, progress, cancellationToken);
+                var (loss, accuracy) = TrainEpoch(train, inputsAreFeatures, optimizer, trainable, augmentationRandom, firstEpoch + e, epochNumber, progress, cancellationToken);
                 lastPass = validation is { Count: > 0 }
                     ? MeasurePass(validation, inputsAreFeatures, epochNumber, progress, cancellationToken)
                     : null;
@@ -116,7 +117,7 @@ internal sealed class Trainer
     /// The optimizer over the head and, unless only cached features are trained, the backbone's trainable parameters
     /// only: frozen blocks get neither gradients nor optimizer state.
     /// </summary>
-    internal optim.Optimizer CreateOptimizer(bool inputsAreFeatures)
+    internal optim.Optimizer CreateOptimizer(bool inputsAreFeatures, out IReadOnlyList<Parameter> trainable)
     {
         var parameters = _head.parameters().ToList();
         if (!inputsAreFeatures)
@@ -124,6 +125,7 @@ internal sealed class Trainer
             parameters.AddRange(_backbone.Module.parameters().Where(p => p.requires_grad));
         }
 
+        trainable = parameters;
         return _options.Optimizer == OptimizerKind.Sgd
             ? optim.SGD(parameters, _options.LearningRate, _options.Momentum, weight_decay: _options.WeightDecay)
             : optim.Adam(parameters, _options.LearningRate, weight_decay: _options.WeightDecay);
@@ -133,6 +135,7 @@ internal sealed class Trainer
         IBatchSource source,
         bool inputsAreFeatures,
         optim.Optimizer optimizer,
+        IReadOnlyList<Parameter> trainable,
         Generator augmentationRandom,
         int epochIndex,
         int epochNumber,
@@ -174,7 +177,11 @@ internal sealed class Trainer
 
             var logits = _head.forward(features);
             var loss = nn.functional.cross_entropy(logits, labels, _classWeights);
-            optimizer.zero_grad();
+            foreach (var p in trainable)
+            {
+                p.grad = null; // as PyTorch's zero_grad(set_to_none=True): backward writes fresh gradients, no zeroing and adding
+            }
+
             loss.backward();
             optimizer.step();
 
