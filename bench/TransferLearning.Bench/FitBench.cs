@@ -58,10 +58,10 @@ internal static class FitBench
 
         var allocatedBeforeLoad = GC.GetTotalAllocatedBytes();
         using var learner = TransferLearner.From(model).Freeze().AddHead(split.Classes)
-            .WithLearningRate(rate).WithSeed(seed).Configure(o => o.ResizeMode = resize);
+            .WithLearningRate(rate).WithSeed(seed).WithResizeMode(resize);
         if (int8)
         {
-            learner.WithInt8Backbone().Configure(o => o.Int8CalibrationImages = int.Parse(Arg("--int8-calibration", "64"), CultureInfo.InvariantCulture));
+            learner.WithInt8Backbone(int.Parse(Arg("--int8-calibration", "64"), CultureInfo.InvariantCulture));
         }
 
         if (args.Contains("--gc-after-load"))

@@ -253,24 +253,7 @@ internal static class MlNetComparison
 
     private static async Task<SideResult> RunChildAsync(string[] sideArgs)
     {
-        var start = new ProcessStartInfo { RedirectStandardOutput = true, UseShellExecute = false };
-        var self = Environment.ProcessPath!;
-        if (string.Equals(Path.GetFileNameWithoutExtension(self), "dotnet", StringComparison.OrdinalIgnoreCase))
-        {
-            start.FileName = self;
-            start.ArgumentList.Add(typeof(MlNetComparison).Assembly.Location);
-        }
-        else
-        {
-            start.FileName = self;
-        }
-
-        start.ArgumentList.Add("mlnet");
-        foreach (var a in sideArgs)
-        {
-            start.ArgumentList.Add(a);
-        }
-
+        var start = BenchProcess.StartInfo(["mlnet", .. sideArgs]);
         using var child = Process.Start(start) ?? throw new InvalidOperationException("could not start the side process");
         SideResult? result = null;
         while (await child.StandardOutput.ReadLineAsync() is { } line)

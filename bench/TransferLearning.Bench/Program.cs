@@ -13,6 +13,8 @@ internal static class Program
         ["decode"] = ("decode+resize+normalise a photo folder: parallel ImageLoader vs single thread", args => DecodeBench.RunAsync(args)),
         ["torch-forward"] = ("torchvision arch (--arch resnet18|mobilenet_v2) frozen eval forward: ours vs PyTorch channels_last, same run (img/s, ratio)", args => TorchForwardBench.RunAsync(args)),
         ["finetune-step"] = ("torchvision arch fine-tune train step (--arch resnet18 [--from all,layer4]): ours vs PyTorch, same run", args => FineTuneStepBench.RunAsync(args)),
+        ["quality"] = ("recipes side by side (frozen, cached views, fine-tuning, TTA): val accuracy, time, peak memory (--data DIR --recipes \"a;b\")", args => QualityBench.RunAsync(args)),
+        ["quality-run"] = ("one quality recipe in this process (used by quality)", args => QualityBench.RunOneAsync(args)),
         ["tfjs"] = ("TF.js layers model (Teachable Machine MobileNetV2) forward images/s vs TorchVision MobileNetV2 0.35", args => TfjsForwardBench.RunAsync(args)),
     };
 

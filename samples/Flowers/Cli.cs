@@ -54,6 +54,7 @@ internal static class Cli
         root.Subcommands.Add(train);
         root.Subcommands.Add(evaluate);
         root.Subcommands.Add(predict);
+        root.Subcommands.Add(ExportCommand.Create());
         return root;
     }
 }

@@ -1,38 +1,24 @@
-using TorchSharp;
 using TransferLearning.Backbones;
-using TransferLearning.Datasets.Pipeline;
 using TransferLearning.Datasets;
 using TransferLearning.Downloads;
 using TransferLearning.Heads;
 using TransferLearning.Hub;
 using TransferLearning.Models;
+using TransferLearning.Native;
 using TransferLearning.Training;
-using static TorchSharp.torch;
 
 namespace TransferLearning;
-
-/// <summary>The result of <see cref="TransferLearner.Fit(DatasetSplit, int)"/>: deconstructs into <c>(model, history)</c>.</summary>
-/// <param name="Model">The trained model (owns the backbone; dispose it).</param>
-/// <param name="History">Every epoch of the model so far, including earlier fits.</param>
-public sealed record FitResult(TrainedModel Model, History History)
-{
-    /// <summary>
-    /// How the returned <see cref="Model"/> does on the validation images (accuracy, loss, per-class precision/recall/F1,
-    /// confusion matrix), taken from the validation pass the fit already made: the last epoch's, or, when early
-    /// stopping restored the best weights, the best epoch's. It equals <c>Model.Evaluate(data.Validation)</c> without
-    /// running the backbone over the validation images again. Null when the split has no validation images.
-    /// </summary>
-    public Evaluation? ValidationEvaluation { get; init; }
-}
 
 /// <summary>
 /// Builds and trains an image classifier on a pretrained backbone, Keras-style:
 /// <code>var (model, history) = TransferLearner.From("resnet18").Freeze().AddHead(data.Classes).Fit(data, epochs: 6);</code>
 /// </summary>
 /// <remarks>
-/// A learner is single-use: arguments are checked when given, the whole configuration when <c>Fit</c> runs, and after
-/// <c>Fit</c> the learner cannot be used again. It owns the backbone until <c>Fit</c> hands it to the model; dispose an
-/// unused learner to free it.
+/// The learner only records what it is told: each setting has one method, whose argument is checked when it is given.
+/// <c>Fit</c> checks the whole configuration against the data before anything is changed or used up, then trains;
+/// freezing and unfreezing take effect there, so a learner that never fits changes nothing (not even a model passed to
+/// <see cref="From(TrainedModel)"/>). A learner fits once. It owns the backbone until <c>Fit</c> hands it to the
+/// model; dispose an unused learner, or one whose <c>Fit</c> failed or was cancelled, to free it.
 /// </remarks>
 public sealed class TransferLearner : IDisposable
 {
@@ -41,7 +27,10 @@ public sealed class TransferLearner : IDisposable
     private readonly TrainingOptions _options = new();
     private IReadOnlyList<string>? _classes;
     private HeadOptions? _headOptions;
+    private Trainability? _trainability;
+    private readonly HashSet<string> _explicit = new(StringComparer.Ordinal);
     private bool _used;
+    private bool _handedOff;
     private bool _disposed;
 
     private TransferLearner(Backbone backbone, TrainedModel? continued)
@@ -55,11 +44,8 @@ public sealed class TransferLearner : IDisposable
         }
     }
 
-    /// <summary>The backbone being trained.</summary>
+    /// <summary>The backbone that will be trained (see <see cref="Backbones.Backbone.Blocks"/> for what <c>Unfreeze</c> accepts).</summary>
     public Backbone Backbone => _backbone;
-
-    /// <summary>The training options (a live object: changes apply to the next <c>Fit</c>).</summary>
-    public TrainingOptions Options => _options;
 
     /// <summary>Starts from a backbone given by short name (<c>resnet18</c>), file path or http(s) URL.</summary>
     /// <param name="source">Short name, path or URL of the pretrained model.</param>
@@ -106,50 +92,61 @@ public sealed class TransferLearner : IDisposable
     /// <summary>
     /// Continues training a trained model, e.g. to fine-tune after a frozen fit:
     /// <c>TransferLearner.From(model).Unfreeze().WithLearningRate(1e-5).Fit(data, 4)</c>. The same model object is
-    /// trained further and its history continues.
+    /// trained further (when <c>Fit</c> runs) and its history continues; it keeps its head, classes and input size.
     /// </summary>
-    /// <param name="model">The model to keep training; it keeps its head and classes.</param>
+    /// <param name="model">The model to keep training; the caller keeps owning it.</param>
     public static TransferLearner From(TrainedModel model)
     {
         ArgumentNullException.ThrowIfNull(model);
         return new TransferLearner(model.Backbone, model);
     }
 
-    /// <summary>Freezes the whole backbone: no gradients, BatchNorm in inference mode (Keras's <c>trainable = False</c>).</summary>
+    /// <summary>Freezes the whole backbone when <c>Fit</c> runs: no gradients, BatchNorm in inference mode (Keras's <c>trainable = False</c>).</summary>
     public TransferLearner Freeze()
     {
         EnsureUsable();
-        _backbone.Freeze();
+        _trainability = Trainability.Frozen;
         return this;
     }
 
-    /// <summary>Makes the whole backbone trainable (fine-tuning).</summary>
-    public TransferLearner Unfreeze()
-    {
-        EnsureUsable();
-        _backbone.Unfreeze();
-        return this;
-    }
+    /// <summary>Makes the whole backbone trainable when <c>Fit</c> runs (fine-tuning).</summary>
+    public TransferLearner Unfreeze() => Unfreeze(0);
 
-    /// <summary>Makes the backbone trainable from the named block on; earlier blocks stay frozen.</summary>
+    /// <summary>Makes the backbone trainable from the named block on when <c>Fit</c> runs; earlier blocks stay frozen.</summary>
     /// <param name="fromBlock">A name from <see cref="Backbones.Backbone.Blocks"/>.</param>
     public TransferLearner Unfreeze(string fromBlock)
     {
         EnsureUsable();
-        _backbone.Unfreeze(fromBlock);
+        ArgumentException.ThrowIfNullOrWhiteSpace(fromBlock);
+        var blocks = _backbone.Blocks;
+        var index = blocks.ToList().IndexOf(fromBlock);
+        if (index < 0)
+        {
+            throw new ArgumentException(
+                $"The backbone has no block named '{fromBlock}'. Its blocks are: {string.Join(", ", blocks)}.", nameof(fromBlock));
+        }
+
+        _trainability = Trainability.FromBlock(index);
         return this;
     }
 
-    /// <summary>Makes the backbone trainable from the block at this index on; earlier blocks stay frozen.</summary>
-    /// <param name="fromBlock">Index into <see cref="Backbones.Backbone.Blocks"/>.</param>
+    /// <summary>Makes the backbone trainable from the block at this index on when <c>Fit</c> runs; earlier blocks stay frozen.</summary>
+    /// <param name="fromBlock">Index into <see cref="Backbones.Backbone.Blocks"/> (0 unfreezes everything).</param>
     public TransferLearner Unfreeze(int fromBlock)
     {
         EnsureUsable();
-        _backbone.Unfreeze(fromBlock);
+        var count = _backbone.Blocks.Count;
+        if (fromBlock < 0 || (fromBlock > 0 && fromBlock >= count))
+        {
+            throw new ArgumentOutOfRangeException(
+                nameof(fromBlock), fromBlock, $"The backbone has {count} blocks; give an index from 0 to {Math.Max(0, count - 1)}.");
+        }
+
+        _trainability = Trainability.FromBlock(fromBlock);
         return this;
     }
 
-    /// <summary>Adds the article's head: one Dense layer from the features to the classes (softmax at prediction).</summary>
+    /// <summary>Adds the tutorial's head: one Dense layer from the features to the classes (softmax at prediction).</summary>
     /// <param name="classes">Class names in label order (e.g. <c>data.Classes</c>).</param>
     public TransferLearner AddHead(IReadOnlyList<string> classes) => AddHead(classes, new HeadOptions());
 
@@ -183,66 +180,129 @@ public sealed class TransferLearner : IDisposable
         return this;
     }
 
-    /// <summary>Changes any training option.</summary>
-    /// <param name="configure">Sets options on the learner's <see cref="TrainingOptions"/>.</param>
-    public TransferLearner Configure(Action<TrainingOptions> configure)
-    {
-        EnsureUsable();
-        ArgumentNullException.ThrowIfNull(configure);
-        configure(_options);
-        return this;
-    }
-
     /// <summary>Sets the base learning rate (default 1e-3).</summary>
     /// <param name="learningRate">A finite positive rate.</param>
-    public TransferLearner WithLearningRate(double learningRate) => Configure(o => o.LearningRate = learningRate);
+    public TransferLearner WithLearningRate(double learningRate) => Set(o => o.LearningRate = learningRate);
 
     /// <summary>Chooses the optimizer and, optionally, its learning rate.</summary>
     /// <param name="optimizer">Adam (default) or SGD with momentum.</param>
     /// <param name="learningRate">Base learning rate; null keeps the current one.</param>
-    public TransferLearner WithOptimizer(OptimizerKind optimizer, double? learningRate = null) => Configure(o =>
+    /// <param name="momentum">SGD momentum in [0, 1); null keeps the current one (default 0.9).</param>
+    public TransferLearner WithOptimizer(OptimizerKind optimizer, double? learningRate = null, double? momentum = null)
     {
-        o.Optimizer = optimizer;
-        if (learningRate is { } rate)
+        if (!Enum.IsDefined(optimizer))
         {
-            o.LearningRate = rate;
+            throw new ArgumentOutOfRangeException(nameof(optimizer), optimizer, "Unknown optimizer.");
         }
-    });
+
+        return Set(o =>
+        {
+            var copy = o.Clone();
+            copy.Optimizer = optimizer;
+            copy.LearningRate = learningRate ?? copy.LearningRate;
+            copy.Momentum = momentum ?? copy.Momentum;
+            o.Optimizer = copy.Optimizer;
+            o.LearningRate = copy.LearningRate;
+            o.Momentum = copy.Momentum;
+        });
+    }
+
+    /// <summary>Sets L2 weight decay (default 0).</summary>
+    /// <param name="weightDecay">A finite non-negative factor.</param>
+    public TransferLearner WithWeightDecay(double weightDecay) => Set(o => o.WeightDecay = weightDecay);
 
     /// <summary>Sets the batch size (default 32).</summary>
     /// <param name="batchSize">Images per batch.</param>
-    public TransferLearner WithBatchSize(int batchSize) => Configure(o => o.BatchSize = batchSize);
+    public TransferLearner WithBatchSize(int batchSize) => Set(o => o.BatchSize = batchSize);
 
     /// <summary>Sets the seed for initialisation, shuffling, dropout and augmentation (default 42).</summary>
     /// <param name="seed">The seed.</param>
-    public TransferLearner WithSeed(int seed) => Configure(o => o.Seed = seed);
+    public TransferLearner WithSeed(int seed) => Set(o => o.Seed = seed);
 
-    /// <summary>Sets the square input size; the backbone must accept it.</summary>
+    /// <summary>Sets the square input size; the backbone must accept it (default: the backbone's own size).</summary>
     /// <param name="size">Pixels (at least 32).</param>
-    public TransferLearner WithImageSize(int size) => Configure(o => o.ImageSize = size);
+    public TransferLearner WithImageSize(int size) => Set(o => o.ImageSize = size);
 
-    /// <summary>Turns on random training-time augmentation (disables feature caching).</summary>
-    /// <param name="augmentation">Flip, rotation and zoom settings.</param>
-    public TransferLearner WithAugmentation(Augmentation augmentation) => Configure(o => o.Augmentation = augmentation);
+    /// <summary>Sets how images are brought to the input size (default: the backbone's own mode).</summary>
+    /// <param name="resizeMode">Stretch, or scale the shorter side and cut the centre.</param>
+    public TransferLearner WithResizeMode(ResizeMode resizeMode)
+    {
+        if (!Enum.IsDefined(resizeMode))
+        {
+            throw new ArgumentOutOfRangeException(nameof(resizeMode), resizeMode, "Unknown resize mode.");
+        }
+
+        return Set(o => o.ResizeMode = resizeMode);
+    }
+
+    /// <summary>
+    /// Turns on random training-time augmentation. A frozen backbone then either runs on freshly augmented images every
+    /// epoch, or, with <see cref="Augmentation.CachedViews"/>, featurizes that many augmented views once.
+    /// </summary>
+    /// <param name="augmentation">Crop, flip, rotation, zoom, brightness and contrast settings.</param>
+    public TransferLearner WithAugmentation(Augmentation augmentation) => Set(o => o.Augmentation = augmentation);
+
+    /// <summary>Smooths the training targets: 1 − ε on the true class, ε spread evenly over all classes (default 0).</summary>
+    /// <param name="epsilon">In [0, 1).</param>
+    public TransferLearner WithLabelSmoothing(double epsilon) => Set(o => o.LabelSmoothing = epsilon);
+
+    /// <summary>
+    /// Discriminative learning rates for the backbone: its first trained block learns at the base rate times
+    /// <paramref name="lowestFactor"/>, its last at the base rate, the blocks between on a geometric scale (early layers
+    /// hold general features that need little change). The head learns at the base rate.
+    /// </summary>
+    /// <param name="lowestFactor">In (0, 1]; 1 turns it off.</param>
+    public TransferLearner WithDiscriminativeLearningRates(double lowestFactor = FineTuneRecipe.LowestBlockRateFactor) =>
+        Set(o => o.LowestBlockRateFactor = lowestFactor);
 
     /// <summary>Stops training when a monitored metric stops improving.</summary>
     /// <param name="earlyStopping">Monitor, patience, minimum delta, restore-best.</param>
-    public TransferLearner WithEarlyStopping(EarlyStopping earlyStopping) => Configure(o => o.EarlyStopping = earlyStopping);
+    public TransferLearner WithEarlyStopping(EarlyStopping earlyStopping)
+    {
+        ArgumentNullException.ThrowIfNull(earlyStopping);
+        return Set(o => o.EarlyStopping = earlyStopping);
+    }
 
     /// <summary>Sets the learning-rate schedule.</summary>
     /// <param name="schedule">E.g. <see cref="LearningRateSchedule.Cosine(double)"/>.</param>
-    public TransferLearner WithSchedule(LearningRateSchedule schedule) => Configure(o => o.Schedule = schedule ?? throw new ArgumentNullException(nameof(schedule)));
+    public TransferLearner WithSchedule(LearningRateSchedule schedule)
+    {
+        ArgumentNullException.ThrowIfNull(schedule);
+        return Set(o => o.Schedule = schedule);
+    }
 
-    /// <summary>Weighs the loss per class (classes not listed weigh 1).</summary>
-    /// <param name="weights">Weight by class name.</param>
-    public TransferLearner WithClassWeights(IReadOnlyDictionary<string, double> weights) => Configure(o => o.ClassWeights = weights ?? throw new ArgumentNullException(nameof(weights)));
+    /// <summary>Weighs the loss per class (classes not listed weigh 1); the names are checked against the head's classes at <c>Fit</c>.</summary>
+    /// <param name="weights">Weight by class name: finite and non-negative.</param>
+    public TransferLearner WithClassWeights(IReadOnlyDictionary<string, double> weights)
+    {
+        ArgumentNullException.ThrowIfNull(weights);
+        if (weights.Values.Any(w => !(w >= 0) || !double.IsFinite(w)))
+        {
+            throw new ArgumentException("Class weights must be finite and non-negative.", nameof(weights));
+        }
+
+        var copy = new Dictionary<string, double>(weights, StringComparer.Ordinal);
+        return Set(o =>
+        {
+            o.ClassWeights = copy;
+            o.BalanceClasses = false;
+        });
+    }
+
+    /// <summary>Weighs the loss per class inversely to the class's share of the training images (Keras/scikit-learn "balanced").</summary>
+    public TransferLearner WithBalancedClassWeights() => Set(o =>
+    {
+        o.ClassWeights = null;
+        o.BalanceClasses = true;
+    });
 
     /// <summary>
-    /// Runs the frozen backbone in int8 while featurizing and in the trained model (see
-    /// <see cref="TrainingOptions.Int8Backbone"/>): faster on CPUs, features a few percent off the float ones.
+    /// Runs the frozen backbone in int8 while featurizing and in the trained model: faster on CPUs, features a few
+    /// percent off the float ones. Activation ranges come from training images spread evenly over every class.
     /// </summary>
-    /// <exception cref="NotSupportedException">The backbone was not imported from ONNX.</exception>
-    public TransferLearner WithInt8Backbone()
+    /// <param name="calibrationImages">Training images that set the activation ranges (default 64).</param>
+    /// <exception cref="NotSupportedException">The backbone cannot run in int8.</exception>
+    public TransferLearner WithInt8Backbone(int calibrationImages = TrainingOptions.DefaultInt8CalibrationImages)
     {
         if (!_backbone.SupportsInt8)
         {
@@ -250,17 +310,43 @@ public sealed class TransferLearner : IDisposable
                 $"Int8 inference is available for backbones imported from ONNX (such as 'resnet18'); '{_backbone.Source}' is not one.");
         }
 
-        return Configure(o => o.Int8Backbone = true);
+        return Set(o =>
+        {
+            o.Int8CalibrationImages = calibrationImages;
+            o.Int8Backbone = true;
+        });
     }
+
+    /// <summary>
+    /// Lets an unfrozen backbone's BatchNorm layers use batch statistics and update their moving averages while
+    /// training. Without it (the default, as Keras's fine-tuning guide recommends) the backbone runs in inference mode
+    /// while its weights are trained, so small fine-tuning batches do not disturb the pretrained statistics.
+    /// </summary>
+    public TransferLearner WithBatchNormStatisticsUpdates() => Set(o => o.UpdateBatchNormStatistics = true);
+
+    /// <summary>
+    /// Runs the backbone on every batch of every epoch even when it is frozen, instead of once per image with the head
+    /// trained on cached features (the default). Only useful to measure or to bound memory on huge data sets.
+    /// </summary>
+    public TransferLearner WithoutFeatureCache() => Set(o => o.CacheFeatures = false);
+
+    /// <summary>Sets how many images are decoded in parallel (default: the processor count).</summary>
+    /// <param name="threads">At least 1.</param>
+    public TransferLearner WithDecodeThreads(int threads) => Set(o => o.DegreeOfParallelism = threads);
 
     /// <summary>Trains on a device: <c>cpu</c> (default), <c>cuda</c> or <c>cuda:N</c>.</summary>
     /// <param name="device">The device name.</param>
-    public TransferLearner OnDevice(string device) => Configure(o => o.Device = device);
+    public TransferLearner OnDevice(string device)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(device);
+        _ = TorchDevices.Parse(device, checkAvailable: false);
+        return Set(o => o.Device = device);
+    }
 
     /// <summary>Trains for <paramref name="epochs"/> epochs, validating after each.</summary>
     /// <param name="data">Training and validation images (e.g. <c>ImageFolder.Load(dir).Split(0.7, seed: 42)</c>).</param>
     /// <param name="epochs">Epochs to train (at least 1).</param>
-    public FitResult Fit(DatasetSplit data, int epochs) => FitCore(data, epochs, null, CancellationToken.None);
+    public FitResult Fit(DatasetSplit data, int epochs) => Run(Plan(data, epochs), null, CancellationToken.None);
 
     /// <summary>Trains for <paramref name="epochs"/> epochs on a thread-pool thread, with progress and cancellation.</summary>
     /// <param name="data">Training and validation images.</param>
@@ -270,8 +356,45 @@ public sealed class TransferLearner : IDisposable
     public Task<FitResult> FitAsync(DatasetSplit data, int epochs, IProgress<TrainingProgress>? progress = null, CancellationToken cancellationToken = default)
     {
         cancellationToken.ThrowIfCancellationRequested();
+        var plan = Plan(data, epochs);
         return Task.Factory.StartNew(
-            () => FitCore(data, epochs, progress, cancellationToken),
+            () => Run(plan, progress, cancellationToken),
+            cancellationToken,
+            TaskCreationOptions.LongRunning,
+            TaskScheduler.Default);
+    }
+
+    /// <summary>
+    /// The fine-tuning recipe in one call (as fastai's <c>fine_tune</c>): <paramref name="freezeEpochs"/> epochs of the
+    /// head on the frozen backbone (features cached: one backbone pass, then milliseconds per epoch), then
+    /// <paramref name="epochs"/> epochs with the backbone trained too (all of it, or from the block given to
+    /// <c>Unfreeze</c>). The second phase uses, unless set on the learner, the settings in <see cref="FineTuneRecipe"/>:
+    /// AdamW with weight decay, a one-cycle schedule, discriminative learning rates, label smoothing and
+    /// <see cref="Augmentation.Standard"/>. History holds both phases.
+    /// </summary>
+    /// <param name="data">Training and validation images.</param>
+    /// <param name="epochs">Epochs with the backbone trained (at least 1).</param>
+    /// <param name="freezeEpochs">Epochs of the head alone first (0 skips them when continuing a trained model).</param>
+    public FitResult FineTune(DatasetSplit data, int epochs, int freezeEpochs = FineTuneRecipe.FreezeEpochs) =>
+        RunFineTune(PlanFineTune(data, epochs, freezeEpochs), null, CancellationToken.None);
+
+    /// <summary>The fine-tuning recipe on a thread-pool thread, with progress and cancellation (see <see cref="FineTune"/>).</summary>
+    /// <param name="data">Training and validation images.</param>
+    /// <param name="epochs">Epochs with the backbone trained (at least 1).</param>
+    /// <param name="freezeEpochs">Epochs of the head alone first.</param>
+    /// <param name="progress">Receives featurizing, training, validation and end-of-epoch reports.</param>
+    /// <param name="cancellationToken">Stops within one batch; the learner is then used up and nothing is saved.</param>
+    public Task<FitResult> FineTuneAsync(
+        DatasetSplit data,
+        int epochs,
+        int freezeEpochs = FineTuneRecipe.FreezeEpochs,
+        IProgress<TrainingProgress>? progress = null,
+        CancellationToken cancellationToken = default)
+    {
+        cancellationToken.ThrowIfCancellationRequested();
+        var plans = PlanFineTune(data, epochs, freezeEpochs);
+        return Task.Factory.StartNew(
+            () => RunFineTune(plans, progress, cancellationToken),
             cancellationToken,
             TaskCreationOptions.LongRunning,
             TaskScheduler.Default);
@@ -286,207 +409,69 @@ public sealed class TransferLearner : IDisposable
         }
 
         _disposed = true;
-        if (!_used && _continued is null)
+        if (!_handedOff && _continued is null)
         {
             _backbone.Dispose();
         }
     }
 
-    private FitResult FitCore(DatasetSplit data, int epochs, IProgress<TrainingProgress>? progress, CancellationToken cancellationToken)
+    /// <summary>Checks the whole configuration against the data; nothing is changed or used up when it throws.</summary>
+    private FitPlan Plan(DatasetSplit data, int epochs)
     {
         EnsureUsable();
-        ArgumentNullException.ThrowIfNull(data);
-        var train = data.Train;
-        var validation = data.Validation;
+        return FitPlan.Create(_backbone, _continued, _classes, _headOptions, _trainability, _options, data, epochs);
+    }
 
-        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(epochs);
-        if (_classes is null || _headOptions is null)
-        {
-            throw new InvalidOperationException("Call AddHead(classes) before Fit: the model has no classification head.");
-        }
+    /// <summary>Plans both phases of the recipe; nothing is changed or used up when it throws.</summary>
+    private (FitPlan? Head, FitPlan Tune) PlanFineTune(DatasetSplit data, int epochs, int freezeEpochs)
+    {
+        EnsureUsable();
+        ArgumentOutOfRangeException.ThrowIfNegative(freezeEpochs);
+        var head = freezeEpochs == 0 ? null : FitPlan.Create(_backbone, _continued, _classes, _headOptions, Trainability.Frozen, FineTuneRecipe.HeadPhase(_options), data, freezeEpochs);
+        var tune = FitPlan.Create(_backbone, _continued, _classes, _headOptions, _trainability is { IsFrozen: false } t ? t : Trainability.FromBlock(0),
+            FineTuneRecipe.BackbonePhase(_options, _explicit), data, epochs);
+        return (head, tune);
+    }
 
-        if (!train.Classes.SequenceEqual(_classes, StringComparer.Ordinal))
-        {
-            throw new ArgumentException(
-                $"The head was built for {_classes.Count} classes ({string.Join(", ", _classes)}) but the data has {train.Classes.Count} " +
-                $"({string.Join(", ", train.Classes)}). Pass the data's classes to AddHead.", nameof(data));
-        }
-
-        if (validation is not null && !validation.Classes.SequenceEqual(_classes, StringComparer.Ordinal))
-        {
-            throw new ArgumentException(
-                $"The validation data has classes ({string.Join(", ", validation.Classes)}) that differ from the training data's ({string.Join(", ", _classes)}).", nameof(data));
-        }
-
-        if (train.Count == 0)
-        {
-            throw new ArgumentException("The training data is empty: add images to the class folders or change the split.", nameof(data));
-        }
-
-        if (_options.Int8Backbone && !_backbone.IsFrozen)
-        {
-            throw new InvalidOperationException(
-                "Int8Backbone needs a frozen backbone: call Freeze() before Fit (fine-tuning trains unfrozen layers in float).");
-        }
-
-        var spec = ResolveInputSpec();
-        var device = ResolveDevice(_options.Device);
+    private FitResult RunFineTune((FitPlan? Head, FitPlan Tune) plans, IProgress<TrainingProgress>? progress, CancellationToken cancellationToken)
+    {
+        EnsureUsable();
         _used = true;
-
-        var options = _options.Clone();
-        TrainedModel model;
-        if (_continued is not null)
+        if (plans.Head is null)
         {
-            model = _continued;
-        }
-        else
-        {
-            manual_seed(options.Seed); // dropout draws from the global generator
-            var head = HeadFactory.Create(_backbone.FeatureSize, _classes.Count, _headOptions, options.Seed);
-            model = new TrainedModel(_backbone, head, _classes, spec, _headOptions, new History(), device);
+            var only = FitRun.Execute(plans.Tune, progress, cancellationToken);
+            _handedOff = true;
+            return only;
         }
 
-        _backbone.Module.to(device);
-        model.Head.to(device);
-        using var classWeights = ClassWeights(train, options)?.to(device);
-        var trainer = new Trainer(_backbone, model.Head, device, options, classWeights);
-
-        var loaderOptions = new ImageLoaderOptions { BatchSize = options.BatchSize, Shuffle = true, Seed = options.Seed, DegreeOfParallelism = options.DegreeOfParallelism };
-        using var trainLoader = new ImageLoader(train, spec, loaderOptions);
-        using var validationLoader = validation is { Count: > 0 }
-            ? new ImageLoader(validation, spec, new ImageLoaderOptions { BatchSize = options.BatchSize, DegreeOfParallelism = options.DegreeOfParallelism })
-            : null;
-        IBatchSource trainImages = new ImageBatchSource(trainLoader, train.Count);
-        IBatchSource? validationImages = validationLoader is null ? null : new ImageBatchSource(validationLoader, validation!.Count);
-
-        if (options.Int8Backbone && !_backbone.IsInt8)
+        var first = FitRun.Execute(plans.Head, progress, cancellationToken);
+        _handedOff = true; // the model owns the backbone from here on
+        try
         {
-            QuantizeBackbone(train, spec, options, cancellationToken);
+            return FitRun.Execute(plans.Tune.Continuing(first.Model), progress, cancellationToken);
         }
-
-        var cache = options.CacheFeatures && _backbone.IsFrozen && !options.Augmentation.IsEnabled;
-        ValidationPass? pass;
-        if (!cache)
+        catch when (_continued is null)
         {
-            pass = trainer.Fit(trainImages, validationImages, inputsAreFeatures: false, epochs, model.History, progress, cancellationToken);
-        }
-        else
-        {
-            using var trainFeatures = trainer.Featurize(trainImages, shuffle: true, progress, cancellationToken);
-            using var validationFeatures = validationImages is null ? null : trainer.Featurize(validationImages, shuffle: false, progress, cancellationToken);
-            pass = trainer.Fit(trainFeatures, validationFeatures, inputsAreFeatures: true, epochs, model.History, progress, cancellationToken);
-        }
-
-        return new FitResult(model, model.History) { ValidationEvaluation = ToEvaluation(pass, model.Classes, validationLoader) };
-    }
-
-    /// <summary>The validation pass of the returned weights as an <see cref="Evaluation"/>; null without validation data.</summary>
-    private static Evaluation? ToEvaluation(ValidationPass? pass, IReadOnlyList<string> classes, ImageLoader? validationLoader)
-    {
-        if (pass is null || validationLoader is null)
-        {
-            return null;
-        }
-
-        var confusion = pass.Confusion.GetLength(0) == classes.Count ? pass.Confusion : new int[classes.Count, classes.Count];
-        return new Evaluation(classes, confusion, pass.LossSum, validationLoader.Skipped);
-    }
-
-    /// <summary>
-    /// Calibrates int8 on training images spread evenly over the data set's order (which is sorted by class, so every
-    /// class contributes) and switches the backbone to it.
-    /// </summary>
-    private void QuantizeBackbone(ImageDataset train, InputSpec spec, TrainingOptions options, CancellationToken cancellationToken)
-    {
-        var count = Math.Min(options.Int8CalibrationImages, train.Count);
-        var calibration = new ImageDataset(train.Classes, [.. CalibrationSamples(train.Samples, count)]);
-        using var loader = new ImageLoader(calibration, spec, new ImageLoaderOptions { BatchSize = options.BatchSize, DegreeOfParallelism = options.DegreeOfParallelism });
-        _backbone.QuantizeInt8(Images(loader, cancellationToken));
-
-        static IEnumerable<Tensor> Images(ImageLoader loader, CancellationToken cancellationToken)
-        {
-            foreach (var batch in loader.Batches(0, cancellationToken))
-            {
-                using (batch)
-                using (var images = ImageTensor.FromBatch(batch))
-                {
-                    yield return images; // disposed once the next one is requested
-                }
-            }
+            first.Model.Dispose(); // the learner made this model; nobody else will free it
+            throw;
         }
     }
 
-    /// <summary><paramref name="count"/> samples at even steps through <paramref name="samples"/>.</summary>
-    internal static IEnumerable<ImageSample> CalibrationSamples(IReadOnlyList<ImageSample> samples, int count) =>
-        Enumerable.Range(0, count).Select(i => samples[(int)((long)i * samples.Count / count)]);
-
-    private InputSpec ResolveInputSpec()
+    private FitResult Run(FitPlan plan, IProgress<TrainingProgress>? progress, CancellationToken cancellationToken)
     {
-        var spec = _continued?.InputSpec ?? _backbone.InputSpec;
-        if (_options.ImageSize is { } size && (size != spec.Width || size != spec.Height))
-        {
-            if (_backbone.FixedInputSize)
-            {
-                throw new InvalidOperationException(
-                    $"The backbone '{_backbone.Source}' only accepts {_backbone.InputSpec.Width}×{_backbone.InputSpec.Height} images, " +
-                    $"not {size}×{size}. Remove the image size setting or choose a backbone that accepts other sizes.");
-            }
-
-            spec = spec.WithSize(size, size);
-        }
-
-        return _options.ResizeMode is { } mode ? spec.WithResizeMode(mode) : spec;
+        EnsureUsable();
+        _used = true;
+        var result = FitRun.Execute(plan, progress, cancellationToken);
+        _handedOff = true;
+        return result;
     }
 
-    internal static Device ResolveDevice(string name)
+    private TransferLearner Set(Action<TrainingOptions> set, [System.Runtime.CompilerServices.CallerMemberName] string setting = "")
     {
-        var trimmed = name.Trim().ToLowerInvariant();
-        var isCuda = trimmed == "cuda" || (trimmed.StartsWith("cuda:", StringComparison.Ordinal) && int.TryParse(trimmed.AsSpan(5), out var index) && index >= 0);
-        if (trimmed != "cpu" && !isCuda)
-        {
-            throw new ArgumentException($"'{name}' is not a device name; use 'cpu', 'cuda' or 'cuda:N'.", nameof(name));
-        }
-
-        if (isCuda && !cuda.is_available())
-        {
-            throw new InvalidOperationException(
-                $"Device '{name}' was requested but CUDA is not available: reference a CUDA LibTorch runtime package and run on a machine with a GPU, or use 'cpu'.");
-        }
-
-        return torch.device(trimmed);
-    }
-
-    private Tensor? ClassWeights(ImageDataset train, TrainingOptions options)
-    {
-        var classes = _classes!;
-        if (options.ClassWeights is { } byName)
-        {
-            var unknown = byName.Keys.Where(k => !classes.Contains(k)).ToList();
-            if (unknown.Count > 0)
-            {
-                throw new ArgumentException($"Class weights name unknown classes: {string.Join(", ", unknown)}. Classes: {string.Join(", ", classes)}.", nameof(options));
-            }
-
-            if (byName.Values.Any(w => !(w >= 0) || !double.IsFinite(w)))
-            {
-                throw new ArgumentException("Class weights must be finite and non-negative.", nameof(options));
-            }
-
-            return tensor(classes.Select(c => byName.TryGetValue(c, out var w) ? (float)w : 1f).ToArray());
-        }
-
-        if (!options.BalanceClasses)
-        {
-            return null;
-        }
-
-        var counts = new int[classes.Count];
-        foreach (var sample in train.Samples)
-        {
-            counts[sample.Label]++;
-        }
-
-        return tensor(counts.Select(n => n == 0 ? 0f : (float)train.Count / (classes.Count * n)).ToArray());
+        EnsureUsable();
+        set(_options);
+        _explicit.Add(setting);
+        return this;
     }
 
     private void EnsureUsable()

@@ -86,28 +86,28 @@ public sealed record InputSpec
     }
 
     /// <summary>Input width in pixels.</summary>
-    public int Width { get; init; }
+    public int Width { get; }
 
     /// <summary>Input height in pixels.</summary>
-    public int Height { get; init; }
+    public int Height { get; }
 
     /// <summary>Value a 0 pixel maps to before the mean/std step.</summary>
-    public float RangeMin { get; init; }
+    public float RangeMin { get; }
 
     /// <summary>Value a 255 pixel maps to before the mean/std step.</summary>
-    public float RangeMax { get; init; }
+    public float RangeMax { get; }
 
     /// <summary>Channel order of the tensor.</summary>
-    public ChannelOrder ChannelOrder { get; init; }
+    public ChannelOrder ChannelOrder { get; }
 
     /// <summary>Per-channel mean (tensor channel order).</summary>
-    public IReadOnlyList<float> Mean { get; init; }
+    public IReadOnlyList<float> Mean { get; }
 
     /// <summary>Per-channel standard deviation (tensor channel order).</summary>
-    public IReadOnlyList<float> Std { get; init; }
+    public IReadOnlyList<float> Std { get; }
 
     /// <summary>How images are brought to <see cref="Width"/>×<see cref="Height"/>.</summary>
-    public ResizeMode ResizeMode { get; init; }
+    public ResizeMode ResizeMode { get; }
 
     /// <summary>ImageNet statistics on 0..1 RGB input, as torchvision models expect.</summary>
     public static InputSpec ImageNet(int size = 224) =>

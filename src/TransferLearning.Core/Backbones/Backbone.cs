@@ -1,4 +1,3 @@
-using TransferLearning.Backbones.Onnx;
 using TransferLearning.Backbones.TorchVision;
 using TransferLearning.Datasets;
 using static TorchSharp.torch;
@@ -53,14 +52,20 @@ public sealed class Backbone : IDisposable
     /// </summary>
     public bool FixedInputSize { get; init; }
 
+    /// <summary>
+    /// How a saved model rebuilds this network without its source: what the module says about itself when it can (ONNX
+    /// graphs, torchvision architectures, TF.js networks); null for any other module.
+    /// </summary>
+    internal BackboneArchitecture? Architecture => (Module as IRebuildableModule)?.Describe(this);
+
+    /// <summary>The top-level blocks' modules in forward order (for per-block learning rates).</summary>
+    internal IReadOnlyList<nn.Module> BlockModules => _blocks.Select(b => b.Module).ToList();
+
     /// <summary>Names of the top-level blocks in forward order (what <see cref="Unfreeze(string)"/> accepts).</summary>
     public IReadOnlyList<string> Blocks => _blocks.Select(b => b.Name).ToList();
 
     /// <summary>True when no parameter of the backbone is trainable.</summary>
     public bool IsFrozen => !Module.parameters().Any(p => p.requires_grad);
-
-    /// <summary>True when at least one block is frozen (its weights get no gradient and its BatchNorm runs in inference mode).</summary>
-    public bool HasFrozenBlocks => _firstTrainableBlock > 0 || (_blocks.Count == 0 && IsFrozen);
 
     /// <summary>Freezes every weight: no gradients, BatchNorm in inference mode (as Keras's <c>trainable = False</c>).</summary>
     public void Freeze()
@@ -89,7 +94,7 @@ public sealed class Backbone : IDisposable
                 nameof(fromBlock), fromBlock, $"The backbone has {_blocks.Count} blocks; give an index from 0 to {Math.Max(0, _blocks.Count - 1)}.");
         }
 
-        (Module as OnnxGraphModule)?.DisableInt8(); // trainable weights run in float
+        (Module as IInt8Module)?.DisableInt8(); // trainable weights run in float
         BatchNormFolding.Invalidate(Module); // trainable pairs fold on every forward, with gradients
         for (var i = 0; i < _blocks.Count; i++)
         {
@@ -144,10 +149,10 @@ public sealed class Backbone : IDisposable
     }
 
     /// <summary>Whether <see cref="QuantizeInt8"/> works for this backbone (networks imported from ONNX, such as <c>resnet18</c>).</summary>
-    public bool SupportsInt8 => Module is OnnxGraphModule;
+    public bool SupportsInt8 => Module is IInt8Module;
 
     /// <summary>True while inference runs in int8 (after <see cref="QuantizeInt8"/>, until <see cref="Unfreeze()"/>).</summary>
-    public bool IsInt8 => (Module as OnnxGraphModule)?.Int8Activations is not null;
+    public bool IsInt8 => (Module as IInt8Module)?.Int8Activations is not null;
 
     /// <summary>
     /// Switches inference to int8: weights quantized per output channel, activations per tensor with ranges observed on
@@ -169,7 +174,7 @@ public sealed class Backbone : IDisposable
     }
 
     /// <summary>The int8 activation parameters in use (saved with a model), or null when running in float.</summary>
-    internal IReadOnlyDictionary<string, ActivationQuantization>? Int8Activations => (Module as OnnxGraphModule)?.Int8Activations;
+    internal IReadOnlyDictionary<string, ActivationQuantization>? Int8Activations => (Module as IInt8Module)?.Int8Activations;
 
     /// <summary>Switches to int8 with saved activation parameters.</summary>
     internal void EnableInt8(IReadOnlyDictionary<string, ActivationQuantization> activations)
@@ -180,9 +185,9 @@ public sealed class Backbone : IDisposable
         graph.EnableInt8(activations);
     }
 
-    private OnnxGraphModule Int8Graph()
+    private IInt8Module Int8Graph()
     {
-        if (Module is not OnnxGraphModule graph)
+        if (Module is not IInt8Module graph)
         {
             throw new NotSupportedException(
                 $"Int8 inference is available for backbones imported from ONNX (such as 'resnet18'); '{Source}' is a {Module.GetType().Name}.");

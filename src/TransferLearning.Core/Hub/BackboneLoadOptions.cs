@@ -2,21 +2,35 @@ using TransferLearning.Datasets;
 
 namespace TransferLearning.Hub;
 
-/// <summary>Options for <see cref="ModelHub.LoadBackbone(string, BackboneLoadOptions?)"/> and its async form.</summary>
+/// <summary>Options for <see cref="ModelHub.LoadBackbone(string, BackboneLoadOptions?)"/> and its async form. Setters check their value.</summary>
 public sealed class BackboneLoadOptions
 {
-    /// <summary>torchvision architecture of a PyTorch state dict (e.g. <c>resnet50</c>); inferred from the file name when null.</summary>
-    public string? Architecture { get; init; }
+    private string? _sha256;
 
-    /// <summary>ONNX node or output name to cut at; when null the input of the final classifier (Gemm/MatMul) is found automatically.</summary>
-    public string? FeatureNode { get; init; }
+    /// <summary>torchvision architecture of a PyTorch state dict (e.g. <c>resnet50</c>); null (default) infers it from the file name.</summary>
+    public string? Architecture { get; set; }
 
-    /// <summary>Expected SHA-256 (hex) of a downloaded file; the download fails when it does not match.</summary>
-    public string? Sha256 { get; init; }
+    /// <summary>ONNX node or output (or TF.js layer) to cut at; null (default) finds the input of the final classifier automatically.</summary>
+    public string? FeatureNode { get; set; }
 
-    /// <summary>Download cache folder; defaults to <see cref="ModelHub.CacheDirectory"/>.</summary>
-    public string? CacheDirectory { get; init; }
+    /// <summary>Expected SHA-256 of a downloaded file (64 hex digits); the download fails when it does not match. Default null.</summary>
+    public string? Sha256
+    {
+        get => _sha256;
+        set
+        {
+            if (value is not null && (value.Length != 64 || !value.All(char.IsAsciiHexDigit)))
+            {
+                throw new ArgumentException($"A SHA-256 is 64 hexadecimal digits; got '{value}'.", nameof(value));
+            }
 
-    /// <summary>Overrides the input spec the loader would declare.</summary>
-    public InputSpec? InputSpec { get; init; }
+            _sha256 = value;
+        }
+    }
+
+    /// <summary>Download cache folder; null (default) uses <see cref="ModelHub.CacheDirectory"/>.</summary>
+    public string? CacheDirectory { get; set; }
+
+    /// <summary>Overrides the input spec the loader would declare; null (default) keeps it.</summary>
+    public InputSpec? InputSpec { get; set; }
 }

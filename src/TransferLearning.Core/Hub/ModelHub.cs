@@ -1,7 +1,5 @@
 using TransferLearning.Backbones;
 using TransferLearning.Backbones.Onnx;
-using TransferLearning.Backbones.Tfjs;
-using TransferLearning.Backbones.TorchVision;
 using TransferLearning.Downloads;
 
 namespace TransferLearning.Hub;
@@ -54,50 +52,21 @@ public static class ModelHub
 
         var path = await ResolveAsync(source, options, progress, cancellationToken).ConfigureAwait(false);
         cancellationToken.ThrowIfCancellationRequested();
-        var name = Uri.TryCreate(source, UriKind.Absolute, out var uri) && !uri.IsFile ? Uri.UnescapeDataString(uri.Segments[^1]) : Path.GetFileName(path);
-        var extension = Path.GetExtension(name).ToLowerInvariant();
-        switch (extension)
-        {
-            case ".onnx":
-                return OnnxBackboneLoader.Load(path, source, options.FeatureNode, options.InputSpec);
-            case ".pth":
-            case ".pt":
-            case ".bin" when options.Architecture is not null:
-            case ".safetensors":
-                return TorchVisionBackbones.Load(path, source, options.Architecture ?? TorchVisionBackbones.InferArchitecture(name), options.InputSpec);
-
-            case ".json":
-                var tfjs = new TfjsLoadOptions { FeatureLayer = options.FeatureNode, InputSpec = options.InputSpec, Source = source };
-                if (uri is null || uri.IsFile)
-                {
-                    return TfjsModel.Load(path, tfjs);
-                }
-
-                // Weight shards sit beside model.json: fetch each through the same cache first.
-                var shards = new Dictionary<string, string>(StringComparer.Ordinal);
-                var shardOptions = new BackboneLoadOptions { CacheDirectory = options.CacheDirectory };
-                foreach (var shard in TfjsModel.ShardPaths(path))
-                {
-                    shards[shard] = await ResolveAsync(new Uri(uri, shard).AbsoluteUri, shardOptions, progress, cancellationToken).ConfigureAwait(false);
-                }
-
-                try
-                {
-                    shards["metadata.json"] = await ResolveAsync(new Uri(uri, "metadata.json").AbsoluteUri, shardOptions, progress, cancellationToken).ConfigureAwait(false);
-                }
-                catch (HttpRequestException)
-                {
-                    // Optional: only Teachable Machine exports have one.
-                }
-
-                return TfjsModel.Load(path, shard => shards.TryGetValue(shard, out var local)
-                    ? File.OpenRead(local)
-                    : throw new FileNotFoundException($"'{source}' needs '{shard}', which its weights manifest does not list."), tfjs);
-            default:
-                throw new NotSupportedException(
-                    $"Cannot tell how to load '{source}': expected the short name {string.Join(", ", ShortNames)}, an .onnx file, " +
-                    "a PyTorch state dict (.pth, .pt, .safetensors) or a TensorFlow.js layers model (model.json), as a local path or an http(s) URL.");
-        }
+        var isUrl = Uri.TryCreate(source, UriKind.Absolute, out var uri) && !uri.IsFile;
+        var name = isUrl ? Uri.UnescapeDataString(uri!.Segments[^1]) : Path.GetFileName(path);
+        var format = BackboneFormats.For(source, name, options);
+        var siblingOptions = new BackboneLoadOptions { CacheDirectory = options.CacheDirectory };
+        var directory = Path.GetDirectoryName(path) ?? ".";
+        Func<string, CancellationToken, Task<string>> fetchSibling = isUrl
+            ? (relative, ct) => ResolveAsync(new Uri(uri!, relative).AbsoluteUri, siblingOptions, progress, ct)
+            : (relative, _) =>
+            {
+                var sibling = Path.Combine(directory, relative.Replace('/', Path.DirectorySeparatorChar));
+                return File.Exists(sibling)
+                    ? Task.FromResult(sibling)
+                    : Task.FromException<string>(new FileNotFoundException($"'{sibling}' does not exist.", sibling));
+            };
+        return await format.LoadAsync(new BackboneFile(source, path, name, fetchSibling), options, cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>Synchronous <see cref="LoadBackboneAsync(string, BackboneLoadOptions?, IProgress{DownloadProgress}?, CancellationToken)"/>.</summary>
@@ -108,12 +77,7 @@ public static class ModelHub
         LoadBackboneAsync(source, options).GetAwaiter().GetResult();
 
     /// <summary>Returns a local path for a URL (downloaded through the cache) or an existing local file.</summary>
-    /// <param name="source">http(s) URL or local path.</param>
-    /// <param name="options">Checksum and cache folder.</param>
-    /// <param name="progress">Receives download progress.</param>
-    /// <param name="cancellationToken">Cancels a download.</param>
-    /// <returns>The local file path.</returns>
-    public static async Task<string> ResolveAsync(
+    internal static async Task<string> ResolveAsync(
         string source,
         BackboneLoadOptions? options = null,
         IProgress<DownloadProgress>? progress = null,

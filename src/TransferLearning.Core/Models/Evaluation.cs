@@ -72,6 +72,30 @@ public sealed class Evaluation
     /// <summary>Images that could not be read (when bad images are skipped), with the reason.</summary>
     public IReadOnlyList<SkippedImage> Skipped { get; }
 
+    /// <summary>
+    /// An evaluation from a confusion matrix collected over <paramref name="classes"/>; an empty matrix (a pass that saw
+    /// no image) counts as all zeros.
+    /// </summary>
+    internal static Evaluation FromConfusion(IReadOnlyList<string> classes, int[,] confusion, double lossSum, IReadOnlyList<SkippedImage> skipped) =>
+        new(classes, confusion.GetLength(0) == classes.Count ? confusion : new int[classes.Count, classes.Count], lossSum, skipped);
+
+    /// <summary>Adds one batch to a confusion matrix (row = true class, column = predicted = argmax of the logits).</summary>
+    /// <param name="confusion">The counts to add to.</param>
+    /// <param name="logits">Scores <c>[N, classes]</c>.</param>
+    /// <param name="labels">True class indices <c>[N]</c>.</param>
+    /// <returns>The number of images added (N).</returns>
+    internal static int AddToConfusion(int[,] confusion, TorchSharp.torch.Tensor logits, TorchSharp.torch.Tensor labels)
+    {
+        var predicted = logits.argmax(1).cpu().data<long>().ToArray();
+        var truth = labels.cpu().data<long>().ToArray();
+        for (var i = 0; i < truth.Length; i++)
+        {
+            confusion[truth[i], predicted[i]]++;
+        }
+
+        return truth.Length;
+    }
+
     /// <summary>The confusion matrix as aligned text.</summary>
     public string FormatConfusionMatrix()
     {

@@ -3,10 +3,11 @@ using System.Security.Cryptography;
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using TorchSharp;
-using TransferLearning.Backbones.Onnx;
+using TransferLearning.Backbones;
 using TransferLearning.Datasets;
 using TransferLearning.Heads;
 using TransferLearning.Hub;
+using TransferLearning.Native;
 using TransferLearning.Training;
 using static TorchSharp.torch;
 
@@ -37,17 +38,25 @@ public sealed class ModelFileException : Exception
 }
 
 /// <summary>
-/// The model file: a zip archive holding <c>manifest.json</c> (format, classes, backbone source, input spec, head
-/// shape, history and the SHA-256 of each weights entry), <c>backbone.bin</c> and <c>head.bin</c> (TorchSharp weights).
+/// The model file: a zip archive holding <c>manifest.json</c> (format, classes, backbone source and architecture, input
+/// spec, head shape, history and the SHA-256 of every other entry), <c>backbone.bin</c> and <c>head.bin</c> (TorchSharp
+/// weights) and <c>architecture/…</c> (what the backbone's format needs to rebuild the network: an ONNX graph without
+/// weights, a model.json, or just settings).
 /// </summary>
 internal static class ModelFile
 {
     internal const string Format = "transferlearning-model";
-    /// <summary>Newest format read: 1 = float backbone; 2 adds int8 activation parameters (older readers must refuse those).</summary>
-    internal const int Version = 2;
+
+    /// <summary>
+    /// Newest format read: 1 = float backbone rebuilt from its source; 2 adds int8 activation parameters; 3 is
+    /// self-contained (the backbone's architecture is in the file, so loading needs neither the source nor the network).
+    /// Older readers refuse newer versions.
+    /// </summary>
+    internal const int Version = 3;
     private const string ManifestEntry = "manifest.json";
     private const string BackboneEntry = "backbone.bin";
     private const string HeadEntry = "head.bin";
+    private const string ArchitecturePrefix = "architecture/";
 
     private static readonly JsonSerializerOptions Json = new()
     {
@@ -69,16 +78,32 @@ internal static class ModelFile
             var backbone = Serialize(model.Backbone.Module);
             var head = Serialize(model.Head);
             var int8 = model.Backbone.Int8Activations?.ToDictionary(kv => kv.Key, kv => new[] { kv.Value.Scale, kv.Value.ZeroPoint }, StringComparer.Ordinal);
+            var architecture = model.Backbone.Architecture;
+            var architectureFiles = architecture?.Files.ToDictionary(kv => ArchitecturePrefix + kv.Key, kv => kv.Value, StringComparer.Ordinal) ?? [];
+            var hashes = new Dictionary<string, string> { [BackboneEntry] = Hash(backbone), [HeadEntry] = Hash(head) };
+            foreach (var (entry, bytes) in architectureFiles)
+            {
+                hashes[entry] = Hash(bytes);
+            }
+
             var manifest = new Manifest
             {
                 Format = Format,
-                Version = int8 is null ? 1 : 2,
+                Version = architecture is not null ? 3 : int8 is null ? 1 : 2,
                 Classes = [.. model.Classes],
-                Backbone = new BackboneInfo { Source = model.Backbone.Source, FeatureSize = model.Backbone.FeatureSize, InputSpec = SpecDto.From(model.Backbone.InputSpec), Int8 = int8 },
+                Backbone = new BackboneInfo
+                {
+                    Source = model.Backbone.Source,
+                    FeatureSize = model.Backbone.FeatureSize,
+                    InputSpec = SpecDto.From(model.Backbone.InputSpec),
+                    FixedInputSize = model.Backbone.FixedInputSize,
+                    Int8 = int8,
+                    Architecture = architecture is null ? null : new ArchitectureDto { Format = architecture.Format, Settings = new(architecture.Settings) },
+                },
                 InputSpec = SpecDto.From(model.InputSpec),
                 Head = new HeadDto { HiddenUnits = [.. model.HeadOptions.HiddenUnits], Dropout = model.HeadOptions.Dropout, Activation = model.HeadOptions.Activation },
                 History = [.. model.History.Epochs],
-                Sha256 = new Dictionary<string, string> { [BackboneEntry] = Hash(backbone), [HeadEntry] = Hash(head) },
+                Sha256 = hashes,
             };
 
             using (var file = new FileStream(temp, FileMode.CreateNew, FileAccess.Write))
@@ -87,6 +112,10 @@ internal static class ModelFile
                 Write(zip, ManifestEntry, JsonSerializer.SerializeToUtf8Bytes(manifest, Json), CompressionLevel.Optimal);
                 Write(zip, BackboneEntry, backbone, CompressionLevel.NoCompression);
                 Write(zip, HeadEntry, head, CompressionLevel.NoCompression);
+                foreach (var (entry, bytes) in architectureFiles)
+                {
+                    Write(zip, entry, bytes, CompressionLevel.Optimal);
+                }
             }
 
             File.Move(temp, full, overwrite: true);
@@ -111,6 +140,7 @@ internal static class ModelFile
         Manifest manifest;
         byte[] backboneWeights;
         byte[] headWeights;
+        var architectureFiles = new Dictionary<string, byte[]>(StringComparer.Ordinal);
         try
         {
             using var zip = ZipFile.OpenRead(path);
@@ -129,6 +159,10 @@ internal static class ModelFile
 
             backboneWeights = Read(zip, BackboneEntry, path);
             headWeights = Read(zip, HeadEntry, path);
+            foreach (var entry in zip.Entries.Where(e => e.FullName.StartsWith(ArchitecturePrefix, StringComparison.Ordinal)))
+            {
+                architectureFiles[entry.FullName] = Read(zip, entry.FullName, path);
+            }
         }
         catch (InvalidDataException e)
         {
@@ -144,7 +178,7 @@ internal static class ModelFile
             throw new ModelFileException($"'{path}' has an incomplete manifest (classes, backbone, input spec, head and hashes are all required).");
         }
 
-        foreach (var (entry, bytes) in new[] { (BackboneEntry, backboneWeights), (HeadEntry, headWeights) })
+        foreach (var (entry, bytes) in new[] { (BackboneEntry, backboneWeights), (HeadEntry, headWeights) }.Concat(architectureFiles.Select(kv => (kv.Key, kv.Value))))
         {
             if (!manifest.Sha256.TryGetValue(entry, out var expected) || !string.Equals(expected, Hash(bytes), StringComparison.OrdinalIgnoreCase))
             {
@@ -152,8 +186,8 @@ internal static class ModelFile
             }
         }
 
-        var device = TransferLearner.ResolveDevice(options.Device);
-        var backbone = options.BackboneFactory?.Invoke(manifest.Backbone.Source) ?? ModelHub.LoadBackbone(manifest.Backbone.Source);
+        var device = TorchDevices.Parse(options.Device);
+        var backbone = options.BackboneFactory?.Invoke(manifest.Backbone.Source) ?? RebuildBackbone(manifest, architectureFiles, path);
         nn.Module<Tensor, Tensor>? head = null;
         try
         {
@@ -187,6 +221,43 @@ internal static class ModelFile
             head?.Dispose();
             backbone.Dispose();
             throw;
+        }
+    }
+
+    /// <summary>
+    /// The backbone network recorded in the file (version 3), or, for files written before that, the one its source
+    /// still gives — with a message saying how to make such a file self-contained when the source is gone.
+    /// </summary>
+    private static Backbone RebuildBackbone(Manifest manifest, Dictionary<string, byte[]> architectureFiles, string path)
+    {
+        var info = manifest.Backbone!;
+        if (info.Architecture is { Format: { } format } recorded)
+        {
+            var architecture = new BackboneArchitecture(
+                format,
+                recorded.Settings ?? [],
+                architectureFiles.ToDictionary(kv => kv.Key[ArchitecturePrefix.Length..], kv => kv.Value, StringComparer.Ordinal));
+            var spec = (info.InputSpec ?? manifest.InputSpec!).ToSpec();
+            try
+            {
+                return BackboneFormats.Named(format).Rebuild(architecture, info.Source!, spec);
+            }
+            catch (Exception e) when (e is InvalidDataException or NotSupportedException or ArgumentException or FormatException)
+            {
+                throw new ModelFileException($"'{path}': its {format} backbone cannot be rebuilt: {e.Message}", e);
+            }
+        }
+
+        try
+        {
+            return ModelHub.LoadBackbone(info.Source!);
+        }
+        catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException or HttpRequestException or InvalidDataException or IOException or NotSupportedException)
+        {
+            throw new ModelFileException(
+                $"'{path}' was saved by an earlier version (model file version {manifest.Version}) that records only where its backbone came from " +
+                $"('{info.Source}'), and that source cannot be loaded here: {e.Message} Load the model where that source is available and save it " +
+                "again: files saved now hold the backbone's architecture and load on their own.", e);
         }
     }
 
@@ -252,10 +323,24 @@ internal static class ModelFile
 
         public int FeatureSize { get; set; }
 
+        /// <summary>The backbone's own input spec (version 3).</summary>
         public SpecDto? InputSpec { get; set; }
+
+        /// <summary>Whether the backbone accepts only its own input size (version 3).</summary>
+        public bool FixedInputSize { get; set; }
+
+        /// <summary>How to rebuild the network (version 3); its files are the <c>architecture/</c> entries.</summary>
+        public ArchitectureDto? Architecture { get; set; }
 
         /// <summary>Int8 activation parameters by ONNX value name: [scale, zero point]; null for a float backbone.</summary>
         public Dictionary<string, double[]>? Int8 { get; set; }
+    }
+
+    internal sealed class ArchitectureDto
+    {
+        public string? Format { get; set; }
+
+        public Dictionary<string, string>? Settings { get; set; }
     }
 
     internal sealed class HeadDto

@@ -4,6 +4,7 @@ using TransferLearning.Backbones;
 using TransferLearning.Datasets.Pipeline;
 using TransferLearning.Datasets;
 using TransferLearning.Heads;
+using TransferLearning.Native;
 using TransferLearning.Training;
 using static TorchSharp.torch;
 
@@ -27,6 +28,53 @@ public sealed class EvaluateOptions
 
     /// <summary>What to do with unreadable images. Default: fail naming the file.</summary>
     public BadImagePolicy BadImages { get; set; } = BadImagePolicy.Fail;
+
+    /// <summary>
+    /// Test-time augmentation: score each image and its mirror image and average the two probability vectors (the loss
+    /// and accuracy are those of the averages). Costs a second backbone pass. Default false.
+    /// </summary>
+    public bool TestTimeAugmentation { get; set; }
+}
+
+/// <summary>Options for the <c>Predict</c> overloads of <see cref="TrainedModel"/>. Setters check their value.</summary>
+public sealed class PredictOptions
+{
+    /// <summary>Default number of classes listed in <see cref="Prediction.Top"/>.</summary>
+    public const int DefaultTopK = 5;
+
+    /// <summary>Default images per forward pass when predicting many files.</summary>
+    public const int DefaultBatchSize = 32;
+
+    private int _topK = DefaultTopK;
+    private int _batchSize = DefaultBatchSize;
+
+    /// <summary>How many classes to list in <see cref="Prediction.Top"/> (at least 1; default 5).</summary>
+    public int TopK
+    {
+        get => _topK;
+        set
+        {
+            ArgumentOutOfRangeException.ThrowIfNegativeOrZero(value);
+            _topK = value;
+        }
+    }
+
+    /// <summary>Images per forward pass when predicting many files (at least 1; default 32).</summary>
+    public int BatchSize
+    {
+        get => _batchSize;
+        set
+        {
+            ArgumentOutOfRangeException.ThrowIfNegativeOrZero(value);
+            _batchSize = value;
+        }
+    }
+
+    /// <summary>
+    /// Test-time augmentation: average the probabilities of the image and of its mirror image (twice the backbone work;
+    /// often slightly more accurate). Default false.
+    /// </summary>
+    public bool TestTimeAugmentation { get; set; }
 }
 
 /// <summary>Options for <see cref="TrainedModel.Load(string, ModelLoadOptions?)"/>.</summary>
@@ -38,8 +86,19 @@ public sealed class ModelLoadOptions
     /// </summary>
     public Func<string, Backbone>? BackboneFactory { get; set; }
 
-    /// <summary>Device to load onto. Default <c>cpu</c>.</summary>
-    public string Device { get; set; } = "cpu";
+    private string _device = "cpu";
+
+    /// <summary>Device to load onto: <c>cpu</c> (default), <c>cuda</c> or <c>cuda:N</c>.</summary>
+    public string Device
+    {
+        get => _device;
+        set
+        {
+            ArgumentException.ThrowIfNullOrWhiteSpace(value);
+            _ = TorchDevices.Parse(value, checkAvailable: false);
+            _device = value;
+        }
+    }
 }
 
 /// <summary>
@@ -88,31 +147,49 @@ public sealed class TrainedModel : IDisposable
     /// <summary>Classifies an image file.</summary>
     /// <param name="imagePath">Path of the image.</param>
     /// <param name="topK">How many classes to list in <see cref="Prediction.Top"/> (at least 1).</param>
-    public Prediction Predict(string imagePath, int topK = 5)
+    public Prediction Predict(string imagePath, int topK = PredictOptions.DefaultTopK) => Predict(imagePath, new PredictOptions { TopK = topK });
+
+    /// <summary>Classifies an image file, optionally with test-time augmentation.</summary>
+    /// <param name="imagePath">Path of the image.</param>
+    /// <param name="options">Top-k and test-time augmentation.</param>
+    public Prediction Predict(string imagePath, PredictOptions options)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(imagePath);
+        ArgumentNullException.ThrowIfNull(options);
         using var scope = NewDisposeScope();
-        return Predict(ImageTensor.FromFile(imagePath, InputSpec).unsqueeze(0), topK, [imagePath])[0];
+        return Predict(ImageTensor.FromFile(imagePath, InputSpec).unsqueeze(0), options, [imagePath])[0];
     }
 
     /// <summary>Classifies an encoded image (JPEG, PNG, …) read from a stream.</summary>
     /// <param name="image">The encoded image.</param>
     /// <param name="topK">How many classes to list in <see cref="Prediction.Top"/> (at least 1).</param>
-    public Prediction Predict(Stream image, int topK = 5)
+    public Prediction Predict(Stream image, int topK = PredictOptions.DefaultTopK) => Predict(image, new PredictOptions { TopK = topK });
+
+    /// <summary>Classifies an encoded image read from a stream, optionally with test-time augmentation.</summary>
+    /// <param name="image">The encoded image.</param>
+    /// <param name="options">Top-k and test-time augmentation.</param>
+    public Prediction Predict(Stream image, PredictOptions options)
     {
         ArgumentNullException.ThrowIfNull(image);
+        ArgumentNullException.ThrowIfNull(options);
         using var scope = NewDisposeScope();
-        return Predict(ImageTensor.FromStream(image, InputSpec).unsqueeze(0), topK, [null])[0];
+        return Predict(ImageTensor.FromStream(image, InputSpec).unsqueeze(0), options, [null])[0];
     }
 
     /// <summary>Classifies an image already in memory.</summary>
     /// <param name="image">The image.</param>
     /// <param name="topK">How many classes to list in <see cref="Prediction.Top"/> (at least 1).</param>
-    public Prediction Predict(Image<Rgb24> image, int topK = 5)
+    public Prediction Predict(Image<Rgb24> image, int topK = PredictOptions.DefaultTopK) => Predict(image, new PredictOptions { TopK = topK });
+
+    /// <summary>Classifies an image already in memory, optionally with test-time augmentation.</summary>
+    /// <param name="image">The image.</param>
+    /// <param name="options">Top-k and test-time augmentation.</param>
+    public Prediction Predict(Image<Rgb24> image, PredictOptions options)
     {
         ArgumentNullException.ThrowIfNull(image);
+        ArgumentNullException.ThrowIfNull(options);
         using var scope = NewDisposeScope();
-        return Predict(ImageTensor.FromImage(image, InputSpec).unsqueeze(0), topK, [null])[0];
+        return Predict(ImageTensor.FromImage(image, InputSpec).unsqueeze(0), options, [null])[0];
     }
 
     /// <summary>Classifies many image files, batch by batch.</summary>
@@ -120,17 +197,24 @@ public sealed class TrainedModel : IDisposable
     /// <param name="topK">How many classes to list in <see cref="Prediction.Top"/> (at least 1).</param>
     /// <param name="batchSize">Images per forward pass.</param>
     /// <param name="cancellationToken">Stops between batches.</param>
-    public IReadOnlyList<Prediction> Predict(IEnumerable<string> imagePaths, int topK = 5, int batchSize = 32, CancellationToken cancellationToken = default)
+    public IReadOnlyList<Prediction> Predict(IEnumerable<string> imagePaths, int topK = PredictOptions.DefaultTopK, int batchSize = PredictOptions.DefaultBatchSize, CancellationToken cancellationToken = default) =>
+        Predict(imagePaths, new PredictOptions { TopK = topK, BatchSize = batchSize }, cancellationToken);
+
+    /// <summary>Classifies many image files, batch by batch, optionally with test-time augmentation.</summary>
+    /// <param name="imagePaths">Paths of the images.</param>
+    /// <param name="options">Top-k, batch size and test-time augmentation.</param>
+    /// <param name="cancellationToken">Stops between batches.</param>
+    public IReadOnlyList<Prediction> Predict(IEnumerable<string> imagePaths, PredictOptions options, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(imagePaths);
-        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(batchSize);
+        ArgumentNullException.ThrowIfNull(options);
         var results = new List<Prediction>();
-        foreach (var chunk in imagePaths.Chunk(batchSize))
+        foreach (var chunk in imagePaths.Chunk(options.BatchSize))
         {
             cancellationToken.ThrowIfCancellationRequested();
             using var scope = NewDisposeScope();
             var images = stack(chunk.Select(p => ImageTensor.FromFile(p, InputSpec)).ToArray());
-            results.AddRange(Predict(images, topK, chunk));
+            results.AddRange(Predict(images, options, chunk));
         }
 
         return results;
@@ -139,12 +223,18 @@ public sealed class TrainedModel : IDisposable
     /// <summary>Class probabilities for a prepared batch <c>[N, 3, H, W]</c> (see <see cref="InputSpec"/>).</summary>
     /// <param name="images">The batch.</param>
     /// <returns>Probabilities <c>[N, classes]</c> on the CPU; the caller owns the tensor.</returns>
-    public Tensor PredictProbabilities(Tensor images)
+    public Tensor PredictProbabilities(Tensor images) => PredictProbabilities(images, testTimeAugmentation: false);
+
+    /// <summary>Class probabilities for a prepared batch, optionally averaged with those of the mirrored images.</summary>
+    /// <param name="images">The batch <c>[N, 3, H, W]</c>.</param>
+    /// <param name="testTimeAugmentation">Average with the probabilities of the left-right mirrored images.</param>
+    /// <returns>Probabilities <c>[N, classes]</c> on the CPU; the caller owns the tensor.</returns>
+    public Tensor PredictProbabilities(Tensor images, bool testTimeAugmentation)
     {
         ArgumentNullException.ThrowIfNull(images);
         ObjectDisposedException.ThrowIf(_disposed, this);
         using var scope = NewDisposeScope();
-        return Logits(images).softmax(1).cpu().MoveToOuterDisposeScope();
+        return Probabilities(images, testTimeAugmentation).cpu().MoveToOuterDisposeScope();
     }
 
     /// <summary>Accuracy, loss, per-class precision/recall/F1 and the confusion matrix on labelled data.</summary>
@@ -177,17 +267,22 @@ public sealed class TrainedModel : IDisposable
             using var scope = NewDisposeScope();
             using (batch)
             {
-                var logits = Logits(ImageTensor.FromBatch(batch));
+                var images = ImageTensor.FromBatch(batch);
                 var labels = remap.index_select(0, ImageTensor.LabelsOf(batch)).to(Device);
-                lossSum += nn.functional.cross_entropy(logits, labels, reduction: nn.Reduction.Sum).item<float>();
-                var predicted = logits.argmax(1).cpu().data<long>().ToArray();
-                var truth = labels.cpu().data<long>().ToArray();
-                for (var i = 0; i < truth.Length; i++)
+                Tensor scores, loss;
+                if (options.TestTimeAugmentation)
                 {
-                    confusion[truth[i], predicted[i]]++;
+                    scores = Probabilities(images, testTimeAugmentation: true);
+                    loss = nn.functional.nll_loss(scores.clamp_min(1e-45f).log(), labels, reduction: nn.Reduction.Sum);
+                }
+                else
+                {
+                    scores = Logits(images); // the same loss as the training loop's validation pass
+                    loss = nn.functional.cross_entropy(scores, labels, reduction: nn.Reduction.Sum);
                 }
 
-                done += truth.Length;
+                lossSum += loss.item<float>();
+                done += Evaluation.AddToConfusion(confusion, scores, labels);
                 progress?.Report(done);
             }
         }
@@ -204,6 +299,43 @@ public sealed class TrainedModel : IDisposable
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
         ModelFile.Save(this, path);
+    }
+
+    /// <summary>
+    /// Writes the model as an ONNX classifier (opset 17) for ONNX Runtime, ML.NET's <c>ApplyOnnxModel</c> or any other
+    /// ONNX consumer. See <see cref="ExportOnnx(string, OnnxExportOptions)"/> for the graph's contract.
+    /// </summary>
+    /// <param name="path">Destination file (conventionally <c>.onnx</c>); replaced atomically.</param>
+    /// <exception cref="NotSupportedException">The backbone (e.g. one wrapped by hand around an arbitrary module) or one of its layers has no ONNX form; the message names it.</exception>
+    public void ExportOnnx(string path) => ExportOnnx(path, new OnnxExportOptions());
+
+    /// <summary>
+    /// Writes the model as an ONNX classifier (opset 17, IR 8), with the current weights (fine-tuned ones included).
+    /// <list type="bullet">
+    /// <item>Input <c>image</c>: float32 <c>[N, 3, H, W]</c> (<c>N</c> dynamic), RGB, values 0..255, each image already
+    /// resized to <see cref="InputSpec"/>'s size as the <c>resize</c> metadata says. Everything else the network needs
+    /// (value range, mean/std, RGB→BGR, a mean image) happens inside the graph.</item>
+    /// <item>Outputs <c>probabilities</c> (softmax) and <c>logits</c> (unless <see cref="OnnxExportOptions.IncludeLogits"/>
+    /// is false): float32 <c>[N, classes]</c>.</item>
+    /// <item><c>metadata_props</c>: <c>classes</c> (JSON array in label order), <c>input_size</c> (JSON <c>[H, W]</c>),
+    /// <c>resize</c> (<c>stretch</c> or <c>center-crop</c>), <c>source</c> (the backbone's source),
+    /// <c>transferlearning_version</c>, then <see cref="OnnxExportOptions.Metadata"/>.</item>
+    /// </list>
+    /// An int8 backbone (<see cref="Backbone.IsInt8"/>) is exported in float: the graph holds the float weights the
+    /// int8 backbone was made from, so it computes what the model computes without <c>WithInt8Backbone()</c> (quantization
+    /// is not written as ONNX QDQ nodes). The file is written to a temporary file and moved into place, so a failed export
+    /// leaves no file and an existing one unchanged.
+    /// </summary>
+    /// <param name="path">Destination file (conventionally <c>.onnx</c>).</param>
+    /// <param name="options">Outputs, metadata and description.</param>
+    /// <exception cref="NotSupportedException">The backbone or a layer in it has no ONNX form; the message names the backbone and the layer and says why.</exception>
+    /// <exception cref="ArgumentException"><paramref name="options"/> sets a metadata key the export writes itself.</exception>
+    public void ExportOnnx(string path, OnnxExportOptions options)
+    {
+        ArgumentException.ThrowIfNullOrWhiteSpace(path);
+        ArgumentNullException.ThrowIfNull(options);
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        OnnxExport.Write(this, path, options);
     }
 
     /// <summary>Reads a model written by <see cref="Save(string)"/>.</summary>
@@ -233,6 +365,19 @@ public sealed class TrainedModel : IDisposable
         return Head.forward(Backbone.Forward(images.to(Device)));
     }
 
+    /// <summary>Softmax probabilities; with test-time augmentation, the mean of those of the images and their mirror images.</summary>
+    internal Tensor Probabilities(Tensor images, bool testTimeAugmentation)
+    {
+        var probabilities = Logits(images).softmax(1);
+        if (!testTimeAugmentation)
+        {
+            return probabilities;
+        }
+
+        using var mirrored = images.flip(3);
+        return (probabilities + Logits(mirrored).softmax(1)) / 2;
+    }
+
     private int IndexOf(string label)
     {
         for (var i = 0; i < Classes.Count; i++)
@@ -246,20 +391,15 @@ public sealed class TrainedModel : IDisposable
         return -1;
     }
 
-    private List<Prediction> Predict(Tensor images, int topK, string?[] sources)
+    private List<Prediction> Predict(Tensor images, PredictOptions options, string?[] sources)
     {
-        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(topK);
         ObjectDisposedException.ThrowIf(_disposed, this);
-        using var probabilities = Logits(images).softmax(1).cpu();
+        using var probabilities = Probabilities(images, options.TestTimeAugmentation).cpu();
         var all = probabilities.data<float>().ToArray();
-        var k = Math.Min(topK, Classes.Count);
         var results = new List<Prediction>(sources.Length);
         for (var n = 0; n < sources.Length; n++)
         {
-            var row = all.AsSpan(n * Classes.Count, Classes.Count).ToArray();
-            var top = Enumerable.Range(0, row.Length).OrderByDescending(i => row[i]).ThenBy(i => i).Take(k)
-                .Select(i => new ClassProbability(Classes[i], i, row[i])).ToList();
-            results.Add(new Prediction(top[0].Label, top[0].Index, top[0].Probability, top, row, sources[n]));
+            results.Add(Prediction.FromProbabilities(Classes, all.AsSpan(n * Classes.Count, Classes.Count), options.TopK, sources[n]));
         }
 
         return results;

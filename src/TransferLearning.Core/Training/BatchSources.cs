@@ -85,3 +85,22 @@ internal sealed class TensorBatchSource : IBatchSource, IDisposable
         _labels.Dispose();
     }
 }
+
+/// <summary>Cached features of several augmented views of the same images: epoch e uses view e mod the view count.</summary>
+internal sealed class CachedViewsSource(IReadOnlyList<TensorBatchSource> views) : IBatchSource, IDisposable
+{
+    public int Count => views[0].Count;
+
+    public int ViewCount => views.Count;
+
+    public IEnumerable<LabeledBatch> Batches(int epoch, CancellationToken cancellationToken) =>
+        views[((epoch % views.Count) + views.Count) % views.Count].Batches(epoch, cancellationToken);
+
+    public void Dispose()
+    {
+        foreach (var view in views)
+        {
+            view.Dispose();
+        }
+    }
+}

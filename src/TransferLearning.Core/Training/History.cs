@@ -91,10 +91,6 @@ public sealed class History
 
     internal void Add(EpochMetrics epoch) => _epochs.Add(epoch);
 
-    internal void TruncateTo(int count) => _epochs.RemoveRange(count, _epochs.Count - count);
-
-    internal History Copy() => new(_epochs);
-
     /// <summary>A table of the epochs, one line each.</summary>
     public override string ToString()
     {

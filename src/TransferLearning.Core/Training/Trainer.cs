@@ -1,6 +1,8 @@
 using System.Diagnostics;
 using TorchSharp.Modules;
 using TransferLearning.Backbones;
+using TransferLearning.Datasets;
+using TransferLearning.Models;
 using static TorchSharp.torch;
 
 namespace TransferLearning.Training;
@@ -13,14 +15,16 @@ internal sealed class Trainer
     private readonly Device _device;
     private readonly TrainingOptions _options;
     private readonly Tensor? _classWeights;
+    private readonly InputSpec _spec;
 
-    public Trainer(Backbone backbone, nn.Module<Tensor, Tensor> head, Device device, TrainingOptions options, Tensor? classWeights)
+    public Trainer(Backbone backbone, nn.Module<Tensor, Tensor> head, Device device, TrainingOptions options, Tensor? classWeights, InputSpec? spec = null)
     {
         _backbone = backbone;
         _head = head;
         _device = device;
         _options = options;
         _classWeights = classWeights;
+        _spec = spec ?? backbone.InputSpec;
     }
 
     /// <summary>
@@ -40,7 +44,10 @@ internal sealed class Trainer
         IProgress<TrainingProgress>? progress,
         CancellationToken cancellationToken)
     {
-        using var optimizer = CreateOptimizer(inputsAreFeatures, out var trainable);
+        var groups = ParameterGroups(inputsAreFeatures);
+        using var optimizer = CreateOptimizer(groups);
+        var rateFactors = groups.Select(g => g.RateFactor).ToArray();
+        var trainable = groups.SelectMany(g => g.Parameters).ToList();
         using var augmentationRandom = new Generator(TensorBatchSource.SeedFor(_options.Seed, -1), CPU);
 
         var stopping = _options.EarlyStopping;
@@ -58,13 +65,9 @@ internal sealed class Trainer
             {
                 var epochNumber = firstEpoch + e + 1;
                 var rate = _options.Schedule.RateAt(_options.LearningRate, e, epochs);
-                foreach (var group in optimizer.ParamGroups)
-                {
-                    group.LearningRate = rate;
-                }
-
                 var clock = Stopwatch.StartNew();
-                var (loss, accuracy) = TrainEpoch(train, inputsAreFeatures, optimizer, trainable, augmentationRandom, firstEpoch + e, epochNumber, progress, cancellationToken);
+                var schedule = new StepRates(optimizer, rateFactors, _options, e, epochs);
+                var (loss, accuracy) = TrainEpoch(train, inputsAreFeatures, optimizer, trainable, schedule, augmentationRandom, firstEpoch + e, epochNumber, progress, cancellationToken);
                 lastPass = validation is { Count: > 0 }
                     ? MeasurePass(validation, inputsAreFeatures, epochNumber, progress, cancellationToken)
                     : null;
@@ -113,29 +116,12 @@ internal sealed class Trainer
         }
     }
 
-    /// <summary>
-    /// The optimizer over the head and, unless only cached features are trained, the backbone's trainable parameters
-    /// only: frozen blocks get neither gradients nor optimizer state.
-    /// </summary>
-    internal optim.Optimizer CreateOptimizer(bool inputsAreFeatures, out IReadOnlyList<Parameter> trainable)
-    {
-        var parameters = _head.parameters().ToList();
-        if (!inputsAreFeatures)
-        {
-            parameters.AddRange(_backbone.Module.parameters().Where(p => p.requires_grad));
-        }
-
-        trainable = parameters;
-        return _options.Optimizer == OptimizerKind.Sgd
-            ? optim.SGD(parameters, _options.LearningRate, _options.Momentum, weight_decay: _options.WeightDecay)
-            : optim.Adam(parameters, _options.LearningRate, weight_decay: _options.WeightDecay);
-    }
-
     private (double Loss, double Accuracy) TrainEpoch(
         IBatchSource source,
         bool inputsAreFeatures,
         optim.Optimizer optimizer,
         IReadOnlyList<Parameter> trainable,
+        StepRates rates,
         Generator augmentationRandom,
         int epochIndex,
         int epochNumber,
@@ -154,6 +140,7 @@ internal sealed class Trainer
         var seen = 0;
         foreach (var batch in InScopes(source, epochIndex, cancellationToken))
         {
+            rates.Apply((double)seen / Math.Max(1, source.Count));
             var inputs = batch.Inputs.to(_device);
             var labels = batch.Labels.to(_device);
             Tensor features;
@@ -163,7 +150,7 @@ internal sealed class Trainer
             }
             else
             {
-                inputs = Augmenter.Apply(inputs, _options.Augmentation, augmentationRandom);
+                inputs = Augmenter.Apply(inputs, _options.Augmentation, _spec, augmentationRandom);
                 if (backboneFrozen)
                 {
                     using var noGrad = no_grad();
@@ -176,7 +163,7 @@ internal sealed class Trainer
             }
 
             var logits = _head.forward(features);
-            var loss = nn.functional.cross_entropy(logits, labels, _classWeights);
+            var loss = Loss(logits, labels);
             foreach (var p in trainable)
             {
                 p.grad = null; // as PyTorch's zero_grad(set_to_none=True): backward writes fresh gradients, no zeroing and adding
@@ -193,13 +180,6 @@ internal sealed class Trainer
         }
 
         return seen == 0 ? (double.NaN, double.NaN) : (lossSum / seen, (double)correct / seen);
-    }
-
-    /// <summary>Mean loss and accuracy of the current weights on a source, in inference mode.</summary>
-    public (double Loss, double Accuracy) Measure(IBatchSource source, bool inputsAreFeatures, int epochNumber, IProgress<TrainingProgress>? progress, CancellationToken cancellationToken)
-    {
-        var pass = MeasurePass(source, inputsAreFeatures, epochNumber, progress, cancellationToken);
-        return (pass.Loss, pass.Accuracy);
     }
 
     /// <summary>Loss, accuracy and confusion matrix of the current weights on a source, in inference mode.</summary>
@@ -219,22 +199,24 @@ internal sealed class Trainer
             lossSum += nn.functional.cross_entropy(logits, labels, reduction: nn.Reduction.Sum).item<float>();
             var classes = (int)logits.shape[1];
             confusion ??= new int[classes, classes];
-            var predicted = logits.argmax(1).cpu().data<long>().ToArray();
-            var truth = labels.cpu().data<long>().ToArray();
-            for (var i = 0; i < truth.Length; i++)
-            {
-                confusion[truth[i], predicted[i]]++;
-            }
-
-            seen += truth.Length;
+            seen += Evaluation.AddToConfusion(confusion, logits, labels);
             progress?.Report(new TrainingProgress(TrainingPhase.Validating, epochNumber, seen, source.Count));
         }
 
         return new ValidationPass(confusion ?? new int[0, 0], lossSum, seen);
     }
 
-    /// <summary>Runs the backbone once over every image (inference mode) and keeps the features in memory.</summary>
-    public TensorBatchSource Featurize(IBatchSource images, bool shuffle, IProgress<TrainingProgress>? progress, CancellationToken cancellationToken)
+    /// <summary>
+    /// Runs the backbone once over every image (inference mode) and keeps the features in memory; with an
+    /// augmentation, over augmented images (one cached view, drawn from <paramref name="augmentationRandom"/>).
+    /// </summary>
+    public TensorBatchSource Featurize(
+        IBatchSource images,
+        bool shuffle,
+        IProgress<TrainingProgress>? progress,
+        CancellationToken cancellationToken,
+        Augmentation? augmentation = null,
+        Generator? augmentationRandom = null)
     {
         _backbone.SetTrainingMode(false);
         using var noGrad = no_grad();
@@ -245,7 +227,13 @@ internal sealed class Trainer
             var seen = 0;
             foreach (var batch in InScopes(images, 0, cancellationToken))
             {
-                features.Add(_backbone.Forward(batch.Inputs.to(_device)).MoveToOuterDisposeScope());
+                var inputs = batch.Inputs.to(_device);
+                if (augmentation is not null && augmentationRandom is not null)
+                {
+                    inputs = Augmenter.Apply(inputs, augmentation, _spec, augmentationRandom);
+                }
+
+                features.Add(_backbone.Forward(inputs).MoveToOuterDisposeScope());
                 labels.Add(batch.Labels.to(_device).MoveToOuterDisposeScope());
                 seen += (int)batch.Labels.shape[0];
                 progress?.Report(new TrainingProgress(TrainingPhase.Featurizing, 0, seen, images.Count));
@@ -259,6 +247,72 @@ internal sealed class Trainer
         {
             DisposeAll(features);
             DisposeAll(labels);
+        }
+    }
+
+    /// <summary>
+    /// The trained parameters in groups with their learning-rate factor: the head at 1, and, when the backbone trains,
+    /// its trainable blocks from the first (factor <see cref="TrainingOptions.LowestBlockRateFactor"/>) to the last
+    /// (factor 1) on a geometric scale; backbone parameters outside any block at 1.
+    /// </summary>
+    internal List<(List<Parameter> Parameters, double RateFactor)> ParameterGroups(bool headOnly)
+    {
+        var groups = new List<(List<Parameter>, double)> { (_head.parameters().ToList(), 1.0) };
+        if (headOnly)
+        {
+            return groups;
+        }
+
+        var blocks = _backbone.BlockModules
+            .Select(b => b.parameters().Where(p => p.requires_grad).ToList())
+            .Where(ps => ps.Count > 0)
+            .ToList();
+        var inBlocks = blocks.SelectMany(ps => ps).ToHashSet(ReferenceEqualityComparer.Instance);
+        var rest = _backbone.Module.parameters().Where(p => p.requires_grad && !inBlocks.Contains(p)).ToList();
+        for (var i = 0; i < blocks.Count; i++)
+        {
+            var depth = blocks.Count == 1 ? 1.0 : (double)i / (blocks.Count - 1);
+            groups.Add((blocks[i], Math.Pow(_options.LowestBlockRateFactor, 1 - depth)));
+        }
+
+        if (rest.Count > 0)
+        {
+            groups.Add((rest, 1.0));
+        }
+
+        return groups;
+    }
+
+    /// <summary>The training loss: cross-entropy with the class weights and label smoothing in force.</summary>
+    internal Tensor Loss(Tensor logits, Tensor labels) =>
+        nn.functional.cross_entropy(logits, labels, _classWeights, label_smoothing: _options.LabelSmoothing);
+
+    /// <summary>
+    /// The optimizer over <paramref name="groups"/> (from <see cref="ParameterGroups"/>: the head and the backbone's
+    /// trainable parameters only, so frozen blocks get neither gradients nor optimizer state), each group at its rate.
+    /// </summary>
+    internal optim.Optimizer CreateOptimizer(List<(List<Parameter> Parameters, double RateFactor)> groups)
+    {
+        var o = _options;
+        return o.Optimizer switch
+        {
+            OptimizerKind.Sgd => optim.SGD(groups.Select(g => new SGD.ParamGroup(g.Parameters, o.LearningRate * g.RateFactor, o.Momentum, 0, o.WeightDecay, false, false)), o.LearningRate, o.Momentum, weight_decay: o.WeightDecay),
+            OptimizerKind.AdamW => optim.AdamW(groups.Select(g => new AdamW.ParamGroup(g.Parameters, o.LearningRate * g.RateFactor, 0.9, 0.999, 1e-8, o.WeightDecay, false, false)), o.LearningRate, weight_decay: o.WeightDecay),
+            _ => optim.Adam(groups.Select(g => new Adam.ParamGroup(g.Parameters, o.LearningRate * g.RateFactor, 0.9, 0.999, 1e-8, o.WeightDecay, false, false)), o.LearningRate, weight_decay: o.WeightDecay),
+        };
+    }
+
+    /// <summary>Sets every parameter group's rate for a point of the epoch (the schedule times the group's factor).</summary>
+    internal sealed class StepRates(optim.Optimizer optimizer, double[] factors, TrainingOptions options, int epoch, int epochs)
+    {
+        public void Apply(double fractionOfEpoch)
+        {
+            var rate = options.Schedule.RateAt(options.LearningRate, epoch + fractionOfEpoch, epochs);
+            var i = 0;
+            foreach (var group in optimizer.ParamGroups)
+            {
+                group.LearningRate = rate * factors[Math.Min(i++, factors.Length - 1)];
+            }
         }
     }
 

@@ -12,6 +12,7 @@ namespace TransferLearning.Datasets.Pipeline;
 /// </summary>
 public sealed class ImageLoader : IDisposable
 {
+    private readonly ImageLoaderOptions _options;
     private readonly ImageDecodeOptions _decodeOptions;
     private readonly ConcurrentDictionary<int, byte[]> _cache = new();
     private readonly ConcurrentDictionary<int, string> _badFiles = new();
@@ -26,29 +27,17 @@ public sealed class ImageLoader : IDisposable
     {
         ArgumentNullException.ThrowIfNull(data);
         ArgumentNullException.ThrowIfNull(spec);
-        options ??= new ImageLoaderOptions();
-        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(options.BatchSize, "options.BatchSize");
-        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(options.DegreeOfParallelism, "options.DegreeOfParallelism");
-        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(options.PrefetchBatches, "options.PrefetchBatches");
         Data = data;
         Spec = spec;
-        Options = new ImageLoaderOptions
+        _options = (options ?? new ImageLoaderOptions()).Clone();
+        var decode = _options.Decode?.Clone() ?? new ImageDecodeOptions();
+        if (decode.Configuration is null && _options.DegreeOfParallelism > 1)
         {
-            BatchSize = options.BatchSize,
-            Shuffle = options.Shuffle,
-            Seed = options.Seed,
-            DropLast = options.DropLast,
-            DegreeOfParallelism = options.DegreeOfParallelism,
-            PrefetchBatches = options.PrefetchBatches,
-            CacheDecoded = options.CacheDecoded,
-            BadImages = options.BadImages,
-            Decode = options.Decode,
-        };
-        var baseDecode = options.Decode ?? ImageDecodeOptions.Default;
-        // Parallel across images, so one thread inside each decode (unless the caller chose a configuration).
-        _decodeOptions = baseDecode.Configuration is not null || options.DegreeOfParallelism == 1
-            ? baseDecode
-            : baseDecode with { Configuration = ImageDecoding.Serial };
+            // Parallel across images, so one thread inside each decode (unless the caller chose a configuration).
+            decode.Configuration = ImageDecoding.Serial;
+        }
+
+        _decodeOptions = decode;
     }
 
     /// <summary>The samples.</summary>
@@ -57,11 +46,11 @@ public sealed class ImageLoader : IDisposable
     /// <summary>The input spec every image is brought to.</summary>
     public InputSpec Spec { get; }
 
-    /// <summary>A copy of the options in force.</summary>
-    public ImageLoaderOptions Options { get; }
+    /// <summary>A copy of the options in force (changing it does not change the loader).</summary>
+    public ImageLoaderOptions Options => _options.Clone();
 
     /// <summary>Number of batches in one epoch when no image is skipped.</summary>
-    public int BatchCount => Options.DropLast ? Data.Count / Options.BatchSize : (Data.Count + Options.BatchSize - 1) / Options.BatchSize;
+    public int BatchCount => _options.DropLast ? Data.Count / _options.BatchSize : (Data.Count + _options.BatchSize - 1) / _options.BatchSize;
 
     /// <summary>Number of decoded images held in the cache.</summary>
     public int CachedCount => _cache.Count;
@@ -76,9 +65,9 @@ public sealed class ImageLoader : IDisposable
     public IReadOnlyList<int> EpochOrder(int epoch)
     {
         var order = Enumerable.Range(0, Data.Count).ToArray();
-        if (Options.Shuffle)
+        if (_options.Shuffle)
         {
-            SplitMix64.ForStream(Options.Seed, epoch).Shuffle(order);
+            SplitMix64.ForStream(_options.Seed, epoch).Shuffle(order);
         }
 
         return order;
@@ -185,7 +174,7 @@ public sealed class ImageLoader : IDisposable
 
         var path = Data.Samples[sampleIndex].Path;
         var size = 3 * Spec.Width * Spec.Height;
-        if (Options.CacheDecoded)
+        if (_options.CacheDecoded)
         {
             var rgb = new byte[size];
             ImagePixels.DecodeFile(path, Spec, rgb, _decodeOptions);
@@ -274,9 +263,9 @@ public sealed class ImageLoader : IDisposable
         {
             _owner = owner;
             _epoch = epoch;
-            var bs = owner.Options.BatchSize;
+            var bs = owner._options.BatchSize;
             _order = [.. owner.EpochOrder(epoch)];
-            var total = owner.Options.DropLast ? _order.Length / bs * bs : _order.Length;
+            var total = owner._options.DropLast ? _order.Length / bs * bs : _order.Length;
             _chw = 3 * owner.Spec.Width * owner.Spec.Height;
             BatchCount = (total + bs - 1) / bs;
             Total = total;
@@ -286,9 +275,9 @@ public sealed class ImageLoader : IDisposable
                 Slots[b] = new Slot(b * bs, Math.Min(bs, total - (b * bs)), _chw);
             }
 
-            _window = new SemaphoreSlim(owner.Options.PrefetchBatches * bs);
+            _window = new SemaphoreSlim(owner._options.PrefetchBatches * bs);
             _cts = CancellationTokenSource.CreateLinkedTokenSource(ct);
-            var n = Math.Min(owner.Options.DegreeOfParallelism, Math.Max(1, total));
+            var n = Math.Min(owner._options.DegreeOfParallelism, Math.Max(1, total));
             _workers = new Task[n];
             for (var w = 0; w < n; w++)
             {
@@ -374,7 +363,7 @@ public sealed class ImageLoader : IDisposable
 
         private void Work()
         {
-            var bs = _owner.Options.BatchSize;
+            var bs = _owner._options.BatchSize;
             while (!_stop)
             {
                 try
@@ -397,7 +386,7 @@ public sealed class ImageLoader : IDisposable
                 try
                 {
                     var sampleIndex = _order[i];
-                    if (_owner._badFiles.TryGetValue(sampleIndex, out var knownBad) && _owner.Options.BadImages == BadImagePolicy.Skip)
+                    if (_owner._badFiles.TryGetValue(sampleIndex, out var knownBad) && _owner._options.BadImages == BadImagePolicy.Skip)
                     {
                         slot.Bad[k] = knownBad;
                     }
@@ -406,7 +395,7 @@ public sealed class ImageLoader : IDisposable
                         _owner.DecodeSample(sampleIndex, slot.Buffer.AsSpan(k * _chw, _chw));
                     }
                 }
-                catch (InvalidImageException ex) when (_owner.Options.BadImages == BadImagePolicy.Skip)
+                catch (InvalidImageException ex) when (_owner._options.BadImages == BadImagePolicy.Skip)
                 {
                     _owner._badFiles[_order[i]] = ex.Reason;
                     slot.Bad[k] = ex.Reason;

@@ -139,6 +139,64 @@ public sealed class TransferLearnerTests : IClassFixture<GeneratedImages>, IDisp
     }
 
     [Fact]
+    public void Unfreeze_ContinuedModelWithoutFit_ModelUnchanged()
+    {
+        var (model, _) = Tiny().Freeze().AddHead(_data.Classes).Fit(_data, 1);
+        using (model)
+        {
+            using (TransferLearner.From(model).Unfreeze())
+            {
+                Assert.True(model.Backbone.IsFrozen); // nothing happens before Fit
+            }
+
+            Assert.True(model.Backbone.IsFrozen);
+            Assert.All(model.Backbone.Module.parameters(), p => Assert.False(p.requires_grad));
+        }
+    }
+
+    [Fact]
+    public void Fit_UnknownClassWeight_ThrowsAndLearnerStaysUsable()
+    {
+        using var learner = Tiny().Freeze().AddHead(_data.Classes).WithClassWeights(new Dictionary<string, double> { ["green"] = 2 });
+
+        var e = Assert.Throws<ArgumentException>(() => learner.Fit(_data, 1));
+        Assert.Equal("Class weights name unknown classes: green. Classes: blue, red.", e.Message);
+
+        var (model, history) = learner.WithClassWeights(new Dictionary<string, double> { ["red"] = 2 }).Fit(_data, 1);
+        using (model)
+        {
+            Assert.Equal(1, history.Count);
+        }
+    }
+
+    [Fact]
+    public void Fit_BackboneFailsDuringTraining_NewHeadDisposedAndLearnerStillOwnsBackbone()
+    {
+        // On a thread of its own, so that the live-tensor count (kept per thread) sees only this scenario.
+        long liveBefore = 0, liveAfter = 0;
+        Exception? failure = null, second = null;
+        TransferLearner? learner = null;
+        var thread = new Thread(() =>
+        {
+            CountingModule counter = null!;
+            learner = Tiny(c => counter = c).Freeze().AddHead(_data.Classes);
+            counter.FailAfterImages = 4;
+            liveBefore = TorchSharp.DisposeScopeManager.Statistics.ThreadTotalLiveCount;
+            failure = Record.Exception(() => learner.Fit(_data, 2));
+            liveAfter = TorchSharp.DisposeScopeManager.Statistics.ThreadTotalLiveCount;
+            second = Record.Exception(() => learner.Fit(_data, 1));
+        });
+        thread.Start();
+        thread.Join();
+
+        Assert.Equal("test backbone failure", Assert.IsType<InvalidOperationException>(failure).Message);
+        Assert.Equal(liveBefore, liveAfter); // the head made by Fit is gone
+        Assert.StartsWith("This TransferLearner was already used by Fit", Assert.IsType<InvalidOperationException>(second).Message, StringComparison.Ordinal);
+        learner!.Dispose();
+        Assert.Throws<ObjectDisposedException>(() => learner.Backbone.Freeze()); // the learner freed the backbone
+    }
+
+    [Fact]
     public void AddHead_Twice_Throws()
     {
         using var learner = Tiny().AddHead(_data.Classes);
@@ -294,8 +352,16 @@ internal sealed class CountingModule : nn.Module<Tensor, Tensor>
 
     public long Images { get; private set; }
 
+    /// <summary>When set, forward throws once this many images have been seen.</summary>
+    public long? FailAfterImages { get; set; }
+
     public override Tensor forward(Tensor input)
     {
+        if (Images >= FailAfterImages)
+        {
+            throw new InvalidOperationException("test backbone failure");
+        }
+
         Images += input.shape[0];
         return inner.forward(input);
     }

@@ -1,3 +1,4 @@
+using Onnx;
 using TransferLearning.Backbones;
 using TransferLearning.Backbones.Onnx;
 using TransferLearning.Datasets;
@@ -17,6 +18,13 @@ public sealed class Int8Tests
     /// </summary>
     internal static Backbone TinyOnnx(int seed = 11)
     {
+        var module = new OnnxGraphModule(TinyOnnxModel(seed), "tiny.onnx") { FlattenOutput = true };
+        return new Backbone(Source, module, 8, new InputSpec(32, 32, 0f, 1f));
+    }
+
+    /// <summary>The graph of <see cref="TinyOnnx"/>.</summary>
+    internal static ModelProto TinyOnnxModel(int seed = 11)
+    {
         var b = new OnnxModelBuilder(9, [1, 3, 32, 32], seed);
         var c1 = b.Node("Conv", ["x", b.Weight(8, 3, 3, 3), b.Weight(8)], Is("kernel_shape", 3, 3), Is("strides", 2, 2), Is("pads", 1, 1, 0, 0));
         var n1 = b.Node("BatchNormalization", [c1, b.Positive(8), b.Weight(8), b.Weight(8), b.Positive(8)], Fl("epsilon", 1e-5f));
@@ -28,8 +36,7 @@ public sealed class Int8Tests
         var r2 = b.Node("Relu", [sum]);
         var pooled = b.Node("GlobalAveragePool", [r2]);
         b.Output(b.Node("Flatten", [pooled], I("axis", 1)));
-        var module = new OnnxGraphModule(OnnxModel.Parse(b.Bytes()), "tiny.onnx") { FlattenOutput = true };
-        return new Backbone(Source, module, 8, new InputSpec(32, 32, 0f, 1f));
+        return ModelProto.Parser.ParseFrom(b.Bytes());
     }
 
     private static Tensor Images(int count, ulong seed)
@@ -122,13 +129,13 @@ public sealed class Int8Tests
     {
         var samples = Enumerable.Range(0, 300).Select(i => new ImageSample($"img{i:D3}.jpg", i / 100)).ToList();
 
-        var picked = TransferLearner.CalibrationSamples(samples, 30).ToList();
+        var picked = TransferLearning.Training.FitRun.CalibrationSamples(samples, 30).ToList();
 
         Assert.Equal(30, picked.Distinct().Count());
         Assert.Equal([10, 10, 10], picked.GroupBy(p => p.Label).Select(g => g.Count()));
         Assert.Equal("img000.jpg", picked[0].Path);
         Assert.Equal("img290.jpg", picked[^1].Path);
-        Assert.Equal(samples.Take(3), TransferLearner.CalibrationSamples(samples.Take(3).ToList(), 3));
+        Assert.Equal(samples.Take(3), TransferLearning.Training.FitRun.CalibrationSamples(samples.Take(3).ToList(), 3));
     }
 
     [Fact]
@@ -156,14 +163,20 @@ public sealed class Int8Tests
         var before = model.Predict(files);
         model.Save(path);
 
-        using var loaded = TrainedModel.Load(path, new ModelLoadOptions { BackboneFactory = _ => TinyOnnx() });
+        using var loaded = TrainedModel.Load(path);
         Assert.True(loaded.Backbone.IsInt8);
         var after = loaded.Predict(files);
         Assert.Equal(before.Select(p => p.Probabilities.ToArray()), after.Select(p => p.Probabilities.ToArray()));
 
-        // Fine-tuning from it trains in float.
-        using var tuner = TransferLearner.From(loaded).Unfreeze();
+        // Fine-tuning from it trains in float, once Fit runs (Unfreeze alone changes nothing).
+        using (var tuner = TransferLearner.From(loaded).Unfreeze())
+        {
+            Assert.True(loaded.Backbone.IsInt8);
+            tuner.WithLearningRate(1e-4).Fit(split, 1);
+        }
+
         Assert.False(loaded.Backbone.IsInt8);
+        Assert.False(loaded.Backbone.IsFrozen);
         model.Dispose();
     }
 }

@@ -1,12 +1,15 @@
 using Google.Protobuf;
+using Onnx;
 using TransferLearning.Backbones.Onnx;
+using AttributeType = Onnx.AttributeProto.Types.AttributeType;
+using DataType = Onnx.TensorProto.Types.DataType;
 
 namespace TransferLearning.Core.Tests.Onnx;
 
-/// <summary>Builds small ONNX models in memory for operator tests.</summary>
+/// <summary>Builds small ONNX models in memory for operator tests (with the classes generated from onnx.proto).</summary>
 internal sealed class OnnxModelBuilder
 {
-    private readonly OnnxModel _model = new();
+    private readonly ModelProto _model = new() { Graph = new GraphProto { Name = "graph" } };
     private readonly Random _rng;
     private int _count;
 
@@ -15,8 +18,8 @@ internal sealed class OnnxModelBuilder
         _rng = new Random(seed);
         Opset = opset;
         _model.IrVersion = opset >= 21 ? 10 : opset >= 19 ? 9 : 8;
-        _model.OpsetImports.Add(("", opset));
-        _model.Graph.Inputs.Add(new OnnxValueInfo { Name = "x", Shape = [.. inputShape] });
+        _model.OpsetImport.Add(new OperatorSetIdProto { Domain = "", Version = opset });
+        _model.Graph.Input.Add(FloatValue("x", inputShape));
         InputShape = inputShape;
     }
 
@@ -24,29 +27,27 @@ internal sealed class OnnxModelBuilder
 
     public long[] InputShape { get; }
 
-    public OnnxModel Model => _model;
+    public ModelProto Model => _model;
 
-    public string Node(string op, string[] inputs, params OnnxAttribute[] attrs) => NodeN(op, inputs, 1, attrs)[0];
+    public string Node(string op, string[] inputs, params AttributeProto[] attrs) => NodeN(op, inputs, 1, attrs)[0];
 
-    public string[] NodeN(string op, string[] inputs, int outputs, params OnnxAttribute[] attrs)
+    public string[] NodeN(string op, string[] inputs, int outputs, params AttributeProto[] attrs)
     {
-        var n = new OnnxNode { OpType = op, Name = $"{op.ToLowerInvariant()}_{_count++}" };
-        n.Inputs.AddRange(inputs);
+        var n = new NodeProto { OpType = op, Name = $"{op.ToLowerInvariant()}_{_count++}", Input = { inputs }, Attribute = { attrs } };
         for (var i = 0; i < outputs; i++)
         {
-            n.Outputs.Add($"{n.Name}_out{i}");
+            n.Output.Add($"{n.Name}_out{i}");
         }
 
-        n.Attributes.AddRange(attrs);
-        _model.Graph.Nodes.Add(n);
-        return [.. n.Outputs];
+        _model.Graph.Node.Add(n);
+        return [.. n.Output];
     }
 
     public string Weight(params long[] dims)
     {
         var name = $"w{_count++}";
         var count = dims.Aggregate(1L, (a, b) => a * b);
-        _model.Graph.Initializers.Add(OnnxTensor.FromFloats(name, dims, Enumerable.Range(0, (int)count).Select(_ => (float)(_rng.NextDouble() * 2 - 1)).ToArray()));
+        _model.Graph.Initializer.Add(OnnxProtoExtensions.FromFloats(name, dims, Enumerable.Range(0, (int)count).Select(_ => (float)(_rng.NextDouble() * 2 - 1)).ToArray()));
         return name;
     }
 
@@ -54,27 +55,27 @@ internal sealed class OnnxModelBuilder
     {
         var name = $"p{_count++}";
         var count = dims.Aggregate(1L, (a, b) => a * b);
-        _model.Graph.Initializers.Add(OnnxTensor.FromFloats(name, dims, Enumerable.Range(0, (int)count).Select(_ => (float)(0.5 + _rng.NextDouble())).ToArray()));
+        _model.Graph.Initializer.Add(OnnxProtoExtensions.FromFloats(name, dims, Enumerable.Range(0, (int)count).Select(_ => (float)(0.5 + _rng.NextDouble())).ToArray()));
         return name;
     }
 
     public string Floats(long[] dims, params float[] values)
     {
         var name = $"f{_count++}";
-        _model.Graph.Initializers.Add(OnnxTensor.FromFloats(name, dims, values));
+        _model.Graph.Initializer.Add(OnnxProtoExtensions.FromFloats(name, dims, values));
         return name;
     }
 
     public string Ints(params long[] values)
     {
         var name = $"i{_count++}";
-        _model.Graph.Initializers.Add(OnnxTensor.FromInt64s(name, [values.Length], values));
+        _model.Graph.Initializer.Add(OnnxProtoExtensions.FromInt64s(name, [values.Length], values));
         return name;
     }
 
     public OnnxModelBuilder Output(string name)
     {
-        _model.Graph.Outputs.Add(new OnnxValueInfo { Name = name });
+        _model.Graph.Output.Add(FloatValue(name, null));
         return this;
     }
 
@@ -92,18 +93,28 @@ internal sealed class OnnxModelBuilder
         return Enumerable.Range(0, (int)shape.Aggregate(1L, (a, c) => a * c)).Select(_ => (float)(rng.NextDouble() * 4 - 2)).ToArray();
     }
 
-    public static OnnxAttribute I(string name, long v) => new() { Name = name, Type = OnnxAttributeType.Int, I = v };
+    public static AttributeProto I(string name, long v) => new() { Name = name, Type = AttributeType.Int, I = v };
 
-    public static OnnxAttribute Fl(string name, float v) => new() { Name = name, Type = OnnxAttributeType.Float, F = v };
+    public static AttributeProto Fl(string name, float v) => new() { Name = name, Type = AttributeType.Float, F = v };
 
-    public static OnnxAttribute S(string name, string v) => new() { Name = name, Type = OnnxAttributeType.String, S = ByteString.CopyFromUtf8(v) };
+    public static AttributeProto S(string name, string v) => new() { Name = name, Type = AttributeType.String, S = ByteString.CopyFromUtf8(v) };
 
-    public static OnnxAttribute Is(string name, params long[] v)
+    public static AttributeProto Is(string name, params long[] v) => new() { Name = name, Type = AttributeType.Ints, Ints = { v } };
+
+    public static AttributeProto T(string name, TensorProto t) => new() { Name = name, Type = AttributeType.Tensor, T = t };
+
+    /// <summary>A float tensor value; <paramref name="shape"/> null for none declared, -1 for a symbolic dimension.</summary>
+    public static ValueInfoProto FloatValue(string name, long[]? shape)
     {
-        var a = new OnnxAttribute { Name = name, Type = OnnxAttributeType.Ints };
-        a.Ints.AddRange(v);
-        return a;
-    }
+        var tensor = new TypeProto.Types.Tensor { ElemType = (int)DataType.Float };
+        if (shape is not null)
+        {
+            tensor.Shape = new TensorShapeProto
+            {
+                Dim = { shape.Select(d => d >= 0 ? new TensorShapeProto.Types.Dimension { DimValue = d } : new TensorShapeProto.Types.Dimension { DimParam = "N" }) },
+            };
+        }
 
-    public static OnnxAttribute T(string name, OnnxTensor t) => new() { Name = name, Type = OnnxAttributeType.Tensor, T = t };
+        return new ValueInfoProto { Name = name, Type = new TypeProto { TensorType = tensor } };
+    }
 }

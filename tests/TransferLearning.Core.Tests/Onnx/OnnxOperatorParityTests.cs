@@ -1,3 +1,4 @@
+using Onnx;
 using TorchSharp;
 using TransferLearning.Backbones.Onnx;
 using static TransferLearning.Core.Tests.Onnx.OnnxModelBuilder;
@@ -69,6 +70,12 @@ public class OnnxOperatorParityTests
             var hs = b.Node("HardSigmoid", ["x"], Fl("alpha", 0.3f), Fl("beta", 0.4f));
             var hw = b.Node("HardSwish", ["x"]);
             return b.Output(b.Node("Add", [hs, hw]));
+        },
+        ["softplus"] = () =>
+        {
+            var b = new OnnxModelBuilder(17, [2, 3, 4, 4]);
+            var scaled = b.Node("Mul", ["x", b.Floats([], 12f)]); // reaches PyTorch's linear range (x > 20)
+            return b.Output(b.Node("Concat", [b.Node("Softplus", ["x"]), b.Node("Softplus", [scaled])], I("axis", 1)));
         },
         ["clip_opset7_attributes"] = () =>
         {
@@ -212,7 +219,7 @@ public class OnnxOperatorParityTests
         ["constant_identity_dropout"] = () =>
         {
             var b = new OnnxModelBuilder(13, [2, 3]);
-            var c = b.Node("Constant", [], T("value", OnnxTensor.FromFloats("c", [3], [1f, -2f, 3f])));
+            var c = b.Node("Constant", [], T("value", OnnxProtoExtensions.FromFloats("c", [3], [1f, -2f, 3f])));
             var i = b.Node("Identity", ["x"]);
             var d = b.Node("Dropout", [i]);
             return b.Output(b.Node("Mul", [d, c]));
@@ -226,9 +233,9 @@ public class OnnxOperatorParityTests
         },
     };
 
-    private static OnnxTensor OnnxTensorScalar(long v)
+    private static TensorProto OnnxTensorScalar(long v)
     {
-        var t = OnnxTensor.FromInt64s("s", [], [v]);
+        var t = OnnxProtoExtensions.FromInt64s("s", [], [v]);
         return t;
     }
 
@@ -253,7 +260,7 @@ public class OnnxOperatorParityTests
         var input = builder.RandomInput();
         var expected = OrtReference.Run(bytes, input, builder.InputShape.Select(d => (int)d).ToArray());
 
-        using var module = new OnnxGraphModule(OnnxModel.Parse(bytes), name);
+        using var module = new OnnxGraphModule(ModelProto.Parser.ParseFrom(bytes), name);
         module.eval();
         using var scope = torch.NewDisposeScope();
         var actual = module.forward(torch.tensor(input, builder.InputShape)).contiguous().data<float>().ToArray();
@@ -281,15 +288,15 @@ public class OnnxOperatorParityTests
     public void Parse_WrittenModel_RoundTripsNodesAttributesAndInitializers()
     {
         var builder = Cases["conv_groups_dilation_asymmetric_pads_bias"]();
-        var parsed = OnnxModel.Parse(builder.Bytes());
-        Assert.Equal(11, parsed.Opset);
-        var conv = Assert.Single(parsed.Graph.Nodes);
+        var parsed = ModelProto.Parser.ParseFrom(builder.Bytes());
+        Assert.Equal(11, parsed.DefaultOpset());
+        var conv = Assert.Single(parsed.Graph.Node);
         Assert.Equal("Conv", conv.OpType);
         Assert.Equal(new long[] { 1, 0, 2, 1 }, conv.Ints("pads"));
         Assert.Equal(2, conv.Int("group", 1));
-        Assert.Equal(new long[] { 6, 2, 3, 3 }, parsed.Graph.Initializers[0].Dims);
-        Assert.Equal(builder.Model.Graph.Initializers[0].ToFloats(), parsed.Graph.Initializers[0].ToFloats());
-        Assert.Equal(new long[] { 2, 4, 9, 8 }, parsed.Graph.Inputs[0].Shape);
+        Assert.Equal(new long[] { 6, 2, 3, 3 }, parsed.Graph.Initializer[0].Dims);
+        Assert.Equal(builder.Model.Graph.Initializer[0].ToFloats(), parsed.Graph.Initializer[0].ToFloats());
+        Assert.Equal(new long[] { 2, 4, 9, 8 }, parsed.Graph.Input[0].Shape());
     }
 
     [Fact]
@@ -297,7 +304,7 @@ public class OnnxOperatorParityTests
     {
         var b = new OnnxModelBuilder(13, [1, 3, 4, 4]);
         var n = b.Node("Relu", ["x"]);
-        b.Model.Graph.Nodes.Add(new OnnxNode { OpType = "NonMaxSuppression", Name = "nms_head", Inputs = { n }, Outputs = { "y" } });
+        b.Model.Graph.Node.Add(new NodeProto { OpType = "NonMaxSuppression", Name = "nms_head", Input = { n }, Output = { "y" } });
         b.Output("y");
         var ex = Assert.Throws<NotSupportedException>(() => new OnnxGraphModule(b.Model, "detector.onnx"));
         Assert.StartsWith("ONNX operator 'NonMaxSuppression' (node 'nms_head', opset 13) in 'detector.onnx' is not supported.", ex.Message, StringComparison.Ordinal);
@@ -318,7 +325,7 @@ public class OnnxOperatorParityTests
             expected.AddRange(OrtReference.Run(bytes, input.AsSpan(i * 18, 18).ToArray(), [1, 2, 3, 3]));
         }
 
-        using var module = new OnnxGraphModule(OnnxModel.Parse(bytes), "fixed-batch");
+        using var module = new OnnxGraphModule(ModelProto.Parser.ParseFrom(bytes), "fixed-batch");
         using var y = module.forward(torch.tensor(input, [3, 2, 3, 3]));
         Assert.Equal(new long[] { 3, 2 }, y.shape);
         OrtReference.AssertClose([.. expected], y.data<float>().ToArray(), 1e-5, "batch 3");

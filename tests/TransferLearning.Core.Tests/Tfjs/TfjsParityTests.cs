@@ -142,12 +142,7 @@ public sealed class TfjsParityTests(ITestOutputHelper output)
     [Trait("Category", "RealData")]
     public void Load_TeachableMachineMobileNetV2_FeaturesMatchTfjs()
     {
-        var dir = TfjsTestData.TeachableMachineDir(out var reason);
-        if (dir is null)
-        {
-            output.WriteLine("SKIPPED: " + reason);
-            return;
-        }
+        var dir = TfjsTestData.TeachableMachineDir;
 
         var reference = (JsonObject)JsonNode.Parse(File.ReadAllText(Path.Combine(AppContext.BaseDirectory, "TestData", "tfjs", "teachable-machine-reference.json")))!;
         using var backbone = TfjsModel.Load(Path.Combine(dir, "model.json"));
@@ -175,12 +170,7 @@ public sealed class TfjsParityTests(ITestOutputHelper output)
     [Trait("Category", "RealData")]
     public void LoadClassifier_TeachableMachine_LabelsAndProbabilitiesMatchTfjs()
     {
-        var dir = TfjsTestData.TeachableMachineDir(out var reason);
-        if (dir is null)
-        {
-            output.WriteLine("SKIPPED: " + reason);
-            return;
-        }
+        var dir = TfjsTestData.TeachableMachineDir;
 
         var reference = (JsonObject)JsonNode.Parse(File.ReadAllText(Path.Combine(AppContext.BaseDirectory, "TestData", "tfjs", "teachable-machine-reference.json")))!;
         using var classifier = TfjsModel.LoadClassifier(Path.Combine(dir, "model.json"));

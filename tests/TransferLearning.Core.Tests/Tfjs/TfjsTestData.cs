@@ -59,29 +59,9 @@ internal static class TfjsTestData
         return maxDiff;
     }
 
-    /// <summary>The shared Teachable Machine model directory, or null (with the reason) when it is not present.</summary>
-    public static string? TeachableMachineDir(out string reason)
-    {
-        var dir = new DirectoryInfo(AppContext.BaseDirectory);
-        while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "TransferLearning.sln")))
-        {
-            dir = dir.Parent;
-        }
-
-        if (dir is null)
-        {
-            reason = "TransferLearning.sln not found above " + AppContext.BaseDirectory;
-            return null;
-        }
-
-        var model = Path.GetFullPath(Path.Combine(dir.FullName, "..", "shared", "models", "teachable-machine-mobilenetv2"));
-        if (!File.Exists(Path.Combine(model, "model.json")))
-        {
-            reason = $"the real Teachable Machine model is not at {model}";
-            return null;
-        }
-
-        reason = string.Empty;
-        return model;
-    }
+    /// <summary>
+    /// The real Teachable Machine MobileNetV2 (Keras, α 0.35, MIT licence in its folder), committed under
+    /// <c>TestData/tfjs/teachable-machine</c>.
+    /// </summary>
+    public static string TeachableMachineDir => FixtureDir("teachable-machine");
 }

@@ -194,10 +194,11 @@ public class BatchNormFoldingTests(ITestOutputHelper output)
         Assert.NotEmpty(frozen);
         Assert.All(frozen, p => Assert.False(p.requires_grad));
 
-        using (var optimizer = trainer.CreateOptimizer(inputsAreFeatures: false, out var listed))
+        var listed = trainer.ParameterGroups(headOnly: false);
+        using (var optimizer = trainer.CreateOptimizer(listed))
         {
             var optimized = optimizer.ParamGroups.SelectMany(g => ((TorchSharp.Modules.ParamGroup)g).Parameters).ToList();
-            Assert.Equal(optimized.Select(p => p.Handle), listed.Select(p => p.Handle));
+            Assert.Equal(optimized.Select(p => p.Handle), listed.SelectMany(g => g.Parameters).Select(p => p.Handle));
             Assert.Equal(trainable.Count + head.parameters().Count(), optimized.Count);
             Assert.DoesNotContain(optimized, p => frozen.Any(f => ReferenceEquals(f, p) || f.Handle == p.Handle));
             Assert.Equal(optimized.Count, ((TorchSharp.Modules.OptimizerHelper)optimizer).state_dict().State.Count);

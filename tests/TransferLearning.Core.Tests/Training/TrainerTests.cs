@@ -110,7 +110,7 @@ public class TrainerTests
         var trainer = new Trainer(backbone, head, CPU, options, null);
         trainer.Fit(train, validation, true, 12, history, null, CancellationToken.None);
 
-        var (loss, _) = trainer.Measure(validation, true, 0, null, CancellationToken.None);
+        var loss = trainer.MeasurePass(validation, true, 0, null, CancellationToken.None).Loss;
         Assert.Equal(history[History.ValLoss].Min(), loss, 5);
     }
 

@@ -1,5 +1,8 @@
 using System.Text;
+using Onnx;
+using TransferLearning.Backbones.Onnx.Export;
 using TorchSharp;
+using DataType = Onnx.TensorProto.Types.DataType;
 using static TorchSharp.torch;
 
 namespace TransferLearning.Backbones.Onnx;
@@ -51,15 +54,19 @@ internal sealed class OnnxNodeModule : nn.Module
 /// nodes become trainable parameters in one child module per node (topological order, named after the node);
 /// BatchNormalization statistics are buffers and follow train/eval mode.
 /// </summary>
-internal sealed partial class OnnxGraphModule : nn.Module<Tensor, Tensor>
+internal sealed partial class OnnxGraphModule : nn.Module<Tensor, Tensor>, IOnnxExportable, IRebuildableModule
 {
     private readonly List<Step> _steps = [];
     private readonly Dictionary<string, Tensor> _constants = [];
+
+    // The initializers that stay constants, as read (their exact element types are written back on export and kept in saved models).
+    private readonly Dictionary<string, TensorProto> _constantProtos = [];
+    private readonly ValueInfoProto? _inputInfo;
     private readonly string _input;
     private readonly string _output;
     private bool _foldingEnabled = true;
 
-    private sealed record Step(OnnxNode Node, OnnxNodeModule? Module, Func<Tensor[], OnnxNodeModule?, Tensor[]> Run, string[] Release);
+    private sealed record Step(NodeProto Node, OnnxNodeModule? Module, Func<Tensor[], OnnxNodeModule?, Tensor[]> Run, string[] Release);
 
     /// <summary>Builds the module.</summary>
     /// <param name="model">Parsed model.</param>
@@ -69,21 +76,26 @@ internal sealed partial class OnnxGraphModule : nn.Module<Tensor, Tensor>
     /// <param name="weightsTrainable">False to keep every weight a frozen constant (e.g. preprocessing graphs).</param>
     /// <param name="namePrefix">Prefix for child module names.</param>
     /// <param name="constantInitializers">Float initializers to keep as constants rather than parameters.</param>
-    public OnnxGraphModule(OnnxModel model, string source, string? inputName = null, string? outputName = null, bool weightsTrainable = true, string namePrefix = "", IReadOnlySet<string>? constantInitializers = null)
+    /// <param name="fromSkeleton">
+    /// True when <paramref name="model"/> is a <see cref="Skeleton"/> saved with a model: initializers without data are
+    /// the weights (made as zeros, to be overwritten), initializers with data are constants.
+    /// </param>
+    public OnnxGraphModule(ModelProto model, string source, string? inputName = null, string? outputName = null, bool weightsTrainable = true, string namePrefix = "", IReadOnlySet<string>? constantInitializers = null, bool fromSkeleton = false)
         : base("OnnxGraph")
     {
-        Opset = model.Opset;
+        Opset = model.DefaultOpset();
         var graph = model.Graph;
-        var initializers = graph.Initializers.ToDictionary(t => t.Name);
-        _input = inputName ?? graph.Inputs.Select(i => i.Name).FirstOrDefault(n => !initializers.ContainsKey(n))
+        var initializers = graph.Initializer.ToDictionary(t => t.Name);
+        _input = inputName ?? graph.Input.Select(i => i.Name).FirstOrDefault(n => !initializers.ContainsKey(n))
             ?? throw new InvalidDataException($"The ONNX model '{source}' has no graph input.");
-        _output = outputName ?? graph.Outputs.FirstOrDefault()?.Name
+        _output = outputName ?? graph.Output.FirstOrDefault()?.Name
             ?? throw new InvalidDataException($"The ONNX model '{source}' has no graph output.");
-        InputShape = graph.Inputs.FirstOrDefault(i => i.Name == _input)?.Shape;
+        _inputInfo = graph.Input.FirstOrDefault(i => i.Name == _input);
+        InputShape = _inputInfo?.Shape();
 
-        var nodes = TopologicalOrder(graph.Nodes, initializers.Keys.Append(_input).Concat(graph.Inputs.Select(i => i.Name)), source);
+        var nodes = TopologicalOrder(graph.Node, initializers.Keys.Append(_input).Concat(graph.Input.Select(i => i.Name)), source);
         nodes = PruneTo(nodes, _output, source);
-        if (!nodes.SelectMany(n => n.Inputs).Contains(_input) && _input != _output)
+        if (!nodes.SelectMany(n => n.Input).Contains(_input) && _input != _output)
         {
             throw new InvalidDataException($"The output '{_output}' of the ONNX model '{source}' does not depend on the input '{_input}'.");
         }
@@ -94,7 +106,7 @@ internal sealed partial class OnnxGraphModule : nn.Module<Tensor, Tensor>
         var lastUse = new Dictionary<string, int>();
         for (var i = 0; i < nodes.Count; i++)
         {
-            foreach (var name in nodes[i].Inputs)
+            foreach (var name in nodes[i].Input)
             {
                 lastUse[name] = i;
             }
@@ -104,16 +116,27 @@ internal sealed partial class OnnxGraphModule : nn.Module<Tensor, Tensor>
         {
             var node = nodes[i];
             OnnxNodeModule? module = null;
-            for (var k = 0; k < node.Inputs.Count; k++)
+            for (var k = 0; k < node.Input.Count; k++)
             {
-                var name = node.Inputs[k];
+                var name = node.Input[k];
                 if (name.Length == 0 || !initializers.TryGetValue(name, out var init) || _constants.ContainsKey(name) || owned.ContainsKey(name))
                 {
                     continue;
                 }
 
-                var isFloat = init.DataType is OnnxDataType.Float or OnnxDataType.Double or OnnxDataType.Float16;
-                if (isFloat && IsWeightPosition(node.OpType, k) && constantInitializers?.Contains(name) != true)
+                if (init.DataLocation == TensorProto.Types.DataLocation.External)
+                {
+                    var location = init.ExternalData.FirstOrDefault(e => e.Key == "location")?.Value ?? "?";
+                    throw new NotSupportedException(
+                        $"The ONNX model '{source}' keeps the data of initializer '{name}' in an external file ('{location}'), which the importer does not read. " +
+                        "Save the model with its weights inside the .onnx file (Python: onnx.save_model(model, path, save_as_external_data=False)).");
+                }
+
+                var isFloat = init.ElementType() is DataType.Float or DataType.Double or DataType.Float16;
+                var isWeight = fromSkeleton
+                    ? IsPlaceholder(init)
+                    : isFloat && IsWeightPosition(node.OpType, k) && constantInitializers?.Contains(name) != true;
+                if (isWeight)
                 {
                     if (module is null)
                     {
@@ -127,7 +150,7 @@ internal sealed partial class OnnxGraphModule : nn.Module<Tensor, Tensor>
                         module = new OnnxNodeModule(unique);
                     }
 
-                    var value = ToTensor(init);
+                    var value = fromSkeleton ? zeros(init.Dims.ToArray(), float32) : ToTensor(init);
                     if (node.OpType == "BatchNormalization" && k >= 3)
                     {
                         module.AddBuffer(name, value);
@@ -142,6 +165,7 @@ internal sealed partial class OnnxGraphModule : nn.Module<Tensor, Tensor>
                 else
                 {
                     _constants[name] = ToTensor(init);
+                    _constantProtos[name] = init;
                 }
             }
 
@@ -151,7 +175,7 @@ internal sealed partial class OnnxGraphModule : nn.Module<Tensor, Tensor>
             }
 
             var run = Compile(node, Opset, source);
-            var release = node.Inputs.Where(n => n.Length > 0 && lastUse[n] == i && n != _output && n != _input
+            var release = node.Input.Where(n => n.Length > 0 && lastUse[n] == i && n != _output && n != _input
                 && !initializers.ContainsKey(n)).Distinct().ToArray();
             _steps.Add(new Step(node, module, run, release));
         }
@@ -166,8 +190,8 @@ internal sealed partial class OnnxGraphModule : nn.Module<Tensor, Tensor>
         {
             var (conv, bn) = (_steps[s], _steps[s + 1]);
             _foldsWithNext[s] = conv.Node.OpType == "Conv" && conv.Module is not null && bn.Node.OpType == "BatchNormalization"
-                && bn.Module is not null && bn.Node.Inputs[0] == conv.Node.Outputs[0] && conv.Node.Outputs[0] != _output
-                && !_steps.Skip(s + 2).Any(x => x.Node.Inputs.Contains(conv.Node.Outputs[0]));
+                && bn.Module is not null && bn.Node.Input[0] == conv.Node.Output[0] && conv.Node.Output[0] != _output
+                && !_steps.Skip(s + 2).Any(x => x.Node.Input.Contains(conv.Node.Output[0]));
         }
     }
 
@@ -211,7 +235,7 @@ internal sealed partial class OnnxGraphModule : nn.Module<Tensor, Tensor>
 
         var owned = new HashSet<Tensor>(ReferenceEqualityComparer.Instance);
         Tensor? result = _input == _output ? input.alias() : null;
-        var skip = new HashSet<OnnxNode>(ReferenceEqualityComparer.Instance);
+        var skip = new HashSet<NodeProto>(ReferenceEqualityComparer.Instance);
         for (var s = 0; s < _steps.Count && result is null; s++)
         {
             var step = _steps[s];
@@ -226,10 +250,10 @@ internal sealed partial class OnnxGraphModule : nn.Module<Tensor, Tensor>
                 // The Conv ran with BatchNormalization folded in; the BN step is skipped and its output is the Conv's.
                 var bn = _steps[s + 1].Node;
                 skip.Add(bn);
-                values[bn.Outputs[0]] = folded;
-                Observe(bn.Outputs[0], folded);
+                values[bn.Output[0]] = folded;
+                Observe(bn.Output[0], folded);
                 owned.Add(folded);
-                if (bn.Outputs[0] == _output)
+                if (bn.Output[0] == _output)
                 {
                     result = folded;
                 }
@@ -239,10 +263,10 @@ internal sealed partial class OnnxGraphModule : nn.Module<Tensor, Tensor>
                 continue;
             }
 
-            var inputs = new Tensor[step.Node.Inputs.Count];
+            var inputs = new Tensor[step.Node.Input.Count];
             for (var i = 0; i < inputs.Length; i++)
             {
-                var name = step.Node.Inputs[i];
+                var name = step.Node.Input[i];
                 if (name.Length == 0)
                 {
                     inputs[i] = null!;
@@ -260,7 +284,7 @@ internal sealed partial class OnnxGraphModule : nn.Module<Tensor, Tensor>
             if (CanRunInPlace(s, inputs))
             {
                 // The first input dies here and nothing records it for a gradient: overwrite it instead of allocating.
-                values.Remove(step.Node.Inputs[0]);
+                values.Remove(step.Node.Input[0]);
                 owned.Remove(inputs[0]);
                 outputs = [step.Node.OpType == "Relu" ? inputs[0].relu_() : inputs[0].add_(inputs[1])];
             }
@@ -268,17 +292,17 @@ internal sealed partial class OnnxGraphModule : nn.Module<Tensor, Tensor>
             {
                 outputs = step.Run(inputs, step.Module);
             }
-            for (var o = 0; o < outputs.Length && o < step.Node.Outputs.Count; o++)
+            for (var o = 0; o < outputs.Length && o < step.Node.Output.Count; o++)
             {
-                if (step.Node.Outputs[o].Length == 0)
+                if (step.Node.Output[o].Length == 0)
                 {
                     continue;
                 }
 
-                values[step.Node.Outputs[o]] = outputs[o];
-                Observe(step.Node.Outputs[o], outputs[o]);
+                values[step.Node.Output[o]] = outputs[o];
+                Observe(step.Node.Output[o], outputs[o]);
                 owned.Add(outputs[o]);
-                if (step.Node.Outputs[o] == _output)
+                if (step.Node.Output[o] == _output)
                 {
                     result = outputs[o];
                 }
@@ -372,12 +396,12 @@ internal sealed partial class OnnxGraphModule : nn.Module<Tensor, Tensor>
         var readers = new Dictionary<string, List<string>>();
         foreach (var step in steps)
         {
-            foreach (var o in step.Node.Outputs)
+            foreach (var o in step.Node.Output)
             {
                 producer[o] = step.Node.OpType;
             }
 
-            foreach (var i in step.Node.Inputs)
+            foreach (var i in step.Node.Input)
             {
                 (readers.TryGetValue(i, out var list) ? list : readers[i] = []).Add(step.Node.OpType);
             }
@@ -386,14 +410,14 @@ internal sealed partial class OnnxGraphModule : nn.Module<Tensor, Tensor>
         return steps.Select(step =>
         {
             var node = step.Node;
-            if (node.OpType is not ("Relu" or "Add") || node.Outputs.Count != 1 || node.Outputs[0] == graphOutput)
+            if (node.OpType is not ("Relu" or "Add") || node.Output.Count != 1 || node.Output[0] == graphOutput)
             {
                 return false;
             }
 
-            var x = node.Inputs[0];
+            var x = node.Input[0];
             return x != graphInput && x != graphOutput && step.Release.Contains(x)
-                && (node.OpType == "Relu" || (node.Inputs.Count == 2 && node.Inputs[1] != x))
+                && (node.OpType == "Relu" || (node.Input.Count == 2 && node.Input[1] != x))
                 && producer.TryGetValue(x, out var op) && FreshResultOps.Contains(op)
                 && readers[x].All(FreshResultOps.Contains);
         }).ToArray();
@@ -412,13 +436,13 @@ internal sealed partial class OnnxGraphModule : nn.Module<Tensor, Tensor>
         using var noGrad = torch.no_grad();
         using var scope = torch.NewDisposeScope(); // the arithmetic's temporaries; the two results are detached
         var conv = _steps[s].Node;
-        var w = values[conv.Inputs[1]];
-        var b = conv.Inputs.Count > 2 && conv.Inputs[2].Length > 0 ? values[conv.Inputs[2]] : null;
+        var w = values[conv.Input[1]];
+        var b = conv.Input.Count > 2 && conv.Input[2].Length > 0 ? values[conv.Input[2]] : null;
         var bnNode = _steps[s + 1].Node;
-        var scale = values[bnNode.Inputs[1]];
-        var shift = values[bnNode.Inputs[2]];
-        var mean = values[bnNode.Inputs[3]];
-        var variance = values[bnNode.Inputs[4]];
+        var scale = values[bnNode.Input[1]];
+        var shift = values[bnNode.Input[2]];
+        var mean = values[bnNode.Input[3]];
+        var variance = values[bnNode.Input[4]];
         var eps = bnNode.Float("epsilon", 1e-5f);
         var factor = scale / (variance + eps).sqrt();
         var fw = (w * factor.reshape(-1, 1, 1, 1)).DetachFromDisposeScope();
@@ -461,7 +485,7 @@ internal sealed partial class OnnxGraphModule : nn.Module<Tensor, Tensor>
             }
         }
 
-        var x = values[step.Node.Inputs[0]];
+        var x = values[step.Node.Input[0]];
         folded = RunConv(step.Node, x, step.Module.Folded.Value.Weight, step.Module.Folded.Value.Bias);
         return true;
     }
@@ -515,6 +539,39 @@ internal sealed partial class OnnxGraphModule : nn.Module<Tensor, Tensor>
         return sb.Length == 0 ? "_" : sb.ToString();
     }
 
+    /// <summary>
+    /// The graph this module runs (pruned to its output), with the constants' data but without the weights' data
+    /// (their names, shapes and element type only): what a saved model needs to rebuild the network, whose weights it
+    /// stores separately. <see cref="OnnxGraphModule(ModelProto, string, string?, string?, bool, string, IReadOnlySet{string}?, bool)"/>
+    /// with <c>fromSkeleton: true</c> builds the same module (same child names, same weight names) from it.
+    /// </summary>
+    internal ModelProto Skeleton()
+    {
+        var graph = new GraphProto { Name = "backbone" };
+        graph.Node.AddRange(_steps.Select(s => s.Node));
+        graph.Initializer.AddRange(_constantProtos.Values);
+        foreach (var (name, weight) in _weights)
+        {
+            var placeholder = new TensorProto { Name = name, DataType = (int)DataType.Float };
+            placeholder.Dims.AddRange(weight.shape);
+            graph.Initializer.Add(placeholder);
+        }
+
+        graph.Input.Add(_inputInfo ?? new ValueInfoProto { Name = _input });
+        graph.Output.Add(new ValueInfoProto { Name = _output });
+        var model = new ModelProto { IrVersion = 8, Graph = graph, ProducerName = "TransferLearning" };
+        model.OpsetImport.Add(new OperatorSetIdProto { Domain = "", Version = Opset });
+        return model;
+    }
+
+    /// <inheritdoc />
+    public BackboneArchitecture? Describe(Backbone backbone) => OnnxFormat.Describe(this, backbone.FeatureSize, backbone.FixedInputSize);
+
+    /// <summary>An initializer with elements but no data: a weight in a <see cref="Skeleton"/>.</summary>
+    private static bool IsPlaceholder(TensorProto t) =>
+        t.ElementCount() > 0 && t.RawData.IsEmpty && t.FloatData.Count == 0 && t.DoubleData.Count == 0 && t.Int32Data.Count == 0
+        && t.Int64Data.Count == 0 && t.DataLocation != TensorProto.Types.DataLocation.External;
+
     private static bool IsWeightPosition(string op, int index) => op switch
     {
         "Conv" or "ConvTranspose" => index is 1 or 2,
@@ -524,31 +581,31 @@ internal sealed partial class OnnxGraphModule : nn.Module<Tensor, Tensor>
         _ => false,
     };
 
-    internal static Tensor ToTensor(OnnxTensor t)
+    internal static Tensor ToTensor(TensorProto t)
     {
         var dims = t.Dims.ToArray();
-        return t.DataType switch
+        return t.ElementType() switch
         {
-            OnnxDataType.Float or OnnxDataType.Double or OnnxDataType.Float16 => torch.tensor(t.ToFloats(), dims),
-            OnnxDataType.Bool => torch.tensor(t.ToInt64s().Select(v => v != 0).ToArray(), dims),
+            DataType.Float or DataType.Double or DataType.Float16 => torch.tensor(t.ToFloats(), dims),
+            DataType.Bool => torch.tensor(t.ToInt64s().Select(v => v != 0).ToArray(), dims),
             _ => torch.tensor(t.ToInt64s(), dims),
         };
     }
 
-    private static List<OnnxNode> TopologicalOrder(List<OnnxNode> nodes, IEnumerable<string> available, string source)
+    private static List<NodeProto> TopologicalOrder(Google.Protobuf.Collections.RepeatedField<NodeProto> nodes, IEnumerable<string> available, string source)
     {
         var ready = new HashSet<string>(available) { "" };
-        var pending = new List<OnnxNode>(nodes);
-        var ordered = new List<OnnxNode>(nodes.Count);
+        var pending = new List<NodeProto>(nodes);
+        var ordered = new List<NodeProto>(nodes.Count);
         while (pending.Count > 0)
         {
             var progressed = false;
             for (var i = 0; i < pending.Count; i++)
             {
-                if (pending[i].Inputs.All(ready.Contains))
+                if (pending[i].Input.All(ready.Contains))
                 {
                     ordered.Add(pending[i]);
-                    foreach (var o in pending[i].Outputs)
+                    foreach (var o in pending[i].Output)
                     {
                         ready.Add(o);
                     }
@@ -563,32 +620,32 @@ internal sealed partial class OnnxGraphModule : nn.Module<Tensor, Tensor>
             {
                 var n = pending[0];
                 throw new InvalidDataException(
-                    $"The ONNX model '{source}' has node '{n.Name}' ({n.OpType}) whose inputs {string.Join(", ", n.Inputs.Where(x => !ready.Contains(x)))} are never produced.");
+                    $"The ONNX model '{source}' has node '{n.Name}' ({n.OpType}) whose inputs {string.Join(", ", n.Input.Where(x => !ready.Contains(x)))} are never produced.");
             }
         }
 
         return ordered;
     }
 
-    private static List<OnnxNode> PruneTo(List<OnnxNode> ordered, string output, string source)
+    private static List<NodeProto> PruneTo(List<NodeProto> ordered, string output, string source)
     {
         var needed = new HashSet<string> { output };
-        var keep = new List<OnnxNode>();
+        var keep = new List<NodeProto>();
         for (var i = ordered.Count - 1; i >= 0; i--)
         {
-            if (ordered[i].Outputs.Any(needed.Contains))
+            if (ordered[i].Output.Any(needed.Contains))
             {
                 keep.Add(ordered[i]);
-                foreach (var x in ordered[i].Inputs)
+                foreach (var x in ordered[i].Input)
                 {
                     needed.Add(x);
                 }
             }
         }
 
-        if (keep.Count == 0 && !ordered.Any(n => n.Inputs.Contains(output)))
+        if (keep.Count == 0 && !ordered.Any(n => n.Input.Contains(output)))
         {
-            var names = string.Join(", ", ordered.SelectMany(n => n.Outputs).Take(20));
+            var names = string.Join(", ", ordered.SelectMany(n => n.Output).Take(20));
             throw new ArgumentException($"The ONNX model '{source}' has no node output named '{output}'. Some outputs: {names}, ...");
         }
 

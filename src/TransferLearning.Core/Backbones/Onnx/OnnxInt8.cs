@@ -1,12 +1,8 @@
+using Onnx;
 using TorchSharp;
 using static TorchSharp.torch;
 
 namespace TransferLearning.Backbones.Onnx;
-
-/// <summary>Scale and zero point of one activation quantized to unsigned 8 bits.</summary>
-/// <param name="Scale">Real value of one quantization step.</param>
-/// <param name="ZeroPoint">The 8-bit value that stands for 0.</param>
-internal readonly record struct ActivationQuantization(double Scale, long ZeroPoint);
 
 /// <summary>
 /// Int8 inference for a frozen graph: Conv (with a following BatchNormalization folded in and a following Relu fused),
@@ -15,7 +11,7 @@ internal readonly record struct ActivationQuantization(double Scale, long ZeroPo
 /// activations per tensor (unsigned, 7-bit range as the x86 kernels without VNNI need), from ranges observed on
 /// calibration images.
 /// </summary>
-internal sealed partial class OnnxGraphModule
+internal sealed partial class OnnxGraphModule : IInt8Module
 {
     /// <summary>Largest 8-bit value used: the x86 kernels' u8×s8 products saturate without VNNI at the full range.</summary>
     private const int ActivationLevels = 127;
@@ -43,7 +39,7 @@ internal sealed partial class OnnxGraphModule
     }
 
     /// <summary>The activation parameters in use, or null when the graph runs in float.</summary>
-    internal IReadOnlyDictionary<string, ActivationQuantization>? Int8Activations => _int8?.Activations;
+    public IReadOnlyDictionary<string, ActivationQuantization>? Int8Activations => _int8?.Activations;
 
     /// <summary>Number of Conv nodes that run in int8 (0 when int8 is off).</summary>
     internal int Int8ConvCount => _int8?.Packed.Count ?? 0;
@@ -52,7 +48,7 @@ internal sealed partial class OnnxGraphModule
     /// Runs the float graph (eval mode, no grad) on the batches and derives each value's 8-bit scale and zero point from
     /// the range it took (widened to include 0).
     /// </summary>
-    internal Dictionary<string, ActivationQuantization> Calibrate(IEnumerable<Tensor> batches, Func<Tensor, Tensor>? prepare = null)
+    public Dictionary<string, ActivationQuantization> Calibrate(IEnumerable<Tensor> batches, Func<Tensor, Tensor>? prepare = null)
     {
         if (_int8 is not null)
         {
@@ -101,14 +97,14 @@ internal sealed partial class OnnxGraphModule
             var node = _steps[s].Node;
             if (node.OpType == "Conv" && Int8Padding(node, out _, out _))
             {
-                var output = _foldsWithNext[s] ? _steps[s + 1].Node.Outputs[0] : node.Outputs[0];
-                names.Add(node.Inputs[0]);
+                var output = _foldsWithNext[s] ? _steps[s + 1].Node.Output[0] : node.Output[0];
+                names.Add(node.Input[0]);
                 names.Add(FusedReluOutput(s, output) ?? output);
             }
-            else if (node.OpType == "Add" && node.Inputs.Count == 2)
+            else if (node.OpType == "Add" && node.Input.Count == 2)
             {
-                names.UnionWith(node.Inputs);
-                names.Add(FusedAddRelu(s) ?? node.Outputs[0]);
+                names.UnionWith(node.Input);
+                names.Add(FusedAddRelu(s) ?? node.Output[0]);
             }
         }
 
@@ -146,7 +142,7 @@ internal sealed partial class OnnxGraphModule
     /// Switches eval-mode forward passes to int8 with the given activation parameters (from <see cref="Calibrate"/>, or
     /// a saved model). The weights must not change while it is on (freeze first); <see cref="DisableInt8"/> goes back.
     /// </summary>
-    internal void EnableInt8(IReadOnlyDictionary<string, ActivationQuantization> activations)
+    public void EnableInt8(IReadOnlyDictionary<string, ActivationQuantization> activations)
     {
         ArgumentNullException.ThrowIfNull(activations);
         DisableInt8();
@@ -164,13 +160,13 @@ internal sealed partial class OnnxGraphModule
             for (var s = 0; s < _steps.Count; s++)
             {
                 var node = _steps[s].Node;
-                if (node.OpType != "Conv" || !Int8Padding(node, out var begin, out var end) || !values.ContainsKey(node.Inputs[1]))
+                if (node.OpType != "Conv" || !Int8Padding(node, out var begin, out var end) || !values.ContainsKey(node.Input[1]))
                 {
                     continue;
                 }
 
-                var output = _foldsWithNext[s] ? _steps[s + 1].Node.Outputs[0] : node.Outputs[0];
-                if (!activations.ContainsKey(node.Inputs[0]) || !activations.ContainsKey(FusedReluOutput(s, output) ?? output))
+                var output = _foldsWithNext[s] ? _steps[s + 1].Node.Output[0] : node.Output[0];
+                if (!activations.ContainsKey(node.Input[0]) || !activations.ContainsKey(FusedReluOutput(s, output) ?? output))
                 {
                     continue;
                 }
@@ -178,7 +174,7 @@ internal sealed partial class OnnxGraphModule
                 using var scope = torch.NewDisposeScope();
                 var (w, b) = _foldsWithNext[s]
                     ? FoldConvBatchNorm(s, values)
-                    : (values[node.Inputs[1]].detach(), node.Inputs.Count > 2 && node.Inputs[2].Length > 0 ? values[node.Inputs[2]].detach() : torch.zeros(values[node.Inputs[1]].shape[0]));
+                    : (values[node.Input[1]].detach(), node.Input.Count > 2 && node.Input[2].Length > 0 ? values[node.Input[2]].detach() : torch.zeros(values[node.Input[1]].shape[0]));
                 using var weight = w; // the folded pair is detached from the scope; packing copies what it needs
                 using var bias = b;
                 if (w.dim() != 4)
@@ -206,7 +202,7 @@ internal sealed partial class OnnxGraphModule
             var node = _steps[s].Node;
             var relu = node.OpType switch
             {
-                "Conv" => FusedReluOutput(s, _foldsWithNext[s] ? _steps[s + 1].Node.Outputs[0] : node.Outputs[0]),
+                "Conv" => FusedReluOutput(s, _foldsWithNext[s] ? _steps[s + 1].Node.Output[0] : node.Output[0]),
                 "Add" => FusedAddRelu(s),
                 _ => null,
             };
@@ -220,7 +216,7 @@ internal sealed partial class OnnxGraphModule
     }
 
     /// <summary>Back to float forward passes.</summary>
-    internal void DisableInt8()
+    public void DisableInt8()
     {
         _int8?.Dispose();
         _int8 = null;
@@ -239,7 +235,7 @@ internal sealed partial class OnnxGraphModule
     /// The node's explicit pads (begin, end per spatial dim) when int8 can reproduce them: symmetric, or begin-heavy
     /// (run as symmetric <c>begin</c> padding plus a cut, see <see cref="SymmetricCover"/>); false for auto_pad SAME.
     /// </summary>
-    private static bool Int8Padding(OnnxNode node, out long[] begin, out long[] end)
+    private static bool Int8Padding(NodeProto node, out long[] begin, out long[] end)
     {
         begin = [0, 0];
         end = [0, 0];
@@ -263,13 +259,13 @@ internal sealed partial class OnnxGraphModule
     private string? FusedReluOutput(int s, string value)
     {
         var next = _foldsWithNext[s] ? s + 2 : s + 1;
-        if (next >= _steps.Count || _steps[next].Node.OpType != "Relu" || _steps[next].Node.Inputs[0] != value || value == _output)
+        if (next >= _steps.Count || _steps[next].Node.OpType != "Relu" || _steps[next].Node.Input[0] != value || value == _output)
         {
             return null;
         }
 
-        var readers = _steps.Count(st => st.Node.Inputs.Contains(value));
-        return readers == 1 ? _steps[next].Node.Outputs[0] : null;
+        var readers = _steps.Count(st => st.Node.Input.Contains(value));
+        return readers == 1 ? _steps[next].Node.Output[0] : null;
     }
 
     private Tensor ForwardInt8(Tensor input)
@@ -307,9 +303,9 @@ internal sealed partial class OnnxGraphModule
         {
             var step = _steps[s];
             var node = step.Node;
-            if (state.Packed.TryGetValue(s, out var conv) && Quantized(node.Inputs[0]) is { } qx)
+            if (state.Packed.TryGetValue(s, out var conv) && Quantized(node.Input[0]) is { } qx)
             {
-                var output = _foldsWithNext[s] ? _steps[s + 1].Node.Outputs[0] : node.Outputs[0];
+                var output = _foldsWithNext[s] ? _steps[s + 1].Node.Output[0] : node.Output[0];
                 var relu = state.FusedRelu.GetValueOrDefault(s);
                 var p = state.Activations[relu ?? output];
                 var y = state.Ops.invoke<Tensor>("conv", qx, conv.Index, relu is not null, p.Scale, p.ZeroPoint);
@@ -324,37 +320,37 @@ internal sealed partial class OnnxGraphModule
                 continue;
             }
 
-            if (node.OpType == "Add" && node.Inputs.Count == 2)
+            if (node.OpType == "Add" && node.Input.Count == 2)
             {
                 var relu = state.FusedRelu.GetValueOrDefault(s);
-                if (state.Activations.TryGetValue(relu ?? node.Outputs[0], out var p)
-                    && Quantized(node.Inputs[0]) is { } qa && Quantized(node.Inputs[1]) is { } qb && qa.shape.SequenceEqual(qb.shape))
+                if (state.Activations.TryGetValue(relu ?? node.Output[0], out var p)
+                    && Quantized(node.Input[0]) is { } qa && Quantized(node.Input[1]) is { } qb && qa.shape.SequenceEqual(qb.shape))
                 {
                     var y = state.Ops.invoke<Tensor>("add", qa, qb, relu is not null, p.Scale, p.ZeroPoint);
-                    quantized[relu ?? node.Outputs[0]] = y;
+                    quantized[relu ?? node.Output[0]] = y;
                     s += relu is null ? 0 : 1;
-                    result = (relu ?? node.Outputs[0]) == _output ? y.dequantize() : null;
+                    result = (relu ?? node.Output[0]) == _output ? y.dequantize() : null;
                     continue;
                 }
             }
 
             if ((node.OpType == "Relu" || (node.OpType == "MaxPool" && PoolsWithoutPadCopy(node, kernelRank: 2)))
-                && quantized.TryGetValue(node.Inputs[0], out var qin) && node.Outputs.Count == 1)
+                && quantized.TryGetValue(node.Input[0], out var qin) && node.Output.Count == 1)
             {
                 var y = node.OpType == "Relu" ? qin.relu() : RunPool(node, qin);
-                quantized[node.Outputs[0]] = y;
-                result = node.Outputs[0] == _output ? y.dequantize() : null;
+                quantized[node.Output[0]] = y;
+                result = node.Output[0] == _output ? y.dequantize() : null;
                 continue;
             }
 
-            var inputs = node.Inputs.Select(n => n.Length == 0 ? null! : Float(n)).ToArray();
+            var inputs = node.Input.Select(n => n.Length == 0 ? null! : Float(n)).ToArray();
             var outputs = step.Run(inputs, step.Module);
-            for (var o = 0; o < outputs.Length && o < node.Outputs.Count; o++)
+            for (var o = 0; o < outputs.Length && o < node.Output.Count; o++)
             {
-                if (node.Outputs[o].Length > 0)
+                if (node.Output[o].Length > 0)
                 {
-                    values[node.Outputs[o]] = outputs[o];
-                    if (node.Outputs[o] == _output)
+                    values[node.Output[o]] = outputs[o];
+                    if (node.Output[o] == _output)
                     {
                         result = outputs[o];
                     }
@@ -376,7 +372,7 @@ internal sealed partial class OnnxGraphModule
     }
 
     /// <summary>Whether a MaxPool runs as LibTorch's padded pooling (no padded copy, which quantized tensors lack).</summary>
-    private static bool PoolsWithoutPadCopy(OnnxNode node, int kernelRank)
+    private static bool PoolsWithoutPadCopy(NodeProto node, int kernelRank)
     {
         var kernel = node.Ints("kernel_shape");
         if (kernel is null || kernel.Length != kernelRank || node.Int("ceil_mode", 0) != 0 || node.Str("auto_pad", "NOTSET") is "SAME_UPPER" or "SAME_LOWER")
@@ -399,12 +395,12 @@ internal sealed partial class OnnxGraphModule
     /// <summary>The output of a Relu right after Add step <paramref name="s"/> that alone reads the sum.</summary>
     private string? FusedAddRelu(int s)
     {
-        var sum = _steps[s].Node.Outputs[0];
-        if (s + 1 >= _steps.Count || _steps[s + 1].Node.OpType != "Relu" || _steps[s + 1].Node.Inputs[0] != sum || sum == _output)
+        var sum = _steps[s].Node.Output[0];
+        if (s + 1 >= _steps.Count || _steps[s + 1].Node.OpType != "Relu" || _steps[s + 1].Node.Input[0] != sum || sum == _output)
         {
             return null;
         }
 
-        return _steps.Count(st => st.Node.Inputs.Contains(sum)) == 1 ? _steps[s + 1].Node.Outputs[0] : null;
+        return _steps.Count(st => st.Node.Input.Contains(sum)) == 1 ? _steps[s + 1].Node.Output[0] : null;
     }
 }

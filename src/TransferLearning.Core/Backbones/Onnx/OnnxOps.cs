@@ -1,5 +1,7 @@
+using Onnx;
 using TorchSharp;
 using static TorchSharp.torch;
+using DataType = Onnx.TensorProto.Types.DataType;
 using F = TorchSharp.torch.nn.functional;
 
 namespace TransferLearning.Backbones.Onnx;
@@ -7,398 +9,378 @@ namespace TransferLearning.Backbones.Onnx;
 /// <summary>Operator implementations (compiled per node at load time, so unsupported operators fail at load).</summary>
 internal sealed partial class OnnxGraphModule
 {
-    /// <summary>Operators the importer executes.</summary>
-    internal static readonly IReadOnlySet<string> SupportedOperators = new HashSet<string>(StringComparer.Ordinal)
+    /// <summary>
+    /// The operators the importer executes, by ONNX op type: each entry compiles one node at load time (reading its
+    /// attributes once) into the function that runs it. The keys are the supported list; adding an operator is one entry.
+    /// </summary>
+    private static readonly Dictionary<string, OperatorCompiler> Operators = new(StringComparer.Ordinal)
     {
-        "Conv", "BatchNormalization", "Relu", "LeakyRelu", "PRelu", "Clip", "Sigmoid", "HardSigmoid", "HardSwish", "Tanh",
-        "Add", "Sub", "Mul", "Div", "Pow", "Neg", "Exp", "Sqrt", "Abs", "Erf", "Max", "Min", "MaxPool", "AveragePool",
-        "GlobalAveragePool", "GlobalMaxPool", "Flatten", "Reshape", "Transpose", "Squeeze", "Unsqueeze", "Concat", "Split",
-        "Slice", "Pad", "ReduceMean", "ReduceSum", "ReduceMax", "Gemm", "MatMul", "Softmax", "Constant", "Shape", "Gather",
-        "Identity", "Dropout", "Cast",
+        ["Conv"] = (node, opset, constants) => (x, _) => [RunConv(node, x[0], x[1], Opt(x, 2))],
+        ["BatchNormalization"] = (node, opset, constants) =>
+        {
+            var eps = node.Float("epsilon", 1e-5f);
+            var momentum = node.Float("momentum", 0.9f);
+            return (x, m) => [F.batch_norm(x[0], x[3], x[4], x[1], x[2], m?.training ?? false, 1.0 - momentum, eps)];
+        },
+        ["Relu"] = (node, opset, constants) => (x, _) => [x[0].relu()],
+        ["LeakyRelu"] = (node, opset, constants) =>
+        {
+            var alpha = node.Float("alpha", 0.01f);
+            return (x, _) => [F.leaky_relu(x[0], alpha)];
+        },
+        ["PRelu"] = (node, opset, constants) => (x, _) =>
+        {
+            using var pos = x[0].clamp_min(0);
+            using var neg = x[0].clamp_max(0);
+            using var scaled = neg * x[1];
+            return [pos + scaled];
+        },
+        ["Clip"] = (node, opset, constants) =>
+        {
+            if (opset < 11)
+            {
+                var min = node.Float("min", float.NegativeInfinity);
+                var max = node.Float("max", float.PositiveInfinity);
+                return (x, _) => [Clamp(x[0], min, max)];
+            }
+
+            return (x, _) =>
+            {
+                var min = Opt(x, 1) is { } lo ? Scalar(lo) : float.NegativeInfinity;
+                var max = Opt(x, 2) is { } hi ? Scalar(hi) : float.PositiveInfinity;
+                return [Clamp(x[0], min, max)];
+            };
+        },
+        ["Sigmoid"] = (node, opset, constants) => (x, _) => [x[0].sigmoid()],
+        ["Tanh"] = (node, opset, constants) => (x, _) => [x[0].tanh()],
+        ["Softplus"] = (node, opset, constants) => (x, _) => [F.softplus(x[0])],
+        ["HardSigmoid"] = (node, opset, constants) =>
+        {
+            var alpha = node.Float("alpha", 0.2f);
+            var beta = node.Float("beta", 0.5f);
+            return (x, _) =>
+            {
+                using var lin = x[0] * alpha + beta;
+                return [lin.clamp(0f, 1f)];
+            };
+        },
+        ["HardSwish"] = (node, opset, constants) => (x, _) => [F.hardswish(x[0])],
+        ["Add"] = (node, opset, constants) => (x, _) => [x[0] + x[1]],
+        ["Sub"] = (node, opset, constants) => (x, _) => [x[0] - x[1]],
+        ["Mul"] = (node, opset, constants) => (x, _) => [x[0] * x[1]],
+        ["Div"] = (node, opset, constants) => (x, _) => [!torch.is_floating_point(x[0]) && !torch.is_floating_point(x[1]) ? x[0].div(x[1], RoundingMode.trunc) : x[0] / x[1]],
+        ["Pow"] = (node, opset, constants) => (x, _) => [x[0].pow(x[1])],
+        ["Neg"] = (node, opset, constants) => (x, _) => [x[0].neg()],
+        ["Exp"] = (node, opset, constants) => (x, _) => [x[0].exp()],
+        ["Sqrt"] = (node, opset, constants) => (x, _) => [x[0].sqrt()],
+        ["Abs"] = (node, opset, constants) => (x, _) => [x[0].abs()],
+        ["Erf"] = (node, opset, constants) => (x, _) => [x[0].erf()],
+        ["Max"] = CompileMinMax,
+        ["Min"] = CompileMinMax,
+        ["MaxPool"] = CompilePool,
+        ["AveragePool"] = CompilePool,
+        ["GlobalAveragePool"] = (node, opset, constants) => (x, _) => [x[0].mean(Enumerable.Range(2, (int)x[0].dim() - 2).Select(i => (long)i).ToArray(), keepdim: true)],
+        ["GlobalMaxPool"] = (node, opset, constants) => (x, _) => [x[0].amax(Enumerable.Range(2, (int)x[0].dim() - 2).Select(i => (long)i).ToArray(), keepdim: true)],
+        ["Flatten"] = (node, opset, constants) =>
+        {
+            var axis = node.Int("axis", 1);
+            return (x, _) =>
+            {
+                var a = axis < 0 ? axis + x[0].dim() : axis;
+                var outer = x[0].shape.Take((int)a).Aggregate(1L, (p, d) => p * d);
+                return [x[0].reshape(outer, -1)];
+            };
+        },
+        ["Reshape"] = (node, opset, constants) =>
+        {
+            var allowZero = node.Int("allowzero", 0) != 0;
+            return (x, _) => [x[0].reshape(ReshapeTarget(x[0], Longs(x[1]), allowZero))];
+        },
+        ["Transpose"] = (node, opset, constants) =>
+        {
+            var perm = node.Ints("perm");
+            return (x, _) => [x[0].permute(perm ?? Enumerable.Range(0, (int)x[0].dim()).Reverse().Select(i => (long)i).ToArray())];
+        },
+        ["Squeeze"] = (node, opset, constants) =>
+        {
+            var attrAxes = node.Ints("axes");
+            return (x, _) =>
+            {
+                var axes = opset >= 13 ? (Opt(x, 1) is { } a ? Longs(a) : null) : attrAxes;
+                var rank = x[0].dim();
+                var dims = axes is null
+                    ? Enumerable.Range(0, (int)rank).Where(d => x[0].shape[d] == 1).Select(d => (long)d).ToArray()
+                    : axes.Select(d => d < 0 ? d + rank : d).ToArray();
+                var result = x[0].alias();
+                foreach (var d in dims.Order().Reverse())
+                {
+                    var next = result.squeeze(d);
+                    result.Dispose();
+                    result = next;
+                }
+
+                return [result];
+            };
+        },
+        ["Unsqueeze"] = (node, opset, constants) =>
+        {
+            var attrAxes = node.Ints("axes");
+            return (x, _) =>
+            {
+                var axes = opset >= 13 ? Longs(x[1]) : attrAxes ?? throw new InvalidDataException($"Unsqueeze node '{node.Name}' has no axes.");
+                var rank = x[0].dim() + axes.Length;
+                var result = x[0].alias();
+                foreach (var d in axes.Select(d => d < 0 ? d + rank : d).Order())
+                {
+                    var next = result.unsqueeze(d);
+                    result.Dispose();
+                    result = next;
+                }
+
+                return [result];
+            };
+        },
+        ["Concat"] = (node, opset, constants) =>
+        {
+            var axis = node.Int("axis", 0);
+            return (x, _) => [torch.cat(x.Where(t => t is not null).ToArray(), axis)];
+        },
+        ["Split"] = (node, opset, constants) =>
+        {
+            var axis = node.Int("axis", 0);
+            var attrSplit = node.Ints("split");
+            var outputs = node.Output.Count;
+            return (x, _) =>
+            {
+                var a = axis < 0 ? axis + x[0].dim() : axis;
+                var dim = x[0].shape[a];
+                var sizes = opset >= 13 ? (Opt(x, 1) is { } s ? Longs(s) : null) : attrSplit;
+                if (sizes is null)
+                {
+                    var chunk = (dim + outputs - 1) / outputs;
+                    sizes = Enumerable.Range(0, outputs).Select(i => Math.Max(0, Math.Min(chunk, dim - (i * chunk)))).ToArray();
+                }
+
+                return x[0].split(sizes, a);
+            };
+        },
+        ["Slice"] = (node, opset, constants) =>
+        {
+            var attrStarts = node.Ints("starts");
+            var attrEnds = node.Ints("ends");
+            var attrAxes = node.Ints("axes");
+            return (x, _) =>
+            {
+                long[] starts, ends;
+                long[]? axes, steps = null;
+                if (opset < 10)
+                {
+                    starts = attrStarts!;
+                    ends = attrEnds!;
+                    axes = attrAxes;
+                }
+                else
+                {
+                    starts = Longs(x[1]);
+                    ends = Longs(x[2]);
+                    axes = Opt(x, 3) is { } ax ? Longs(ax) : null;
+                    steps = Opt(x, 4) is { } st ? Longs(st) : null;
+                }
+
+                return [RunSlice(x[0], starts, ends, axes, steps)];
+            };
+        },
+        ["Pad"] = (node, opset, constants) =>
+        {
+            var mode = node.Str("mode", "constant");
+            var attrPads = node.Ints(opset < 11 ? "pads" : "__none");
+            var attrPadsV1 = node.Ints("paddings");
+            var attrValue = node.Float("value", 0f);
+            return (x, _) =>
+            {
+                long[] pads;
+                var value = attrValue;
+                long[]? axes = null;
+                if (opset < 11)
+                {
+                    pads = attrPads ?? attrPadsV1 ?? throw new InvalidDataException($"Pad node '{node.Name}' has no pads.");
+                }
+                else
+                {
+                    pads = Longs(x[1]);
+                    value = Opt(x, 2) is { } v ? Scalar(v) : 0f;
+                    axes = Opt(x, 3) is { } a ? Longs(a) : null;
+                }
+
+                return [RunPad(x[0], pads, axes, mode, value)];
+            };
+        },
+        ["ReduceMean"] = CompileReduce,
+        ["ReduceSum"] = CompileReduce,
+        ["ReduceMax"] = CompileReduce,
+        ["Gemm"] = (node, opset, constants) =>
+        {
+            var transA = node.Int("transA", 0) != 0;
+            var transB = node.Int("transB", 0) != 0;
+            var alpha = node.Float("alpha", 1f);
+            var beta = node.Float("beta", 1f);
+            return (x, _) =>
+            {
+                var c = Opt(x, 2);
+                if (!transA && transB && alpha == 1f && (c is null || (beta == 1f && c.dim() == 1)))
+                {
+                    return [F.linear(x[0], x[1], c)];
+                }
+
+                using var a = transA ? x[0].t() : x[0].alias();
+                using var b = transB ? x[1].t() : x[1].alias();
+                using var prod = a.matmul(b);
+                using var scaled = alpha == 1f ? prod.alias() : prod * alpha;
+                if (c is null || beta == 0f)
+                {
+                    return [scaled.alias()];
+                }
+
+                using var bias = beta == 1f ? c.alias() : c * beta;
+                return [scaled + bias];
+            };
+        },
+        ["MatMul"] = (node, opset, constants) => (x, _) => [x[0].matmul(x[1])],
+        ["Softmax"] = (node, opset, constants) =>
+        {
+            var axis = node.Int("axis", opset < 13 ? 1 : -1);
+            return (x, _) =>
+            {
+                var a = axis < 0 ? axis + x[0].dim() : axis;
+                if (opset >= 13)
+                {
+                    return [x[0].softmax(a)];
+                }
+
+                var outer = x[0].shape.Take((int)a).Aggregate(1L, (p, d) => p * d);
+                using var flat = x[0].reshape(outer, -1);
+                using var soft = flat.softmax(1);
+                return [soft.reshape(x[0].shape)];
+            };
+        },
+        ["Constant"] = (node, opset, constants) =>
+        {
+            var value = ConstantValue(node);
+            constants.Add(value);
+            return (_, _) => [value.alias()];
+        },
+        ["Shape"] = (node, opset, constants) =>
+        {
+            var start = node.Int("start", 0);
+            var end = node.Attr("end") is { } e ? e.I : long.MaxValue;
+            return (x, _) =>
+            {
+                var shape = x[0].shape;
+                var s = (int)Math.Clamp(start < 0 ? start + shape.Length : start, 0, shape.Length);
+                var en = (int)Math.Clamp(end < 0 ? end + shape.Length : end, 0, shape.Length);
+                return [torch.tensor(shape[s..Math.Max(s, en)], ScalarType.Int64)];
+            };
+        },
+        ["Gather"] = (node, opset, constants) =>
+        {
+            var axis = node.Int("axis", 0);
+            return (x, _) =>
+            {
+                var data = x[0];
+                var a = axis < 0 ? axis + data.dim() : axis;
+                var dim = data.shape[a];
+                using var idx = x[1].to_type(ScalarType.Int64);
+                using var wrapped = torch.where(idx < 0, idx + dim, idx);
+                using var flat = wrapped.flatten();
+                using var picked = data.index_select(a, flat);
+                var shape = data.shape[..(int)a].Concat(x[1].shape).Concat(data.shape[((int)a + 1)..]).ToArray();
+                return [picked.reshape(shape)];
+            };
+        },
+        ["Identity"] = (node, opset, constants) => (x, _) => [x[0].alias()],
+        ["Dropout"] = (node, opset, constants) => (x, _) => node.Output.Count > 1 ? [x[0].alias(), torch.ones_like(x[0], ScalarType.Bool)] : [x[0].alias()],
+        ["Cast"] = (node, opset, constants) =>
+        {
+            var to = (DataType)node.Int("to", (long)DataType.Float);
+            var type = to switch
+            {
+                DataType.Float or DataType.Float16 or DataType.Double => ScalarType.Float32,
+                DataType.Bool => ScalarType.Bool,
+                DataType.Uint8 => ScalarType.Byte,
+                _ => ScalarType.Int64,
+            };
+            return (x, _) => [x[0].to_type(type)];
+        },
     };
+
+    /// <summary>Compiles one node: its attributes, the default-domain opset, and where node constants are kept (disposed with the module).</summary>
+    private delegate Func<Tensor[], OnnxNodeModule?, Tensor[]> OperatorCompiler(NodeProto node, long opset, List<Tensor> constants);
+
+    /// <summary>Operators the importer executes.</summary>
+    internal static IReadOnlyCollection<string> SupportedOperators => Operators.Keys;
 
     private readonly List<Tensor> _nodeConstants = [];
 
-    private Func<Tensor[], OnnxNodeModule?, Tensor[]> Compile(OnnxNode node, long opset, string source)
+    private Func<Tensor[], OnnxNodeModule?, Tensor[]> Compile(NodeProto node, long opset, string source)
     {
-        if ((node.Domain.Length > 0 && node.Domain != "ai.onnx") || !SupportedOperators.Contains(node.OpType))
+        if ((node.Domain.Length > 0 && node.Domain != "ai.onnx") || !Operators.TryGetValue(node.OpType, out var compile))
         {
             throw new NotSupportedException(
                 $"ONNX operator '{(node.Domain.Length > 0 ? node.Domain + "." : "")}{node.OpType}' (node '{node.Name}', opset {opset}) in '{source}' is not supported. " +
                 $"Supported operators: {string.Join(", ", SupportedOperators.Order(StringComparer.Ordinal))}.");
         }
 
-        switch (node.OpType)
-        {
-            case "Conv":
-                return (x, _) => [RunConv(node, x[0], x[1], Opt(x, 2))];
-            case "BatchNormalization":
-                {
-                    var eps = node.Float("epsilon", 1e-5f);
-                    var momentum = node.Float("momentum", 0.9f);
-                    return (x, m) => [F.batch_norm(x[0], x[3], x[4], x[1], x[2], m?.training ?? false, 1.0 - momentum, eps)];
-                }
+        return compile(node, opset, _nodeConstants);
+    }
 
-            case "Relu": return (x, _) => [x[0].relu()];
-            case "LeakyRelu":
-                {
-                    var alpha = node.Float("alpha", 0.01f);
-                    return (x, _) => [F.leaky_relu(x[0], alpha)];
-                }
-
-            case "PRelu":
+    private static Func<Tensor[], OnnxNodeModule?, Tensor[]> CompileMinMax(NodeProto node, long opset, List<Tensor> constants)
+    {
+                var isMax = node.OpType == "Max";
                 return (x, _) =>
                 {
-                    using var pos = x[0].clamp_min(0);
-                    using var neg = x[0].clamp_max(0);
-                    using var scaled = neg * x[1];
-                    return [pos + scaled];
-                };
-            case "Clip":
-                {
-                    if (opset < 11)
+                    var acc = x[0].alias();
+                    for (var i = 1; i < x.Length; i++)
                     {
-                        var min = node.Float("min", float.NegativeInfinity);
-                        var max = node.Float("max", float.PositiveInfinity);
-                        return (x, _) => [Clamp(x[0], min, max)];
+                        var next = isMax ? acc.maximum(x[i]) : acc.minimum(x[i]);
+                        acc.Dispose();
+                        acc = next;
                     }
+    
+                    return [acc];
+                };
+            }
 
-                    return (x, _) =>
-                    {
-                        var min = Opt(x, 1) is { } lo ? Scalar(lo) : float.NegativeInfinity;
-                        var max = Opt(x, 2) is { } hi ? Scalar(hi) : float.PositiveInfinity;
-                        return [Clamp(x[0], min, max)];
-                    };
-                }
+    private static Func<Tensor[], OnnxNodeModule?, Tensor[]> CompilePool(NodeProto node, long opset, List<Tensor> constants) =>
+        (x, _) => [RunPool(node, x[0])];
 
-            case "Sigmoid": return (x, _) => [x[0].sigmoid()];
-            case "Tanh": return (x, _) => [x[0].tanh()];
-            case "HardSigmoid":
+    private static Func<Tensor[], OnnxNodeModule?, Tensor[]> CompileReduce(NodeProto node, long opset, List<Tensor> constants)
+    {
+                var keep = node.Int("keepdims", 1) != 0;
+                var noopEmpty = node.Int("noop_with_empty_axes", 0) != 0;
+                var attrAxes = node.Ints("axes");
+                var axesFromInput = node.OpType == "ReduceSum" ? opset >= 13 : opset >= 18;
+                var op = node.OpType;
+                return (x, _) =>
                 {
-                    var alpha = node.Float("alpha", 0.2f);
-                    var beta = node.Float("beta", 0.5f);
-                    return (x, _) =>
+                    var axes = axesFromInput ? (Opt(x, 1) is { } a ? Longs(a) : null) : attrAxes;
+                    if (axes is null || axes.Length == 0)
                     {
-                        using var lin = x[0] * alpha + beta;
-                        return [lin.clamp(0f, 1f)];
-                    };
-                }
-
-            case "HardSwish": return (x, _) => [F.hardswish(x[0])];
-            case "Add": return (x, _) => [x[0] + x[1]];
-            case "Sub": return (x, _) => [x[0] - x[1]];
-            case "Mul": return (x, _) => [x[0] * x[1]];
-            case "Div":
-                return (x, _) => [!torch.is_floating_point(x[0]) && !torch.is_floating_point(x[1]) ? x[0].div(x[1], RoundingMode.trunc) : x[0] / x[1]];
-            case "Pow": return (x, _) => [x[0].pow(x[1])];
-            case "Neg": return (x, _) => [x[0].neg()];
-            case "Exp": return (x, _) => [x[0].exp()];
-            case "Sqrt": return (x, _) => [x[0].sqrt()];
-            case "Abs": return (x, _) => [x[0].abs()];
-            case "Erf": return (x, _) => [x[0].erf()];
-            case "Max":
-            case "Min":
-                {
-                    var isMax = node.OpType == "Max";
-                    return (x, _) =>
-                    {
-                        var acc = x[0].alias();
-                        for (var i = 1; i < x.Length; i++)
+                        if (noopEmpty)
                         {
-                            var next = isMax ? acc.maximum(x[i]) : acc.minimum(x[i]);
-                            acc.Dispose();
-                            acc = next;
+                            return [x[0].alias()];
                         }
-
-                        return [acc];
-                    };
-                }
-
-            case "MaxPool":
-            case "AveragePool":
-                return (x, _) => [RunPool(node, x[0])];
-            case "GlobalAveragePool":
-                return (x, _) => [x[0].mean(Enumerable.Range(2, (int)x[0].dim() - 2).Select(i => (long)i).ToArray(), keepdim: true)];
-            case "GlobalMaxPool":
-                return (x, _) => [x[0].amax(Enumerable.Range(2, (int)x[0].dim() - 2).Select(i => (long)i).ToArray(), keepdim: true)];
-            case "Flatten":
-                {
-                    var axis = node.Int("axis", 1);
-                    return (x, _) =>
+    
+                        axes = Enumerable.Range(0, (int)x[0].dim()).Select(i => (long)i).ToArray();
+                    }
+    
+                    return op switch
                     {
-                        var a = axis < 0 ? axis + x[0].dim() : axis;
-                        var outer = x[0].shape.Take((int)a).Aggregate(1L, (p, d) => p * d);
-                        return [x[0].reshape(outer, -1)];
+                        "ReduceMean" => [x[0].mean(axes, keep)],
+                        "ReduceSum" => [x[0].sum(axes, keep)],
+                        _ => [x[0].amax(axes, keep)],
                     };
-                }
-
-            case "Reshape":
-                {
-                    var allowZero = node.Int("allowzero", 0) != 0;
-                    return (x, _) => [x[0].reshape(ReshapeTarget(x[0], Longs(x[1]), allowZero))];
-                }
-
-            case "Transpose":
-                {
-                    var perm = node.Ints("perm");
-                    return (x, _) => [x[0].permute(perm ?? Enumerable.Range(0, (int)x[0].dim()).Reverse().Select(i => (long)i).ToArray())];
-                }
-
-            case "Squeeze":
-                {
-                    var attrAxes = node.Ints("axes");
-                    return (x, _) =>
-                    {
-                        var axes = opset >= 13 ? (Opt(x, 1) is { } a ? Longs(a) : null) : attrAxes;
-                        var rank = x[0].dim();
-                        var dims = axes is null
-                            ? Enumerable.Range(0, (int)rank).Where(d => x[0].shape[d] == 1).Select(d => (long)d).ToArray()
-                            : axes.Select(d => d < 0 ? d + rank : d).ToArray();
-                        var result = x[0].alias();
-                        foreach (var d in dims.Order().Reverse())
-                        {
-                            var next = result.squeeze(d);
-                            result.Dispose();
-                            result = next;
-                        }
-
-                        return [result];
-                    };
-                }
-
-            case "Unsqueeze":
-                {
-                    var attrAxes = node.Ints("axes");
-                    return (x, _) =>
-                    {
-                        var axes = opset >= 13 ? Longs(x[1]) : attrAxes ?? throw new InvalidDataException($"Unsqueeze node '{node.Name}' has no axes.");
-                        var rank = x[0].dim() + axes.Length;
-                        var result = x[0].alias();
-                        foreach (var d in axes.Select(d => d < 0 ? d + rank : d).Order())
-                        {
-                            var next = result.unsqueeze(d);
-                            result.Dispose();
-                            result = next;
-                        }
-
-                        return [result];
-                    };
-                }
-
-            case "Concat":
-                {
-                    var axis = node.Int("axis", 0);
-                    return (x, _) => [torch.cat(x.Where(t => t is not null).ToArray(), axis)];
-                }
-
-            case "Split":
-                {
-                    var axis = node.Int("axis", 0);
-                    var attrSplit = node.Ints("split");
-                    var outputs = node.Outputs.Count;
-                    return (x, _) =>
-                    {
-                        var a = axis < 0 ? axis + x[0].dim() : axis;
-                        var dim = x[0].shape[a];
-                        var sizes = opset >= 13 ? (Opt(x, 1) is { } s ? Longs(s) : null) : attrSplit;
-                        if (sizes is null)
-                        {
-                            var chunk = (dim + outputs - 1) / outputs;
-                            sizes = Enumerable.Range(0, outputs).Select(i => Math.Max(0, Math.Min(chunk, dim - (i * chunk)))).ToArray();
-                        }
-
-                        return x[0].split(sizes, a);
-                    };
-                }
-
-            case "Slice":
-                {
-                    var attrStarts = node.Ints("starts");
-                    var attrEnds = node.Ints("ends");
-                    var attrAxes = node.Ints("axes");
-                    return (x, _) =>
-                    {
-                        long[] starts, ends;
-                        long[]? axes, steps = null;
-                        if (opset < 10)
-                        {
-                            starts = attrStarts!;
-                            ends = attrEnds!;
-                            axes = attrAxes;
-                        }
-                        else
-                        {
-                            starts = Longs(x[1]);
-                            ends = Longs(x[2]);
-                            axes = Opt(x, 3) is { } ax ? Longs(ax) : null;
-                            steps = Opt(x, 4) is { } st ? Longs(st) : null;
-                        }
-
-                        return [RunSlice(x[0], starts, ends, axes, steps)];
-                    };
-                }
-
-            case "Pad":
-                {
-                    var mode = node.Str("mode", "constant");
-                    var attrPads = node.Ints(opset < 11 ? "pads" : "__none");
-                    var attrPadsV1 = node.Ints("paddings");
-                    var attrValue = node.Float("value", 0f);
-                    return (x, _) =>
-                    {
-                        long[] pads;
-                        var value = attrValue;
-                        long[]? axes = null;
-                        if (opset < 11)
-                        {
-                            pads = attrPads ?? attrPadsV1 ?? throw new InvalidDataException($"Pad node '{node.Name}' has no pads.");
-                        }
-                        else
-                        {
-                            pads = Longs(x[1]);
-                            value = Opt(x, 2) is { } v ? Scalar(v) : 0f;
-                            axes = Opt(x, 3) is { } a ? Longs(a) : null;
-                        }
-
-                        return [RunPad(x[0], pads, axes, mode, value)];
-                    };
-                }
-
-            case "ReduceMean":
-            case "ReduceSum":
-            case "ReduceMax":
-                {
-                    var keep = node.Int("keepdims", 1) != 0;
-                    var noopEmpty = node.Int("noop_with_empty_axes", 0) != 0;
-                    var attrAxes = node.Ints("axes");
-                    var axesFromInput = node.OpType == "ReduceSum" ? opset >= 13 : opset >= 18;
-                    var op = node.OpType;
-                    return (x, _) =>
-                    {
-                        var axes = axesFromInput ? (Opt(x, 1) is { } a ? Longs(a) : null) : attrAxes;
-                        if (axes is null || axes.Length == 0)
-                        {
-                            if (noopEmpty)
-                            {
-                                return [x[0].alias()];
-                            }
-
-                            axes = Enumerable.Range(0, (int)x[0].dim()).Select(i => (long)i).ToArray();
-                        }
-
-                        return op switch
-                        {
-                            "ReduceMean" => [x[0].mean(axes, keep)],
-                            "ReduceSum" => [x[0].sum(axes, keep)],
-                            _ => [x[0].amax(axes, keep)],
-                        };
-                    };
-                }
-
-            case "Gemm":
-                {
-                    var transA = node.Int("transA", 0) != 0;
-                    var transB = node.Int("transB", 0) != 0;
-                    var alpha = node.Float("alpha", 1f);
-                    var beta = node.Float("beta", 1f);
-                    return (x, _) =>
-                    {
-                        var c = Opt(x, 2);
-                        if (!transA && transB && alpha == 1f && (c is null || (beta == 1f && c.dim() == 1)))
-                        {
-                            return [F.linear(x[0], x[1], c)];
-                        }
-
-                        using var a = transA ? x[0].t() : x[0].alias();
-                        using var b = transB ? x[1].t() : x[1].alias();
-                        using var prod = a.matmul(b);
-                        using var scaled = alpha == 1f ? prod.alias() : prod * alpha;
-                        if (c is null || beta == 0f)
-                        {
-                            return [scaled.alias()];
-                        }
-
-                        using var bias = beta == 1f ? c.alias() : c * beta;
-                        return [scaled + bias];
-                    };
-                }
-
-            case "MatMul": return (x, _) => [x[0].matmul(x[1])];
-            case "Softmax":
-                {
-                    var axis = node.Int("axis", opset < 13 ? 1 : -1);
-                    return (x, _) =>
-                    {
-                        var a = axis < 0 ? axis + x[0].dim() : axis;
-                        if (opset >= 13)
-                        {
-                            return [x[0].softmax(a)];
-                        }
-
-                        var outer = x[0].shape.Take((int)a).Aggregate(1L, (p, d) => p * d);
-                        using var flat = x[0].reshape(outer, -1);
-                        using var soft = flat.softmax(1);
-                        return [soft.reshape(x[0].shape)];
-                    };
-                }
-
-            case "Constant":
-                {
-                    var value = ConstantValue(node);
-                    _nodeConstants.Add(value);
-                    return (_, _) => [value.alias()];
-                }
-
-            case "Shape":
-                {
-                    var start = node.Int("start", 0);
-                    var end = node.Attr("end") is { } e ? e.I : long.MaxValue;
-                    return (x, _) =>
-                    {
-                        var shape = x[0].shape;
-                        var s = (int)Math.Clamp(start < 0 ? start + shape.Length : start, 0, shape.Length);
-                        var en = (int)Math.Clamp(end < 0 ? end + shape.Length : end, 0, shape.Length);
-                        return [torch.tensor(shape[s..Math.Max(s, en)], ScalarType.Int64)];
-                    };
-                }
-
-            case "Gather":
-                {
-                    var axis = node.Int("axis", 0);
-                    return (x, _) =>
-                    {
-                        var data = x[0];
-                        var a = axis < 0 ? axis + data.dim() : axis;
-                        var dim = data.shape[a];
-                        using var idx = x[1].to_type(ScalarType.Int64);
-                        using var wrapped = torch.where(idx < 0, idx + dim, idx);
-                        using var flat = wrapped.flatten();
-                        using var picked = data.index_select(a, flat);
-                        var shape = data.shape[..(int)a].Concat(x[1].shape).Concat(data.shape[((int)a + 1)..]).ToArray();
-                        return [picked.reshape(shape)];
-                    };
-                }
-
-            case "Identity": return (x, _) => [x[0].alias()];
-            case "Dropout":
-                return (x, _) => node.Outputs.Count > 1 ? [x[0].alias(), torch.ones_like(x[0], ScalarType.Bool)] : [x[0].alias()];
-            case "Cast":
-                {
-                    var to = (OnnxDataType)node.Int("to", (long)OnnxDataType.Float);
-                    var type = to switch
-                    {
-                        OnnxDataType.Float or OnnxDataType.Float16 or OnnxDataType.Double => ScalarType.Float32,
-                        OnnxDataType.Bool => ScalarType.Bool,
-                        OnnxDataType.UInt8 => ScalarType.Byte,
-                        _ => ScalarType.Int64,
-                    };
-                    return (x, _) => [x[0].to_type(type)];
-                }
-
-            default:
-                throw new NotSupportedException($"ONNX operator '{node.OpType}' (node '{node.Name}', opset {opset}) in '{source}' is not supported.");
-        }
-    }
+                };
+            }
 
     private static Tensor? Opt(Tensor[] x, int i) => i < x.Length ? x[i] : null;
 
@@ -444,9 +426,9 @@ internal sealed partial class OnnxGraphModule
         return target;
     }
 
-    private static Tensor ConstantValue(OnnxNode node)
+    private static Tensor ConstantValue(NodeProto node)
     {
-        foreach (var a in node.Attributes)
+        foreach (var a in node.Attribute)
         {
             switch (a.Name)
             {
@@ -462,7 +444,7 @@ internal sealed partial class OnnxGraphModule
         throw new NotSupportedException($"Constant node '{node.Name}' has no supported value attribute (value, value_float(s), value_int(s)).");
     }
 
-    private static (long[] Begin, long[] End) ResolvePads(OnnxNode node, Tensor x, long[] kernel, long[] strides, long[] dilations)
+    private static (long[] Begin, long[] End) ResolvePads(NodeProto node, Tensor x, long[] kernel, long[] strides, long[] dilations)
     {
         var n = kernel.Length;
         var autoPad = node.Str("auto_pad", "NOTSET");
@@ -504,7 +486,7 @@ internal sealed partial class OnnxGraphModule
         return result;
     }
 
-    internal static Tensor RunConv(OnnxNode node, Tensor x, Tensor w, Tensor? b)
+    internal static Tensor RunConv(NodeProto node, Tensor x, Tensor w, Tensor? b)
     {
         if (x.dim() != 4)
         {
@@ -576,7 +558,7 @@ internal sealed partial class OnnxGraphModule
         return result;
     }
 
-    private static Tensor RunPool(OnnxNode node, Tensor x)
+    private static Tensor RunPool(NodeProto node, Tensor x)
     {
         if (x.dim() != 4)
         {

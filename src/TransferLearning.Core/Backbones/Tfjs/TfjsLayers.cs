@@ -175,6 +175,20 @@ internal sealed class TfjsConv2d : nn.Module<Tensor, Tensor>
         _activation = activation;
     }
 
+    /// <summary>Kernel <c>[out, in / groups, kh, kw]</c>.</summary>
+    internal Tensor Weight => weight;
+
+    internal Tensor? Bias => bias;
+
+    internal long[] Strides => _strides;
+
+    internal long[] Dilation => _dilation;
+
+    /// <summary>TensorFlow SAME padding (else VALID).</summary>
+    internal bool Same => _same;
+
+    internal long Groups => _groups;
+
     public override Tensor forward(Tensor input)
     {
         using var conv = TfjsOps.Conv(input, weight, bias, _strides, _dilation, _same, _groups);
@@ -214,6 +228,20 @@ internal sealed class TfjsSeparableConv2d : nn.Module<Tensor, Tensor>
         _activation = activation;
     }
 
+    /// <summary>Depthwise kernel <c>[in · multiplier, 1, kh, kw]</c>.</summary>
+    internal Tensor DepthwiseWeight => depthwise_weight;
+
+    /// <summary>Pointwise kernel <c>[out, in · multiplier, 1, 1]</c>.</summary>
+    internal Tensor PointwiseWeight => pointwise_weight;
+
+    internal Tensor? Bias => bias;
+
+    internal long[] Strides => _strides;
+
+    internal long[] Dilation => _dilation;
+
+    internal bool Same => _same;
+
     public override Tensor forward(Tensor input)
     {
         using var dw = TfjsOps.Conv(input, depthwise_weight, null, _strides, _dilation, _same, input.shape[1]);
@@ -244,6 +272,11 @@ internal sealed class TfjsDense : nn.Module<Tensor, Tensor>
 
         _activation = activation;
     }
+
+    /// <summary>Weights <c>[out, in]</c>.</summary>
+    internal Tensor Weight => weight;
+
+    internal Tensor? Bias => bias;
 
     public override Tensor forward(Tensor input)
     {
@@ -291,6 +324,19 @@ internal sealed class TfjsBatchNorm : nn.Module<Tensor, Tensor>
         _axis = axis;
         _source = source;
     }
+
+    internal Tensor? Gamma => weight;
+
+    internal Tensor? Beta => bias;
+
+    internal Tensor MovingMean => running_mean;
+
+    internal Tensor MovingVariance => running_var;
+
+    internal double Epsilon => _epsilon;
+
+    /// <summary>The Keras axis normalised (-1: the last, the channels).</summary>
+    internal long Axis => _axis;
 
     public override Tensor forward(Tensor input)
     {

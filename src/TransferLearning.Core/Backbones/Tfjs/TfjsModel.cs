@@ -41,25 +41,61 @@ public static partial class TfjsModel
         var model = Read(modelJsonPath, openShard);
         var output = ChooseFeatureOutput(model.Graph, options?.FeatureLayer, modelJsonPath);
         var inputSpec = options?.InputSpec ?? DefaultInputSpec(model, options?.InputSize);
-        var network = new TfjsNetwork(model.Graph, output, model.Weights, modelJsonPath);
+        var (network, featureSize) = BuildFeatureNetwork(model.Graph, output, model.Weights, inputSpec, modelJsonPath);
         try
         {
-            var featureShape = ProbeOutputShape(network, model.Graph, inputSpec);
+            network.ModelJson = File.ReadAllBytes(modelJsonPath);
+            return new Backbone(options?.Source ?? modelJsonPath, network, featureSize, inputSpec);
+        }
+        catch
+        {
+            network.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Rebuilds a saved backbone's network from its model.json, with zero weights that the saved model overwrites.</summary>
+    internal static TfjsNetwork Rebuild(byte[] modelJson, int output, bool globalPool, string source)
+    {
+        JsonObject root;
+        try
+        {
+            root = JsonNode.Parse(modelJson) as JsonObject ?? throw new InvalidDataException($"{source}: the saved model.json is not a JSON object.");
+        }
+        catch (JsonException e)
+        {
+            throw new InvalidDataException($"{source}: the saved model.json is not valid JSON ({e.Message}).", e);
+        }
+
+        var topology = root["modelTopology"] as JsonObject ?? throw new InvalidDataException($"{source}: the saved model.json has no 'modelTopology'.");
+        var manifest = root["weightsManifest"] as JsonArray ?? throw new InvalidDataException($"{source}: the saved model.json has no 'weightsManifest'.");
+        var graph = TfjsGraph.Parse(topology, source);
+        return new TfjsNetwork(graph, output, TfjsWeights.Placeholders(manifest, source), source, globalPoolOutput: globalPool) { ModelJson = modelJson };
+    }
+
+    /// <summary>The network up to <paramref name="output"/>, pooled per channel when that output is a feature map.</summary>
+    private static (TfjsNetwork Network, int FeatureSize) BuildFeatureNetwork(
+        TfjsGraph graph, int output, Dictionary<string, TfjsWeight> weights, InputSpec inputSpec, string source)
+    {
+        var network = new TfjsNetwork(graph, output, weights, source);
+        try
+        {
+            var featureShape = ProbeOutputShape(network, graph, inputSpec);
             if (featureShape.Length == 4)
             {
                 // A feature map (e.g. a base model saved without its top): average it per channel, as Keras's pooling="avg".
                 network.Dispose();
-                network = new TfjsNetwork(model.Graph, output, model.Weights, modelJsonPath, globalPoolOutput: true);
-                featureShape = ProbeOutputShape(network, model.Graph, inputSpec);
+                network = new TfjsNetwork(graph, output, weights, source, globalPoolOutput: true);
+                featureShape = ProbeOutputShape(network, graph, inputSpec);
             }
 
             if (featureShape.Length != 2)
             {
                 throw new NotSupportedException(
-                    $"{modelJsonPath}: the chosen feature output has shape [{string.Join(", ", featureShape)}], not a vector per image. Set TfjsLoadOptions.FeatureLayer to a GlobalAveragePooling2D, Flatten or Dense layer.");
+                    $"{source}: the chosen feature output has shape [{string.Join(", ", featureShape)}], not a vector per image. Set TfjsLoadOptions.FeatureLayer to a GlobalAveragePooling2D, Flatten or Dense layer.");
             }
 
-            return new Backbone(options?.Source ?? modelJsonPath, network, (int)featureShape[1], inputSpec);
+            return (network, (int)featureShape[1]);
         }
         catch
         {

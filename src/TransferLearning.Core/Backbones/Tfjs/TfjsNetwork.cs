@@ -10,9 +10,12 @@ namespace TransferLearning.Backbones.Tfjs;
 /// A TF.js layers model run by TorchSharp: input <c>[N, C, H, W]</c>; 4-D outputs are NCHW, others in Keras order.
 /// One child module per Keras layer with weights, in topological order, named after the layer.
 /// </summary>
-internal sealed class TfjsNetwork : nn.Module<Tensor, Tensor>
+internal sealed partial class TfjsNetwork : nn.Module<Tensor, Tensor>, IRebuildableModule
 {
     private readonly List<(Func<Tensor[], bool, Tensor> Run, int[] Inputs, int Output)> _steps = [];
+
+    // Per step: the Keras layer call and the module holding its weights (null for layers without weights); for export.
+    private readonly List<(TfjsStep Step, nn.Module<Tensor, Tensor>? Module)> _layers = [];
     private readonly int _output;
     private readonly bool _globalPoolOutput;
     private readonly int _valueCount;
@@ -30,6 +33,13 @@ internal sealed class TfjsNetwork : nn.Module<Tensor, Tensor>
         ["Conv2D", "DepthwiseConv2D", "SeparableConv2D", "Dense", "BatchNormalization", "Add", "Subtract", "Multiply", "Average",
          "Maximum", "Minimum", "Concatenate", "ZeroPadding2D", "AveragePooling2D", "MaxPooling2D", "GlobalAveragePooling2D", "GlobalMaxPooling2D"],
         StringComparer.Ordinal);
+
+    /// <summary>The model.json this network was read from (saved models keep it to rebuild the layers); null when unknown.</summary>
+    internal byte[]? ModelJson { get; set; }
+
+    /// <inheritdoc />
+    public BackboneArchitecture? Describe(Backbone backbone) =>
+        ModelJson is null ? null : TfjsFormat.Describe(ModelJson, _output, _globalPoolOutput, backbone.FeatureSize);
 
     public TfjsNetwork(TfjsGraph graph, int output, IReadOnlyDictionary<string, TfjsWeight> weights, string source, bool globalPoolOutput = false)
         : base("tfjs")
@@ -54,13 +64,16 @@ internal sealed class TfjsNetwork : nn.Module<Tensor, Tensor>
         foreach (var step in used)
         {
             Func<Tensor[], bool, Tensor> run;
+            nn.Module<Tensor, Tensor>? layerModule;
             if (modules.TryGetValue(step.Name, out var shared))
             {
+                layerModule = shared;
                 run = (x, _) => shared.forward(x[0]);
             }
             else
             {
                 var module = TfjsLayerFactory.CreateModule(step, weights, source);
+                layerModule = module;
                 if (module is not null)
                 {
                     modules[step.Name] = module;
@@ -74,6 +87,7 @@ internal sealed class TfjsNetwork : nn.Module<Tensor, Tensor>
             }
 
             _steps.Add((run, step.Inputs, step.Output));
+            _layers.Add((step, layerModule));
             _inPlace.Add(TfjsLayerFactory.CreateInPlaceOp(step));
             if (FreshProducers.Contains(step.ClassName))
             {

@@ -45,6 +45,22 @@ internal static class TfjsWeights
         return result;
     }
 
+    /// <summary>Zero-valued weights of the names and shapes the manifest lists (a saved model overwrites them).</summary>
+    /// <param name="manifest">The <c>weightsManifest</c> array.</param>
+    /// <param name="source">Where the manifest came from, for error messages.</param>
+    public static Dictionary<string, TfjsWeight> Placeholders(JsonArray manifest, string source)
+    {
+        var result = new Dictionary<string, TfjsWeight>(StringComparer.Ordinal);
+        foreach (var spec in manifest.OfType<JsonObject>().SelectMany(g => g["weights"] as JsonArray ?? []).OfType<JsonObject>())
+        {
+            var name = (string?)spec["name"] ?? throw new InvalidDataException($"{source}: a weights entry has no 'name'.");
+            var shape = spec["shape"] is JsonArray s ? s.Select(d => (long)d!).ToArray() : [];
+            result[name] = new TfjsWeight(name, shape, new float[shape.Aggregate(1L, (a, b) => a * b)]);
+        }
+
+        return result;
+    }
+
     private static byte[] ReadShards(List<string> paths, Func<string, Stream> openShard, string source)
     {
         using var all = new MemoryStream();

@@ -1,5 +1,6 @@
 using TorchSharp;
 using TorchSharp.Modules;
+using TransferLearning.Backbones.Onnx.Export;
 using static TorchSharp.torch;
 
 namespace TransferLearning.Backbones.TorchVision;
@@ -74,6 +75,12 @@ internal sealed class ConvBatchNorm : IDisposable
 
     public bool Enabled { get; set; } = true;
 
+    /// <summary>The convolution (a child of the pair's owner).</summary>
+    public Conv2d Conv => _conv;
+
+    /// <summary>The BatchNorm after it (a child of the pair's owner).</summary>
+    public BatchNorm2d Norm => _norm;
+
     /// <summary>True while folded weights are cached (frozen pair, inference mode).</summary>
     public bool HasCachedWeights => _weight is not null;
 
@@ -137,6 +144,16 @@ internal sealed class ConvBatchNorm : IDisposable
     }
 
     public void Dispose() => Invalidate();
+
+    /// <summary>
+    /// Writes the pair as ONNX Conv and BatchNormalization nodes named after the owner's children (the export keeps
+    /// BatchNorm as its own node, as for every family; numerically the folded convolution this class runs).
+    /// </summary>
+    public string Export(TorchModuleExporter exporter, string input, string convName, string normName)
+    {
+        var x = exporter.Emit(_conv, input, convName);
+        return exporter.Emit(_norm, x, normName);
+    }
 }
 
 /// <summary>
@@ -253,7 +270,7 @@ internal sealed class FoldingPlan : IDisposable
 /// torchvision's names) that runs through a <see cref="FoldingPlan"/>: torchvision's <c>Conv2dNormActivation</c> and
 /// the convolution stacks of inverted residual blocks.
 /// </summary>
-internal sealed class FoldingSequential : nn.Module<Tensor, Tensor>, IBatchNormFolding
+internal sealed class FoldingSequential : nn.Module<Tensor, Tensor>, IBatchNormFolding, IOnnxExportable
 {
     private readonly FoldingPlan _plan;
 
@@ -271,6 +288,20 @@ internal sealed class FoldingSequential : nn.Module<Tensor, Tensor>, IBatchNormF
     public IEnumerable<ConvBatchNorm> FoldingPairs => _plan.Pairs;
 
     public override Tensor forward(Tensor input) => _plan.Forward(input);
+
+    /// <inheritdoc />
+    public string Export(OnnxGraphBuilder builder, string input)
+    {
+        // The children in order, as nn.Sequential: Conv2d and BatchNorm2d as their own nodes, the blocks writing themselves.
+        var exporter = new TorchModuleExporter(builder);
+        var x = input;
+        foreach (var (name, child) in named_children())
+        {
+            x = exporter.Emit(child, x, name);
+        }
+
+        return x;
+    }
 
     protected override void Dispose(bool disposing)
     {

@@ -1,4 +1,5 @@
 using TorchSharp;
+using TransferLearning.Backbones.Onnx.Export;
 using static TorchSharp.torch;
 
 namespace TransferLearning.Backbones.TorchVision;
@@ -83,7 +84,7 @@ internal sealed class EfficientNet : nn.Module<Tensor, Tensor>
     }
 
     /// <summary>Mobile inverted bottleneck with squeeze-excitation (torchvision's <c>MBConv</c>): child <c>block</c>.</summary>
-    private sealed class MBConv : nn.Module<Tensor, Tensor>
+    private sealed class MBConv : nn.Module<Tensor, Tensor>, IOnnxExportable
     {
         private readonly nn.Module<Tensor, Tensor> _block;
         private readonly bool _residual;
@@ -125,6 +126,13 @@ internal sealed class EfficientNet : nn.Module<Tensor, Tensor>
             }
 
             return result.add_(input);
+        }
+
+        /// <summary>Inference form: stochastic depth keeps every branch (identity), so the residual is a plain Add.</summary>
+        public string Export(OnnxGraphBuilder builder, string input)
+        {
+            var x = new TorchModuleExporter(builder).Emit(_block, input, "block");
+            return _residual ? builder.Node("Add", [x, input], "add") : x;
         }
     }
 }

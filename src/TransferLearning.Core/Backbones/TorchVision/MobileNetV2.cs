@@ -1,4 +1,5 @@
 using TorchSharp.Utils;
+using TransferLearning.Backbones.Onnx.Export;
 using static TorchSharp.torch;
 
 namespace TransferLearning.Backbones.TorchVision;
@@ -63,7 +64,7 @@ internal sealed class MobileNetV2 : nn.Module<Tensor, Tensor>
     private static nn.Module<Tensor, Tensor> Relu6() => nn.ReLU6();
 
     /// <summary>torchvision's <c>InvertedResidual</c>: child <c>conv</c> = [expand CNA], depthwise CNA, 1×1 conv, BatchNorm.</summary>
-    private sealed class InvertedResidual : nn.Module<Tensor, Tensor>
+    private sealed class InvertedResidual : nn.Module<Tensor, Tensor>, IOnnxExportable
     {
         [ComponentName(Name = "conv")] // the child's registered name (TorchSharp would also register the field as "_conv")
         private readonly nn.Module<Tensor, Tensor> _conv;
@@ -96,6 +97,13 @@ internal sealed class MobileNetV2 : nn.Module<Tensor, Tensor>
             }
 
             return y;
+        }
+
+        /// <inheritdoc />
+        public string Export(OnnxGraphBuilder builder, string input)
+        {
+            var x = new TorchModuleExporter(builder).Emit(_conv, input, "conv");
+            return _residual ? builder.Node("Add", [x, input], "add") : x;
         }
     }
 }

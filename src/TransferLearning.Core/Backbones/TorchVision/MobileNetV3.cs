@@ -1,4 +1,5 @@
 using TorchSharp;
+using TransferLearning.Backbones.Onnx.Export;
 using static TorchSharp.torch;
 
 namespace TransferLearning.Backbones.TorchVision;
@@ -103,7 +104,7 @@ internal sealed class MobileNetV3 : nn.Module<Tensor, Tensor>
     }
 
     /// <summary>torchvision's MobileNetV3 <c>InvertedResidual</c>: child <c>block</c>.</summary>
-    private sealed class InvertedResidual : nn.Module<Tensor, Tensor>
+    private sealed class InvertedResidual : nn.Module<Tensor, Tensor>, IOnnxExportable
     {
         private readonly nn.Module<Tensor, Tensor> _block;
         private readonly bool _residual;
@@ -135,6 +136,12 @@ internal sealed class MobileNetV3 : nn.Module<Tensor, Tensor>
         {
             var result = _block.forward(input);
             return _residual ? result.add_(input) : result;
+        }
+
+        public string Export(OnnxGraphBuilder builder, string input)
+        {
+            var x = new TorchModuleExporter(builder).Emit(_block, input, "block");
+            return _residual ? builder.Node("Add", [x, input], "add") : x;
         }
     }
 }

@@ -1,5 +1,6 @@
 using TorchSharp.Modules;
 using TorchSharp.Utils;
+using TransferLearning.Backbones.Onnx.Export;
 using static TorchSharp.torch;
 
 namespace TransferLearning.Backbones.TorchVision;
@@ -84,11 +85,19 @@ internal sealed class ResNet : nn.Module<Tensor, Tensor>, IBatchNormFolding
         base.Dispose(disposing);
     }
 
+    /// <summary>ONNX for a block's end: relu(y + (downsample(input) or input)).</summary>
+    private static string Residual(TorchModuleExporter exporter, string y, string input, FoldingSequential? downsample)
+    {
+        var identity = downsample is null ? input : exporter.Emit(downsample, input, "downsample");
+        var sum = exporter.Builder.Node("Add", [y, identity], "add");
+        return exporter.Builder.Node("Relu", [sum], "relu");
+    }
+
     private static Conv2d Conv(long input, long output, long kernel, long stride) =>
         nn.Conv2d(input, output, kernel, stride: stride, padding: (kernel - 1) / 2, bias: false);
 
     /// <summary>Children <c>conv1 bn1 conv2 bn2 [downsample.0 downsample.1]</c>.</summary>
-    private sealed class BasicBlock : nn.Module<Tensor, Tensor>, IBatchNormFolding
+    private sealed class BasicBlock : nn.Module<Tensor, Tensor>, IBatchNormFolding, IOnnxExportable
     {
         private readonly ConvBatchNorm _first;
         private readonly ConvBatchNorm _second;
@@ -116,6 +125,15 @@ internal sealed class ResNet : nn.Module<Tensor, Tensor>, IBatchNormFolding
         }
 
         public IEnumerable<ConvBatchNorm> FoldingPairs => [_first, _second];
+
+        /// <inheritdoc />
+        public string Export(OnnxGraphBuilder builder, string input)
+        {
+            var exporter = new TorchModuleExporter(builder);
+            var a = builder.Node("Relu", [_first.Export(exporter, input, "conv1", "bn1")], "relu1");
+            var y = _second.Export(exporter, a, "conv2", "bn2");
+            return Residual(exporter, y, input, _downsample);
+        }
 
         public override Tensor forward(Tensor input)
         {
@@ -153,7 +171,7 @@ internal sealed class ResNet : nn.Module<Tensor, Tensor>, IBatchNormFolding
     }
 
     /// <summary>Children <c>conv1 bn1 conv2 bn2 conv3 bn3 [downsample.0 downsample.1]</c>; stride on <c>conv2</c>.</summary>
-    private sealed class Bottleneck : nn.Module<Tensor, Tensor>, IBatchNormFolding
+    private sealed class Bottleneck : nn.Module<Tensor, Tensor>, IBatchNormFolding, IOnnxExportable
     {
         private readonly ConvBatchNorm _first;
         private readonly ConvBatchNorm _second;
@@ -187,6 +205,16 @@ internal sealed class ResNet : nn.Module<Tensor, Tensor>, IBatchNormFolding
         }
 
         public IEnumerable<ConvBatchNorm> FoldingPairs => [_first, _second, _third];
+
+        /// <inheritdoc />
+        public string Export(OnnxGraphBuilder builder, string input)
+        {
+            var exporter = new TorchModuleExporter(builder);
+            var a = builder.Node("Relu", [_first.Export(exporter, input, "conv1", "bn1")], "relu1");
+            var b = builder.Node("Relu", [_second.Export(exporter, a, "conv2", "bn2")], "relu2");
+            var y = _third.Export(exporter, b, "conv3", "bn3");
+            return Residual(exporter, y, input, _downsample);
+        }
 
         public override Tensor forward(Tensor input)
         {

@@ -9,10 +9,17 @@ namespace TransferLearning.Backbones.TorchVision;
 /// through a <see cref="FoldingPlan"/> (a Conv2d stage followed by a BatchNorm2d stage, as ResNet's stem, runs folded
 /// in inference mode).
 /// </summary>
-internal sealed class TorchVisionFeatureModule : nn.Module<Tensor, Tensor>, IBatchNormFolding
+internal sealed partial class TorchVisionFeatureModule : nn.Module<Tensor, Tensor>, IBatchNormFolding, IRebuildableModule
 {
     private readonly FoldingPlan _plan;
     private readonly nn.Module _owner;
+
+    /// <summary>The torchvision architecture and width it was built as (saved models rebuild it from them); null when unknown.</summary>
+    internal (string Name, double WidthMult)? Architecture { get; set; }
+
+    /// <inheritdoc />
+    public BackboneArchitecture? Describe(Backbone backbone) =>
+        Architecture is { } a ? TorchVisionFormat.Describe(a.Name, a.WidthMult, backbone.FeatureSize) : null;
 
     public TorchVisionFeatureModule(nn.Module owner, IEnumerable<(string Name, nn.Module<Tensor, Tensor> Module)> stages)
         : base("TorchVisionFeatures")
@@ -155,20 +162,21 @@ internal static class TorchVisionBackbones
                 "Give the right BackboneLoadOptions.Architecture, or a state dict (not a whole pickled model).", ex);
         }
 
-        return Wrap(model, source, inputSpec);
+        return Wrap(model, arch, widthMult, source, inputSpec);
     }
 
     /// <summary>A backbone of an architecture with torchvision's random initialisation (benchmarks, tests).</summary>
     public static Backbone CreateBackbone(string architecture, InputSpec? inputSpec = null, int numClasses = 1000, double widthMult = 1.0) =>
-        Wrap(Create(architecture, numClasses, widthMult), $"{architecture} (random weights)", inputSpec);
+        Wrap(Create(architecture, numClasses, widthMult), architecture, widthMult, $"{architecture} (random weights)", inputSpec);
 
-    /// <summary>Cuts <paramref name="model"/> (taking ownership) and wraps it as a backbone.</summary>
-    private static Backbone Wrap(nn.Module<Tensor, Tensor> model, string source, InputSpec? inputSpec)
+    /// <summary>Cuts <paramref name="model"/> (taking ownership) and wraps it as a backbone that records its architecture.</summary>
+    private static Backbone Wrap(nn.Module<Tensor, Tensor> model, string arch, double widthMult, string source, InputSpec? inputSpec)
     {
         var module = Cut(model);
         try
         {
             var spec = inputSpec ?? InputSpec.ImageNet(224);
+            module.Architecture = (arch, widthMult);
             return new Backbone(source, module, Onnx.OnnxBackboneLoader.FeatureSize(module, spec.WithSize(64, 64)), spec);
         }
         catch

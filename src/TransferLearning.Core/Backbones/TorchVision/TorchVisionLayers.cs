@@ -1,4 +1,5 @@
 using TorchSharp;
+using TransferLearning.Backbones.Onnx.Export;
 using static TorchSharp.torch;
 
 namespace TransferLearning.Backbones.TorchVision;
@@ -72,7 +73,7 @@ internal static class TorchVisionLayers
 /// torchvision's <c>SqueezeExcitation</c>: global average → <c>fc1</c> (1×1 conv) → activation → <c>fc2</c> (1×1 conv) → gate,
 /// then the input is scaled channel-wise by the gate.
 /// </summary>
-internal sealed class SqueezeExcitation : nn.Module<Tensor, Tensor>
+internal sealed class SqueezeExcitation : nn.Module<Tensor, Tensor>, IOnnxExportable
 {
     private readonly nn.Module<Tensor, Tensor> _fc1;
     private readonly nn.Module<Tensor, Tensor> _fc2;
@@ -100,5 +101,17 @@ internal sealed class SqueezeExcitation : nn.Module<Tensor, Tensor>
         using var expanded = _fc2.forward(activated);
         using var scale = _gate.forward(expanded);
         return input * scale;
+    }
+
+    /// <inheritdoc />
+    public string Export(OnnxGraphBuilder builder, string input)
+    {
+        var exporter = new TorchModuleExporter(builder);
+        var pooled = builder.Node("GlobalAveragePool", [input], "pool");
+        var squeezed = exporter.Emit(_fc1, pooled, "fc1");
+        var activated = exporter.Emit(_activation, squeezed, "activation");
+        var expanded = exporter.Emit(_fc2, activated, "fc2");
+        var scale = exporter.Emit(_gate, expanded, "scale_activation");
+        return builder.Node("Mul", [input, scale], "scale");
     }
 }
