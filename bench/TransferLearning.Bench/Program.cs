@@ -12,6 +12,7 @@ internal static class Program
         ["forward"] = ("imported ONNX ResNet18 forward vs ONNX Runtime (img/s)", args => ForwardBench.RunAsync(args)),
         ["decode"] = ("decode+resize+normalise a photo folder: parallel ImageLoader vs single thread", args => DecodeBench.RunAsync(args)),
         ["torch-forward"] = ("torchvision arch (--arch resnet18|mobilenet_v2) frozen eval forward: ours vs PyTorch channels_last, same run (img/s, ratio)", args => TorchForwardBench.RunAsync(args)),
+        ["conv1x1"] = ("ResNet-50's 1x1 convolutions on channels-last input: matrix product vs NCHW copy vs oneDNN (--modes matmul,nchw[,onednn])", args => Conv1x1Bench.RunAsync(args)),
         ["finetune-step"] = ("torchvision arch fine-tune train step (--arch resnet18 [--from all,layer4]): ours vs PyTorch, same run", args => FineTuneStepBench.RunAsync(args)),
         ["quality"] = ("recipes side by side (frozen, cached views, fine-tuning, TTA): val accuracy, time, peak memory (--data DIR --recipes \"a;b\")", args => QualityBench.RunAsync(args)),
         ["quality-run"] = ("one quality recipe in this process (used by quality)", args => QualityBench.RunOneAsync(args)),

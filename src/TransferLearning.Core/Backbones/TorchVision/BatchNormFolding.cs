@@ -89,7 +89,7 @@ internal sealed class ConvBatchNorm : IDisposable
         if (!Enabled || _norm.training)
         {
             Invalidate();
-            using var y = _conv.forward(x);
+            using var y = Conv2dOps.Conv2d(x, _conv.weight!, _conv.bias, _stride, _padding, _dilation, _groups);
             return _norm.forward(y);
         }
 
@@ -105,7 +105,7 @@ internal sealed class ConvBatchNorm : IDisposable
             using (fw)
             using (fb)
             {
-                return nn.functional.conv2d(x, fw, fb, _stride, _padding, _dilation, _groups);
+                return Conv2dOps.Conv2d(x, fw, fb, _stride, _padding, _dilation, _groups);
             }
         }
 
@@ -119,7 +119,7 @@ internal sealed class ConvBatchNorm : IDisposable
             _bias = fb.DetachFromDisposeScope();
         }
 
-        return nn.functional.conv2d(x, _weight, _bias, _stride, _padding, _dilation, _groups);
+        return Conv2dOps.Conv2d(x, _weight, _bias, _stride, _padding, _dilation, _groups);
     }
 
     private (Tensor Weight, Tensor Bias) Fold(Tensor w, Tensor? b, Tensor gamma, Tensor beta)

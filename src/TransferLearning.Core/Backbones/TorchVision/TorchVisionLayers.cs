@@ -75,8 +75,8 @@ internal static class TorchVisionLayers
 /// </summary>
 internal sealed class SqueezeExcitation : nn.Module<Tensor, Tensor>, IOnnxExportable
 {
-    private readonly nn.Module<Tensor, Tensor> _fc1;
-    private readonly nn.Module<Tensor, Tensor> _fc2;
+    private readonly TorchSharp.Modules.Conv2d _fc1;
+    private readonly TorchSharp.Modules.Conv2d _fc2;
     private readonly nn.Module<Tensor, Tensor> _activation;
     private readonly nn.Module<Tensor, Tensor> _gate;
 
@@ -96,9 +96,9 @@ internal sealed class SqueezeExcitation : nn.Module<Tensor, Tensor>, IOnnxExport
     public override Tensor forward(Tensor input)
     {
         using var pooled = input.mean([2, 3], keepdim: true);
-        using var squeezed = _fc1.forward(pooled);
+        using var squeezed = Conv2dOps.Conv2d(pooled, _fc1.weight!, _fc1.bias, [1, 1], [0, 0], [1, 1], 1);
         using var activated = _activation.forward(squeezed);
-        using var expanded = _fc2.forward(activated);
+        using var expanded = Conv2dOps.Conv2d(activated, _fc2.weight!, _fc2.bias, [1, 1], [0, 0], [1, 1], 1);
         using var scale = _gate.forward(expanded);
         return input * scale;
     }
