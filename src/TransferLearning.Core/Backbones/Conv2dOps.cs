@@ -11,9 +11,10 @@ namespace TransferLearning.Backbones;
 /// <remarks>
 /// LibTorch 2.10's oneDNN kills the process with SIGFPE (<c>brgemm_convolution_utils::brg_blocking_t::est_eff_1x1</c>)
 /// for some 1×1 convolutions on channels-last input — 256→1024, 512→1024, 512→2048, 1024→512, 1024→2048 channels, any
-/// stride — with two or more intra-op threads at the AVX2 ISA (the cap <see cref="Native.TorchNativeLoader"/> sets on
-/// AMD CPUs with AVX-512). Those are ResNet-50-class bottleneck shapes; on this VM the stride-2 ones (512→1024,
-/// 1024→2048) died on a contiguous NCHW input too, and with one thread. A 1×1 convolution is exactly
+/// stride — at the AVX2 ISA (the cap <see cref="Native.TorchNativeLoader"/> sets on AMD CPUs with AVX-512), first seen
+/// with two intra-op threads; on the AMD EPYC VM it was measured on it also died with one thread, at batch 2, and for
+/// the stride-2 shapes (512→1024, 1024→2048) on a contiguous NCHW input. Those are ResNet-50-class bottleneck shapes,
+/// so every 1×1 convolution stays away from that kernel, whatever the layout. A 1×1 convolution is exactly
 /// <c>y[n,:,h,w] = W·x[n,:,h·s,w·s] + b</c>, so the matrix product gives the same values (up to float summation order),
 /// its gradients come from autograd, and oneDNN's 1×1 kernel is never asked; on this machine the product was also
 /// faster than oneDNN on an NCHW copy (the <c>conv1x1</c> benchmark).
