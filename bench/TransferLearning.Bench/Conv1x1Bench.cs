@@ -7,7 +7,7 @@ using F = TorchSharp.torch.nn.functional;
 namespace TransferLearning.Bench;
 
 /// <summary>
-/// The 1×1 convolutions of a ResNet-50 at batch 32, 224×224 (every distinct shape, weighted by how often the network
+/// The 1×1 convolutions of a ResNet-50 (or, with <c>--net mobilenet_v2</c>, a MobileNetV2) at batch 32, 224×224 (every distinct shape, weighted by how often the network
 /// runs it), on channels-last input, in one of three formulations: <c>matmul</c> (<see cref="Conv2dOps.Pointwise"/>:
 /// strided slice, then a matrix product over channels), <c>nchw</c> (a contiguous NCHW copy into oneDNN's convolution,
 /// the output copied back to channels-last) or <c>onednn</c> (oneDNN's channels-last 1×1 kernel directly: with two
@@ -15,7 +15,7 @@ namespace TransferLearning.Bench;
 /// and with one thread — it is here to reproduce the crash). On this VM <c>nchw</c> dies too on the stride-2 shapes
 /// 512→1024 and 1024→2048: <c>--stride1</c> leaves the strided shapes out. Times the forward (inference) and forward +
 /// backward (weights and input trainable) per network pass, median of <c>--reps</c>.
-/// Usage: conv1x1 [--modes matmul,nchw] [--threads 2] [--reps 5] [--batch 32] [--stride1] [--shape CIN,COUT,HW,STRIDE (one shape only)]
+/// Usage: conv1x1 [--net resnet50|mobilenet_v2] [--modes matmul,nchw] [--threads 2] [--reps 5] [--batch 32] [--stride1] [--shape CIN,COUT,HW,STRIDE (one shape only)]
 /// </summary>
 internal static class Conv1x1Bench
 {
@@ -28,6 +28,15 @@ internal static class Conv1x1Bench
         (1024, 512, 14, 1, 1), (512, 2048, 7, 1, 3), (2048, 512, 7, 1, 2), (1024, 2048, 14, 2, 1), // layer4
     ];
 
+    /// <summary>The same for a MobileNetV2 (expansions and projections of the inverted residuals, the last 1×1 conv).</summary>
+    private static readonly (long In, long Out, long Size, long Stride, int Count)[] MobileNetV2 =
+    [
+        (32, 16, 112, 1, 1), (16, 96, 112, 1, 1), (96, 24, 56, 1, 1), (24, 144, 56, 1, 2), (144, 24, 56, 1, 1),
+        (144, 32, 28, 1, 1), (32, 192, 28, 1, 3), (192, 32, 28, 1, 2), (192, 64, 14, 1, 1), (64, 384, 14, 1, 4),
+        (384, 64, 14, 1, 3), (384, 96, 14, 1, 1), (96, 576, 14, 1, 3), (576, 96, 14, 1, 2), (576, 160, 7, 1, 1),
+        (160, 960, 7, 1, 3), (960, 160, 7, 1, 2), (960, 320, 7, 1, 1), (320, 1280, 7, 1, 1),
+    ];
+
     public static Task<int> RunAsync(string[] args)
     {
         Native.TorchNativeLoader.EnsureLoaded();
@@ -35,7 +44,8 @@ internal static class Conv1x1Bench
         var threads = BenchSupport.ArgInt(args, "--threads", 2);
         var reps = BenchSupport.ArgInt(args, "--reps", 5);
         var batch = BenchSupport.ArgInt(args, "--batch", 32);
-        var shapes = ResNet50;
+        var net = BenchSupport.Arg(args, "--net", "resnet50");
+        var shapes = net == "mobilenet_v2" ? MobileNetV2 : ResNet50;
         if (BenchSupport.Arg(args, "--shape", string.Empty) is { Length: > 0 } one)
         {
             var v = one.Split(',').Select(s => long.Parse(s, CultureInfo.InvariantCulture)).ToArray();
@@ -49,7 +59,7 @@ internal static class Conv1x1Bench
 
         set_num_threads(threads);
         Console.WriteLine(BenchSupport.MachineLine());
-        Console.WriteLine($"conv1x1: ResNet-50 1x1 convolutions, batch {batch}, channels-last input, {threads} threads, median of {reps} reps (ms per network pass)");
+        Console.WriteLine($"conv1x1: {net} 1x1 convolutions, batch {batch}, channels-last input, {threads} threads, median of {reps} reps (ms per network pass)");
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{"shape",-24} {"mode",-8} {"forward ms",11} {"fwd+bwd ms",11}"));
         var totals = modes.ToDictionary(m => m, _ => (Forward: 0.0, Backward: 0.0));
         foreach (var (cin, cout, size, stride, count) in shapes)
@@ -99,7 +109,7 @@ internal static class Conv1x1Bench
         Console.WriteLine();
         foreach (var (mode, (f, b)) in totals)
         {
-            Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"total {mode,-8}: forward {f * 1e3,8:F1} ms, forward+backward {b * 1e3,8:F1} ms per ResNet-50 pass"));
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"total {mode,-8}: forward {f * 1e3,8:F1} ms, forward+backward {b * 1e3,8:F1} ms per {net} pass"));
         }
 
         return Task.FromResult(0);

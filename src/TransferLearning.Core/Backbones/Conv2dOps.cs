@@ -5,31 +5,44 @@ namespace TransferLearning.Backbones;
 
 /// <summary>
 /// The one 2-D convolution entry of the backbone families (torchvision's folded and unfolded convolutions, the ONNX
-/// importer's Conv, TF.js Conv2D): <c>conv2d</c>, except that a 1×1 convolution without groups or padding runs as a
-/// matrix product over channels (after a strided slice when the stride is above 1).
+/// importer's Conv, TF.js Conv2D): <c>conv2d</c>, except that a wide 1×1 convolution without groups or padding runs as
+/// a matrix product over channels (after a strided slice when the stride is above 1).
 /// </summary>
 /// <remarks>
 /// LibTorch 2.10's oneDNN kills the process with SIGFPE (<c>brgemm_convolution_utils::brg_blocking_t::est_eff_1x1</c>)
-/// for some 1×1 convolutions on channels-last input — 256→1024, 512→1024, 512→2048, 1024→512, 1024→2048 channels, any
-/// stride — at the AVX2 ISA (the cap <see cref="Native.TorchNativeLoader"/> sets on AMD CPUs with AVX-512), first seen
-/// with two intra-op threads; on the AMD EPYC VM it was measured on it also died with one thread, at batch 2, and for
-/// the stride-2 shapes (512→1024, 1024→2048) on a contiguous NCHW input. Those are ResNet-50-class bottleneck shapes,
-/// so every 1×1 convolution stays away from that kernel, whatever the layout. A 1×1 convolution is exactly
-/// <c>y[n,:,h,w] = W·x[n,:,h·s,w·s] + b</c>, so the matrix product gives the same values (up to float summation order),
-/// its gradients come from autograd, and oneDNN's 1×1 kernel is never asked; on this machine the product was also
-/// faster than oneDNN on an NCHW copy (the <c>conv1x1</c> benchmark).
+/// for ResNet-50-class 1×1 convolutions at the AVX2 ISA (the cap <see cref="Native.TorchNativeLoader"/> sets on AMD CPUs
+/// with AVX-512). Measured on an AMD EPYC VM (batch 2 to 32, channels-last input, 1 or 2 threads): 256→1024, 512→1024,
+/// 512→2048, 1024→512, 1024→2048, 1024→256 and 2048→512 died, the stride-2 512→1024 and 1024→2048 also on a contiguous
+/// NCHW input; 64→64, 64→256, 256→64, 256→128, 128→512, 512→128, 512→256, 256→512 (stride 2), 960→320, 320→1280 and
+/// every MobileNetV2 shape ran. A 1×1 convolution is exactly <c>y[n,:,h,w] = W·x[n,:,h·s,w·s] + b</c>, so the matrix
+/// product gives the same values (up to float summation order) and autograd the gradients, without oneDNN's 1×1
+/// kernel. It runs for <see cref="RunsAsMatrixProduct">wide</see> convolutions only, with a margin around the shapes
+/// that died: for ResNet-50's shapes it was about 4× faster than oneDNN on an NCHW copy, but in MobileNetV2's
+/// high-resolution blocks (16→96 at 112×112, 24→144 at 56×56, …) its backward pass took 2–3.5× oneDNN's (the
+/// <c>conv1x1</c> benchmark and a per-block fine-tuning profile).
 /// </remarks>
 internal static class Conv2dOps
 {
-    /// <summary><c>conv2d(x, weight, bias, stride, padding, dilation, groups)</c>, a 1×1 kernel as a matrix product.</summary>
+    /// <summary><c>conv2d(x, weight, bias, stride, padding, dilation, groups)</c>; a wide 1×1 kernel as a matrix product.</summary>
     public static Tensor Conv2d(Tensor x, Tensor weight, Tensor? bias, long[] stride, long[] padding, long[] dilation, long groups) =>
-        IsPointwise(x, weight, padding, groups)
+        RunsAsMatrixProduct(x, weight, padding, groups)
             ? Pointwise(x, weight, bias, stride)
             : F.conv2d(x, weight, bias, stride, padding, dilation, groups);
 
-    /// <summary>True for a 4-D input and a 1×1 kernel with one group and no padding.</summary>
-    public static bool IsPointwise(Tensor x, Tensor weight, long[] padding, long groups) =>
-        groups == 1 && x.dim() == 4 && weight.dim() == 4 && weight.shape[2] == 1 && weight.shape[3] == 1 && padding.All(p => p == 0);
+    /// <summary>
+    /// True for a 4-D input and a 1×1 kernel with one group and no padding that is wide: both channel counts at least
+    /// 256, or either at least 1024 (every shape oneDNN died on, with a margin; narrower ones stay with oneDNN, faster there).
+    /// </summary>
+    public static bool RunsAsMatrixProduct(Tensor x, Tensor weight, long[] padding, long groups)
+    {
+        if (groups != 1 || x.dim() != 4 || weight.dim() != 4 || weight.shape[2] != 1 || weight.shape[3] != 1 || padding.Any(p => p != 0))
+        {
+            return false;
+        }
+
+        var (output, input) = (weight.shape[0], weight.shape[1]);
+        return Math.Min(input, output) >= 256 || Math.Max(input, output) >= 1024;
+    }
 
     /// <summary>
     /// A 1×1 convolution (no padding, one group) of <paramref name="x"/> <c>[N, C, H, W]</c>: the strided slice

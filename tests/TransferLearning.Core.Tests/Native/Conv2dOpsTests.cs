@@ -8,9 +8,9 @@ using F = TorchSharp.torch.nn.functional;
 namespace TransferLearning.Core.Tests.Native;
 
 /// <summary>
-/// The 1×1 convolution path (<see cref="Conv2dOps"/>): a matrix product instead of oneDNN's 1×1 kernel, which kills
-/// the process with SIGFPE on this VM for ResNet-50's bottleneck shapes with two threads. If that kernel were reached,
-/// the test host would die: a crash here is a failing test.
+/// The 1×1 convolution path (<see cref="Conv2dOps"/>): a matrix product instead of oneDNN's 1×1 kernel for wide
+/// convolutions, which kills the process with SIGFPE on this VM for ResNet-50's bottleneck shapes. If that kernel were
+/// reached, the test host would die: a crash here is a failing test.
 /// </summary>
 public class Conv2dOpsTests(ITestOutputHelper output)
 {
@@ -19,7 +19,7 @@ public class Conv2dOpsTests(ITestOutputHelper output)
     [InlineData(true, 2, true)]
     [InlineData(false, 1, true)]
     [InlineData(false, 2, false)]
-    public void Conv2d_PointwiseKernel_MatchesFloat64Convolution(bool channelsLast, long stride, bool withBias)
+    public void Pointwise_OneByOneKernel_MatchesFloat64Convolution(bool channelsLast, long stride, bool withBias)
     {
         using var scope = NewDisposeScope();
         using var noGrad = no_grad();
@@ -29,24 +29,50 @@ public class Conv2dOpsTests(ITestOutputHelper output)
         var b = withBias ? randn([40], generator: generator) : null;
         var input = channelsLast ? ChannelsLast(x) : x;
 
-        Assert.True(Conv2dOps.IsPointwise(input, w, [0, 0], 1));
-        var actual = Conv2dOps.Conv2d(input, w, b, [stride, stride], [0, 0], [1, 1], 1);
+        var actual = Conv2dOps.Pointwise(input, w, b, [stride, stride]);
         var expected = F.conv2d(x.to(float64), w.to(float64), b?.to(float64), [stride, stride]);
 
         Assert.Equal(expected.shape, actual.shape);
         AssertClose(expected, actual, 1e-5, $"1x1 conv, channels-last={channelsLast}, stride {stride}, bias={withBias}");
     }
 
-    [Fact]
-    public void IsPointwise_GroupedPaddedOrWiderKernels_AreLeftToConv2d()
+    [Theory]
+    [InlineData(256, 1024, 1, 1, 0, true)]
+    [InlineData(1024, 256, 1, 1, 0, true)]
+    [InlineData(2048, 512, 1, 1, 0, true)]
+    [InlineData(512, 2048, 1, 1, 0, true)]
+    [InlineData(320, 1280, 1, 1, 0, true)]
+    [InlineData(16, 96, 1, 1, 0, false)]
+    [InlineData(144, 24, 1, 1, 0, false)]
+    [InlineData(128, 512, 1, 1, 0, false)]
+    [InlineData(1024, 1024, 1, 1024, 0, false)]
+    [InlineData(1024, 1024, 1, 1, 1, false)]
+    [InlineData(1024, 1024, 3, 1, 0, false)]
+    public void RunsAsMatrixProduct_KernelChannelsGroupsPadding_OnlyWideUngroupedUnpaddedOneByOne(
+        int inChannels, int outChannels, int kernel, int groups, int padding, bool expected)
     {
         using var scope = NewDisposeScope();
-        var x = zeros(1, 8, 4, 4);
+        var x = empty(1, inChannels, 4, 4);
+        var w = empty(outChannels, inChannels / groups, kernel, kernel);
 
-        Assert.False(Conv2dOps.IsPointwise(x, zeros(8, 1, 1, 1), [0, 0], 8));
-        Assert.False(Conv2dOps.IsPointwise(x, zeros(8, 8, 1, 1), [1, 1], 1));
-        Assert.False(Conv2dOps.IsPointwise(x, zeros(8, 8, 3, 3), [0, 0], 1));
-        Assert.True(Conv2dOps.IsPointwise(x, zeros(8, 8, 1, 1), [0, 0], 1));
+        Assert.Equal(expected, Conv2dOps.RunsAsMatrixProduct(x, w, [padding, padding], groups));
+    }
+
+    [Fact]
+    public void Conv2d_WideOneByOne_MatchesConv2dAndComesOutChannelsLast()
+    {
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        using var generator = new Generator(13);
+        var x = randn([2, 256, 6, 6], generator: generator);
+        var w = randn([1024, 256, 1, 1], generator: generator) / 16;
+        var b = randn([1024], generator: generator);
+
+        var actual = Conv2dOps.Conv2d(x, w, b, [2, 2], [0, 0], [1, 1], 1);
+        var expected = F.conv2d(x.to(float64), w.to(float64), b.to(float64), [2, 2]);
+
+        Assert.Equal(1L, actual.stride(1)); // channels innermost: the matrix product ran, not conv2d on this NCHW input
+        AssertClose(expected, actual, 1e-5, "wide 1x1 conv through Conv2d");
     }
 
     /// <summary>
