@@ -179,7 +179,20 @@ internal sealed class Trainer
             progress?.Report(new TrainingProgress(TrainingPhase.Training, epochNumber, seen, source.Count));
         }
 
-        return seen == 0 ? (double.NaN, double.NaN) : (lossSum / seen, (double)correct / seen);
+        if (seen == 0)
+        {
+            throw NoTrainingImages(source.Count, source.Skipped);
+        }
+
+        return (lossSum / seen, (double)correct / seen);
+    }
+
+    /// <summary>The error of a fit whose every training image was skipped as unreadable.</summary>
+    public static InvalidDataException NoTrainingImages(int count, IReadOnlyList<SkippedImage> skipped)
+    {
+        var example = skipped.Count > 0 ? $" (e.g. '{skipped[0].Path}': {skipped[0].Reason})" : string.Empty;
+        return new InvalidDataException(
+            $"No training image could be used: all {count} were skipped as unreadable{example}. Check the image files (see TransferLearner.WithBadImages).");
     }
 
     /// <summary>Loss, accuracy and confusion matrix of the current weights on a source, in inference mode.</summary>
