@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using TransferLearning.Backbones.TorchVision;
+using TransferLearning.Datasets;
 using TransferLearning.Heads;
 using TransferLearning.Training;
 using static TorchSharp.torch;
@@ -300,6 +301,8 @@ internal static class FineTuneStepBench
         }
 
         public int Count { get; }
+
+        public IReadOnlyList<SkippedImage> Skipped => [];
 
         private int Batches_ { get; }
 
