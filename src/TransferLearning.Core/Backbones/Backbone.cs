@@ -1,3 +1,4 @@
+using TransferLearning.Backbones.TorchVision;
 using TransferLearning.Datasets;
 using static TorchSharp.torch;
 
@@ -76,6 +77,7 @@ public sealed class Backbone : IDisposable
         }
 
         _firstTrainableBlock = _blocks.Count;
+        BatchNormFolding.Invalidate(Module); // folded again from the current weights at the next forward
     }
 
     /// <summary>Makes every weight trainable.</summary>
@@ -93,6 +95,7 @@ public sealed class Backbone : IDisposable
         }
 
         (Module as IInt8Module)?.DisableInt8(); // trainable weights run in float
+        BatchNormFolding.Invalidate(Module); // trainable pairs fold on every forward, with gradients
         for (var i = 0; i < _blocks.Count; i++)
         {
             foreach (var p in _blocks[i].Module.parameters())
