@@ -6,7 +6,7 @@ using TransferLearning.Training;
 namespace TransferLearning.Bench;
 
 /// <summary>
-/// The article's workflow on real photos: 70/30 split, frozen backbone, head only, then fine-tuning.
+/// The reference recipe (see the README) on real photos: 70/30 split, frozen backbone, head only, then fine-tuning.
 /// Reports validation accuracy, wall time, featurization vs head-epoch time (feature caching) and peak memory.
 /// Options: --data DIR, --limit N (the first N images of each class, in the folder's sorted order), --model, --epochs,
 /// --fine-tune-epochs, --lr, --fine-tune-lr, --seed, --resize, --trace-memory (a memory line every 2 s),

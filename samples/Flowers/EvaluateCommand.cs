@@ -7,21 +7,21 @@ namespace Flowers;
 
 internal static class EvaluateCommand
 {
-    public static async Task<int> RunAsync(string modelPath, string dataPath, string? jsonPath, CancellationToken cancellationToken)
+    public static async Task<int> RunAsync(string modelPath, string dataPath, string? jsonPath, Session session, bool tta = false)
     {
         Paths.CheckInputFile("--model", modelPath);
-        if (!Directory.Exists(dataPath))
-        {
-            throw new UsageException($"--data: the folder '{dataPath}' does not exist.");
-        }
-
+        Paths.CheckInputFolder("--data", dataPath, "one sub-folder of images per class");
         if (jsonPath is not null)
         {
             Paths.CheckOutputFile("--json", jsonPath);
+            var json = new Paths.Named("--json", jsonPath, true);
+            Paths.CheckDistinct([new("--model", modelPath, false), new("--data", dataPath, false), json]);
+            Paths.CheckNotInsideFolder(json, "--data", dataPath);
         }
 
+        var cancellationToken = session.Cancellation;
         var clock = Stopwatch.StartNew();
-        var console = AnsiConsole.Console;
+        var console = session.Console;
         console.Write(new Rule("[bold]Flowers[/] · evaluate").LeftJustified());
 
         // Class folders are matched to the model's classes by name; a folder the model does not know is reported and left out.
@@ -62,17 +62,33 @@ internal static class EvaluateCommand
                 .ToList();
             var data = new ImageDataset(known, samples);
             var evaluation = await Report.EvaluateWithProgressAsync(console, model, data, "Evaluating", cancellationToken);
+            var skipped = folder.Skipped.Concat(evaluation.Skipped).ToList();
+            if (evaluation.Count == 0)
+            {
+                var first = skipped.FirstOrDefault();
+                throw new InvalidDataException(
+                    $"No image in '{folder.Root}' could be evaluated: all {skipped.Count} image file(s) of the model's classes are unreadable" +
+                    (first is null ? "." : $" (e.g. '{first.Path}': {first.Reason}).") + " Check the files, or point --data at another folder.");
+            }
+
             Report.EvaluationTables(console, evaluation);
             foreach (var s in folder.Skipped)
             {
                 console.MarkupLineInterpolated($"[yellow]skipped[/] {s.Path}: {s.Reason}");
             }
 
-            var skipped = folder.Skipped.Concat(evaluation.Skipped).ToList();
             console.MarkupLineInterpolated($"Accuracy [bold]{evaluation.Accuracy:P1}[/] on {evaluation.Count} images ({skipped.Count} skipped, {unknown.Sum(u => u.Images)} in excluded folders).");
+            var evaluationTta = tta
+                ? await Report.EvaluateWithProgressAsync(console, model, data, "Evaluating with test-time augmentation", cancellationToken, testTimeAugmentation: true)
+                : null;
+            if (evaluationTta is not null)
+            {
+                console.MarkupLineInterpolated($"Accuracy with test-time augmentation (image and mirror): [bold]{evaluationTta.Accuracy:P1}[/].");
+            }
+
             if (jsonPath is not null)
             {
-                var json = JsonReports.Evaluate(Path.GetFullPath(modelPath), folder.Root, evaluation, skipped, unknown, missing, clock.Elapsed.TotalSeconds);
+                var json = JsonReports.Evaluate(Path.GetFullPath(modelPath), folder.Root, evaluation, evaluationTta, skipped, unknown, missing, clock.Elapsed.TotalSeconds);
                 JsonReports.Write(jsonPath, json);
                 console.MarkupLineInterpolated($"Summary written to {Path.GetFullPath(jsonPath)}");
             }

@@ -1,4 +1,6 @@
+using TransferLearning.Datasets;
 using TransferLearning.Models;
+using TransferLearning.Native;
 
 namespace Flowers;
 
@@ -11,43 +13,44 @@ internal static class Failure
     public const int Ok = 0;
     public const int Failed = 1;
     public const int BadUsage = 2;
-    public const int Cancelled = 130;
 
-    public static int Usage(string message)
+    public static int Usage(Session session, string message)
     {
-        WriteLine($"{message} (see --help)");
+        WriteLine(session, $"{message} (see --help)");
         return BadUsage;
     }
 
-    public static int Report(Exception e, bool cancelRequested)
+    public static int Report(Session session, Exception e)
     {
         e = Unwrap(e);
         switch (e)
         {
             case UsageException:
-                return Usage(e.Message);
-            case OperationCanceledException when cancelRequested:
-                WriteLine("cancelled; nothing was saved.");
-                return Cancelled;
+                return Usage(session, e.Message);
+            case OperationCanceledException when session.Stop.IsRequested:
+                WriteLine(session, "cancelled; nothing was saved.");
+                return session.Stop.ExitCode;
             case FileNotFoundException or DirectoryNotFoundException or UnauthorizedAccessException or IOException
-                or ModelFileException or ArgumentException or InvalidOperationException or InvalidDataException
-                or NotSupportedException or FormatException or HttpRequestException:
-                WriteLine(e.Message);
+                or ModelFileException or InvalidImageException or TorchNativeLoadException or ArgumentException
+                or InvalidOperationException or InvalidDataException or NotSupportedException or FormatException
+                or HttpRequestException or DllNotFoundException:
+                WriteLine(session, e.Message);
                 return Failed;
             default:
                 // Unexpected: still one line, with the type so it can be reported.
-                WriteLine($"unexpected {e.GetType().Name}: {e.Message}");
+                WriteLine(session, $"unexpected {e.GetType().Name}: {e.Message}");
                 return Failed;
         }
     }
 
-    public static void WriteLine(string message)
+    public static void WriteLine(Session session, string message)
     {
         var oneLine = string.Join(' ', message.Split(['\r', '\n'], StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
-        Console.Error.WriteLine($"flowers: error: {oneLine}");
+        session.Error.WriteLine($"flowers: error: {oneLine}");
     }
 
-    private static Exception Unwrap(Exception e)
+    /// <summary>The exception that says what went wrong: wrappers (aggregate, type initializer, reflection) are peeled off.</summary>
+    internal static Exception Unwrap(Exception e)
     {
         while (true)
         {

@@ -18,6 +18,8 @@ internal static class JsonReports
         History history,
         int frozenEpochs,
         Evaluation evaluation,
+        Evaluation? evaluationTta,
+        IEnumerable<SkippedImage> skipped,
         double featurizeImagesPerSecond,
         double secondsTotal,
         string modelPath,
@@ -52,6 +54,9 @@ internal static class JsonReports
             ["val_count"] = split.Validation.Count,
             ["epochs"] = settings.Epochs,
             ["fine_tune_epochs"] = settings.FineTuneEpochs,
+            ["augment"] = new JsonObject { ["frozen"] = settings.AugmentHead, ["fine_tune"] = settings.FineTuneEpochs > 0 && settings.AugmentFineTuning },
+            ["tta"] = settings.Tta,
+            ["int8"] = settings.Int8,
             ["validation_split"] = settings.ValidationSplit,
             ["seed"] = settings.Seed,
             ["batch_size"] = settings.BatchSize,
@@ -60,9 +65,11 @@ internal static class JsonReports
             ["frozen_val_accuracy"] = N(frozenAccuracy),
             ["fine_tune_gain"] = settings.FineTuneEpochs > 0 ? N(history.Last!.ValAccuracy - frozenAccuracy) : null,
             ["val_accuracy"] = N(evaluation.Accuracy),
+            ["val_accuracy_tta"] = evaluationTta is null ? null : N(evaluationTta.Accuracy),
             ["val_loss"] = N(evaluation.Loss),
             ["per_class"] = PerClass(evaluation),
             ["confusion_matrix"] = Matrix(evaluation.ConfusionMatrix),
+            ["skipped"] = Skipped(skipped),
             ["seconds_total"] = Math.Round(secondsTotal, 3),
             ["model"] = modelPath,
             ["plots"] = new JsonObject { ["curves"] = curvesPath, ["confusion_matrix"] = confusionPath },
@@ -73,24 +80,19 @@ internal static class JsonReports
         string modelPath,
         string dataPath,
         Evaluation evaluation,
+        Evaluation? evaluationTta,
         IEnumerable<SkippedImage> skipped,
         IReadOnlyList<(string Name, int Images)> unknownClasses,
         IReadOnlyList<string> missingClasses,
         double seconds)
     {
-        var skippedJson = new JsonArray();
-        foreach (var s in skipped)
-        {
-            skippedJson.Add(new JsonObject { ["path"] = s.Path, ["reason"] = s.Reason });
-        }
-
         var unknown = new JsonArray();
         foreach (var (name, images) in unknownClasses)
         {
             unknown.Add(new JsonObject { ["class"] = name, ["images"] = images });
         }
 
-        return new JsonObject
+        var json = new JsonObject
         {
             ["command"] = "evaluate",
             ["model"] = modelPath,
@@ -101,23 +103,31 @@ internal static class JsonReports
             ["loss"] = N(evaluation.Loss),
             ["per_class"] = PerClass(evaluation),
             ["confusion_matrix"] = Matrix(evaluation.ConfusionMatrix),
-            ["skipped"] = skippedJson,
+            ["skipped"] = Skipped(skipped),
             ["unknown_classes"] = unknown,
             ["missing_classes"] = Strings(missingClasses),
             ["seconds"] = Math.Round(seconds, 3),
         };
-    }
-
-    public static void Write(string path, JsonObject json)
-    {
-        var full = Path.GetFullPath(path);
-        var dir = Path.GetDirectoryName(full);
-        if (!string.IsNullOrEmpty(dir))
+        if (evaluationTta is not null)
         {
-            Directory.CreateDirectory(dir);
+            json.Insert(json.IndexOf("loss"), "accuracy_tta", N(evaluationTta.Accuracy));
         }
 
-        File.WriteAllText(full, json.ToJsonString(Indented) + Environment.NewLine);
+        return json;
+    }
+
+    public static void Write(string path, JsonObject json) =>
+        OutputFile.Write(path, temp => File.WriteAllText(temp, json.ToJsonString(Indented) + Environment.NewLine));
+
+    private static JsonArray Skipped(IEnumerable<SkippedImage> skipped)
+    {
+        var array = new JsonArray();
+        foreach (var s in skipped)
+        {
+            array.Add(new JsonObject { ["path"] = s.Path, ["reason"] = s.Reason });
+        }
+
+        return array;
     }
 
     private static JsonArray PerClass(Evaluation evaluation)

@@ -15,7 +15,7 @@ internal static class Plots
         multiplot.Layout = new ScottPlot.MultiplotLayouts.Columns();
         Curves(multiplot.GetPlot(0), "Loss", epochs, history[History.Loss], history[History.ValLoss], frozenEpochs, history.Count);
         Curves(multiplot.GetPlot(1), "Accuracy", epochs, history[History.Accuracy], history[History.ValAccuracy], frozenEpochs, history.Count);
-        multiplot.SavePng(path, 1200, 480);
+        OutputFile.Write(path, temp => multiplot.SavePng(temp, 1200, 480));
     }
 
     /// <summary>A heatmap of the confusion matrix with the count in every cell (rows: true class, columns: predicted).</summary>
@@ -57,7 +57,7 @@ internal static class Plots
         plot.Title("Confusion matrix");
         plot.Add.ColorBar(heatmap);
         plot.Axes.SetLimits(-0.5, n - 0.5, -0.5, n - 0.5);
-        plot.SavePng(path, 640 + (40 * n), 560 + (30 * n));
+        OutputFile.Write(path, temp => plot.SavePng(temp, 640 + (40 * n), 560 + (30 * n)));
     }
 
     private static void Curves(Plot plot, string title, double[] epochs, IReadOnlyList<double> train, IReadOnlyList<double> validation, int frozenEpochs, int totalEpochs)

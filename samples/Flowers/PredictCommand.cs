@@ -7,16 +7,24 @@ namespace Flowers;
 
 internal static class PredictCommand
 {
-    public static Task<int> RunAsync(string modelPath, string[] images, CancellationToken cancellationToken)
+    public static Task<int> RunAsync(string modelPath, string[] images, Session session)
     {
         Paths.CheckInputFile("--model", modelPath);
+        var folders = images.Where(Directory.Exists).ToList();
+        if (folders.Count > 0)
+        {
+            throw new UsageException(
+                $"IMAGE '{folders[0]}' is a folder, not an image file; pass the image files in it instead (e.g. {Path.Combine(folders[0], "*.jpg")}).");
+        }
+
         var missing = images.Where(i => !File.Exists(i)).ToList();
         if (missing.Count > 0)
         {
             throw new UsageException($"image file(s) not found: {string.Join(", ", missing)}.");
         }
 
-        var console = AnsiConsole.Console;
+        var cancellationToken = session.Cancellation;
+        var console = session.Console;
         using var model = TrainedModel.Load(modelPath);
         var table = new Table().Border(TableBorder.Rounded);
         table.AddColumn("image");
@@ -35,7 +43,7 @@ internal static class PredictCommand
             catch (Exception e) when (e is not OperationCanceledException)
             {
                 // One line per unreadable image; the others are still classified.
-                Failure.WriteLine($"cannot classify '{image}': {e.Message}");
+                Failure.WriteLine(session, $"cannot classify '{image}': {e.Message}");
                 failed++;
                 continue;
             }

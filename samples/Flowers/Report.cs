@@ -51,7 +51,7 @@ internal static class Report
             $"[bold]{F4(e.ValAccuracy)}[/]",
             e.Seconds.ToString("F2", CultureInfo.InvariantCulture));
 
-    public static async Task<Evaluation> EvaluateWithProgressAsync(IAnsiConsole console, TrainedModel model, ImageDataset data, string title, CancellationToken cancellationToken)
+    public static async Task<Evaluation> EvaluateWithProgressAsync(IAnsiConsole console, TrainedModel model, ImageDataset data, string title, CancellationToken cancellationToken, bool testTimeAugmentation = false)
     {
         Evaluation? result = null;
         await console.Progress()
@@ -61,7 +61,7 @@ internal static class Report
             {
                 var task = ctx.AddTask($"{title} ({data.Count})", maxValue: Math.Max(1, data.Count));
                 var done = 0;
-                var work = Task.Run(() => model.Evaluate(data, new EvaluateOptions { BadImages = BadImagePolicy.Skip }, new SyncProgress(n => Volatile.Write(ref done, n)), cancellationToken), cancellationToken);
+                var work = Task.Run(() => model.Evaluate(data, new EvaluateOptions { BadImages = BadImagePolicy.Skip, TestTimeAugmentation = testTimeAugmentation }, new SyncProgress(n => Volatile.Write(ref done, n)), cancellationToken), cancellationToken);
                 while (!work.IsCompleted)
                 {
                     task.Value = Volatile.Read(ref done);

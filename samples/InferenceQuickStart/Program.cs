@@ -1,4 +1,4 @@
-// <inference-quickstart>
+// <readme:inference-quickstart>
 using TransferLearning.Inference;
 
 using var classifier = ImageClassifier.Load("flowers.onnx");        // written by model.ExportOnnx("flowers.onnx")
@@ -8,4 +8,4 @@ foreach (var c in prediction.Top)
 {
     Console.WriteLine($"  {c.Label,-12} {c.Probability:P1}");
 }
-// </inference-quickstart>
+// </readme:inference-quickstart>

@@ -1,4 +1,4 @@
-// <quickstart>
+// <readme:quickstart>
 using TransferLearning;
 using TransferLearning.Datasets;
 
@@ -9,5 +9,5 @@ Console.WriteLine(history);                                          // loss, ac
 var prediction = model.Predict("flower_photos/roses/my_rose.jpg");
 Console.WriteLine($"{prediction.Label} ({prediction.Probability:P1})");
 model.Save("flowers.tlmodel");
-// </quickstart>
+// </readme:quickstart>
 model.Dispose();

@@ -1,3 +1,4 @@
+using TransferLearning.Datasets;
 using TransferLearning.Models;
 using TransferLearning.Training;
 
@@ -15,4 +16,10 @@ public sealed record FitResult(TrainedModel Model, History History)
     /// running the backbone over the validation images again. Null when the split has no validation images.
     /// </summary>
     public Evaluation? ValidationEvaluation { get; init; }
+
+    /// <summary>
+    /// Training, validation and int8-calibration images that could not be read or decoded and were left out, ordered by
+    /// path (see <see cref="TransferLearner.WithBadImages"/>); empty when every image was used.
+    /// </summary>
+    public IReadOnlyList<SkippedImage> SkippedImages { get; init; } = [];
 }

@@ -146,7 +146,7 @@ public sealed class TransferLearner : IDisposable
         return this;
     }
 
-    /// <summary>Adds the tutorial's head: one Dense layer from the features to the classes (softmax at prediction).</summary>
+    /// <summary>Adds the default head: one Dense layer from the features to the classes (softmax at prediction).</summary>
     /// <param name="classes">Class names in label order (e.g. <c>data.Classes</c>).</param>
     public TransferLearner AddHead(IReadOnlyList<string> classes) => AddHead(classes, new HeadOptions());
 
@@ -337,6 +337,16 @@ public sealed class TransferLearner : IDisposable
     /// trained on cached features (the default). Only useful to measure or to bound memory on huge data sets.
     /// </summary>
     public TransferLearner WithoutFeatureCache() => Set(o => o.CacheFeatures = false);
+
+    /// <summary>
+    /// Sets what the fit does with an image that cannot be read or decoded. Default <see cref="BadImagePolicy.Skip"/>:
+    /// it is left out and listed in <see cref="FitResult.SkippedImages"/> (an unreadable photo is found only while the
+    /// backbone runs, possibly minutes into a fit, and one among thousands should not cost the run; a fit whose every
+    /// training image is unreadable still fails). <see cref="BadImagePolicy.Fail"/> stops the fit with an
+    /// <see cref="InvalidImageException"/> naming the file.
+    /// </summary>
+    /// <param name="policy">Skip or Fail.</param>
+    public TransferLearner WithBadImages(BadImagePolicy policy) => Set(o => o.BadImages = policy);
 
     /// <summary>Sets how many images are decoded in parallel (default: the processor count).</summary>
     /// <param name="threads">At least 1.</param>

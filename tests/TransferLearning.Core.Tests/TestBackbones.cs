@@ -36,7 +36,46 @@ internal static class TestBackbones
         return new Backbone(TinySource, module, 8, new InputSpec(size, size, 0f, 1f)) { FixedInputSize = fixedSize };
     }
 
+    /// <summary>A learner on <see cref="Tiny"/> wrapped in a <see cref="CountingModule"/>: learning rate 0.05, batches of 4.</summary>
+    public static TransferLearner TinyLearner(out CountingModule counter)
+    {
+        var inner = Tiny();
+        counter = new CountingModule(inner.Module);
+        return TransferLearner.From(new Backbone(TinySource, counter, 8, inner.InputSpec)).WithLearningRate(0.05).WithBatchSize(4);
+    }
+
     /// <summary>Snapshot of every parameter and buffer, for before/after comparisons.</summary>
     public static Dictionary<string, float[]> Weights(nn.Module module) =>
         module.state_dict().ToDictionary(kv => kv.Key, kv => kv.Value.detach().cpu().to(ScalarType.Float32).data<float>().ToArray());
+}
+
+/// <summary>Wraps a module and counts the images it sees.</summary>
+internal sealed class CountingModule : nn.Module<Tensor, Tensor>
+{
+#pragma warning disable IDE1006 // TorchSharp names the submodule after this field.
+    private readonly nn.Module<Tensor, Tensor> inner;
+#pragma warning restore IDE1006
+
+    public CountingModule(nn.Module<Tensor, Tensor> inner)
+        : base("counting")
+    {
+        this.inner = inner;
+        RegisterComponents();
+    }
+
+    public long Images { get; private set; }
+
+    /// <summary>When set, forward throws once this many images have been seen.</summary>
+    public long? FailAfterImages { get; set; }
+
+    public override Tensor forward(Tensor input)
+    {
+        if (Images >= FailAfterImages)
+        {
+            throw new InvalidOperationException("test backbone failure");
+        }
+
+        Images += input.shape[0];
+        return inner.forward(input);
+    }
 }

@@ -1,5 +1,6 @@
 using TransferLearning.Backbones.Onnx;
 using TransferLearning.Backbones.Onnx.Export;
+using TransferLearning.Backbones.TorchVision;
 using TransferLearning.Datasets;
 using static TorchSharp.torch;
 
@@ -85,6 +86,7 @@ public sealed class Backbone : IDisposable
         }
 
         _firstTrainableBlock = _blocks.Count;
+        BatchNormFolding.Invalidate(Module); // folded again from the current weights at the next forward
     }
 
     /// <summary>Makes every weight trainable.</summary>
@@ -106,6 +108,7 @@ public sealed class Backbone : IDisposable
         _int8Graph = null;
         _bf16Graph?.Dispose();
         _bf16Graph = null;
+        BatchNormFolding.Invalidate(Module); // trainable pairs fold on every forward, with gradients
         for (var i = 0; i < _blocks.Count; i++)
         {
             foreach (var p in _blocks[i].Module.parameters())

@@ -23,6 +23,7 @@ public static class DatasetCache
     /// <summary>Downloads (through <see cref="FileDownloader"/>), verifies and extracts an archive if needed; returns the extracted top-level folder.</summary>
     internal static async Task<string> FetchAsync(Request request, IProgress<DownloadProgress>? progress, CancellationToken ct)
     {
+        var options = request.Download.Clone(); // before the first await: the caller may change its options afterwards
         var dir = Path.Combine(request.CacheDirectory ?? DefaultDirectory, request.Name);
         var expected = FileDownloader.NormalizeSha256(request.Sha256, nameof(request))
             ?? throw new ArgumentException("A catalog dataset needs the SHA-256 of its archive.", nameof(request));
@@ -36,7 +37,7 @@ public static class DatasetCache
 
         Directory.CreateDirectory(dir);
         RemoveStaleTemporaryFolders(dir);
-        var archive = await DownloadArchiveAsync(request, Path.Combine(dir, request.ArchiveName), expected, progress, ct).ConfigureAwait(false);
+        var archive = await DownloadArchiveAsync(request.Url, options, Path.Combine(dir, request.ArchiveName), expected, progress, ct).ConfigureAwait(false);
         var size = new FileInfo(archive).Length;
         progress?.Report(new DownloadProgress(request.Url, size, size) { Stage = DownloadStage.Extracting });
         var temp = Path.Combine(dir, ".extracting-" + Guid.NewGuid().ToString("N"));
@@ -70,15 +71,13 @@ public static class DatasetCache
     }
 
     /// <summary>Fetches the archive, turning the downloader's errors into <see cref="DatasetDownloadException"/>s that say what to do.</summary>
-    private static async Task<string> DownloadArchiveAsync(Request request, string archive, string expected, IProgress<DownloadProgress>? progress, CancellationToken ct)
+    private static async Task<string> DownloadArchiveAsync(
+        Uri url, DownloadOptions options, string archive, string expected, IProgress<DownloadProgress>? progress, CancellationToken ct)
     {
-        var download = new DownloadRequest(request.Url, archive)
+        var download = new DownloadRequest(url, archive)
         {
             Sha256 = expected,
-            MaxAttempts = request.MaxRetries + 1,
-            RetryDelay = request.RetryDelay,
-            StallTimeout = request.StallTimeout,
-            HttpClient = request.HttpClient,
+            Options = options,
             KeepPartialFile = true,
         };
         try
@@ -88,7 +87,7 @@ public static class DatasetCache
         catch (InvalidDataException ex) when (ex.Data[FileDownloader.ActualSha256Key] is string actual)
         {
             throw new DatasetDownloadException(
-                $"The archive downloaded from {request.Url} has SHA-256 {actual}, expected {expected}; " +
+                $"The archive downloaded from {url} has SHA-256 {actual}, expected {expected}; " +
                 "the file was deleted. Check the URL and the expected hash, then try again.", ex);
         }
         catch (HttpRequestException ex) when (!FileDownloader.IsTransient(ex, ct))
@@ -98,7 +97,7 @@ public static class DatasetCache
         catch (Exception ex) when (FileDownloader.IsTransient(ex, ct))
         {
             throw new DatasetDownloadException(
-                $"Downloading {request.Url} failed after {download.MaxAttempts} attempt(s): {ex.Message}. " +
+                $"Downloading {url} failed after {options.MaxAttempts} attempt(s): {ex.Message.TrimEnd('.')}. " +
                 $"The partial file '{FileDownloader.PartPath(archive)}' is kept; run again to resume.", ex);
         }
     }
@@ -187,11 +186,7 @@ public static class DatasetCache
         }
     }
 
-    /// <summary>What to fetch.</summary>
+    /// <summary>What to fetch, and how (<see cref="FetchAsync"/> copies <paramref name="Download"/>).</summary>
     internal sealed record Request(
-        string Name, Uri Url, string Sha256, string ArchiveName, string TopFolder, string? CacheDirectory, int MaxRetries, TimeSpan RetryDelay, HttpClient? HttpClient)
-    {
-        /// <summary>Longest wait for the next bytes before the transfer is retried.</summary>
-        public TimeSpan StallTimeout { get; init; } = TimeSpan.FromSeconds(60);
-    }
+        string Name, Uri Url, string Sha256, string ArchiveName, string TopFolder, string? CacheDirectory, DownloadOptions Download);
 }

@@ -12,6 +12,8 @@ public sealed class TfFlowersOptions
     /// <summary>SHA-256 of the published archive.</summary>
     public const string DefaultSha256 = "4c54ace7911aaffe13a365c34f650e71dd5bf1be0a58b464e5a7183e3e595d9c";
 
+    private DownloadOptions _download = new();
+
     /// <summary>Where datasets are kept; null uses <see cref="DatasetCache.DefaultDirectory"/>.</summary>
     public string? CacheDirectory { get; set; }
 
@@ -21,17 +23,15 @@ public sealed class TfFlowersOptions
     /// <summary>Expected SHA-256 of the archive (hex).</summary>
     public string Sha256 { get; set; } = DefaultSha256;
 
-    /// <summary>How many times a dropped or failed transfer is retried (resuming where it stopped). Default 3.</summary>
-    public int MaxRetries { get; set; } = 3;
-
-    /// <summary>Wait before the first retry; doubled on each further retry. Default 1 s.</summary>
-    public TimeSpan RetryDelay { get; set; } = TimeSpan.FromSeconds(1);
-
-    /// <summary>A transfer that receives no data for this long is abandoned and retried (resuming). Default 60 s.</summary>
-    public TimeSpan StallTimeout { get; set; } = TimeSpan.FromSeconds(60);
-
-    /// <summary>HTTP client to use; null creates one for the download.</summary>
-    public HttpClient? HttpClient { get; set; }
+    /// <summary>
+    /// How the archive is downloaded (retries, stall timeout, HTTP client); setting it stores a copy. Default: the
+    /// <see cref="DownloadOptions"/> defaults.
+    /// </summary>
+    public DownloadOptions Download
+    {
+        get => _download;
+        set => _download = value?.Clone() ?? throw new ArgumentNullException(nameof(value));
+    }
 
     /// <summary>Options for loading the extracted folder.</summary>
     public ImageFolderOptions? FolderOptions { get; set; }
@@ -60,11 +60,7 @@ public static class TfFlowers
     {
         options ??= new TfFlowersOptions();
         var folder = await DatasetCache.FetchAsync(
-            new DatasetCache.Request(Name, options.Url, options.Sha256, "flower_photos.tgz", "flower_photos", options.CacheDirectory,
-                options.MaxRetries, options.RetryDelay, options.HttpClient)
-            {
-                StallTimeout = options.StallTimeout,
-            },
+            new DatasetCache.Request(Name, options.Url, options.Sha256, "flower_photos.tgz", "flower_photos", options.CacheDirectory, options.Download),
             progress,
             cancellationToken).ConfigureAwait(false);
         return ImageFolder.Load(folder, options.FolderOptions);

@@ -12,20 +12,18 @@ internal sealed record DownloadRequest(Uri Url, string Destination)
     /// <summary>Expected SHA-256 (hex, any case); null accepts any content.</summary>
     public string? Sha256 { get; init; }
 
-    /// <summary>Transfers tried before giving up (the first one included).</summary>
-    public int MaxAttempts { get; init; } = 3;
-
-    /// <summary>Wait before the first retry; doubled on each further retry.</summary>
-    public TimeSpan RetryDelay { get; init; } = TimeSpan.FromSeconds(1);
-
-    /// <summary>Longest wait for response headers or the next bytes before the transfer is abandoned (and retried, resuming).</summary>
-    public TimeSpan StallTimeout { get; init; } = TimeSpan.FromSeconds(60);
+    /// <summary>Retries, their delay, the stall timeout and the client; the caller's own copy (defaults: <see cref="DownloadOptions"/>'s).</summary>
+    public DownloadOptions Options { get; init; } = new();
 
     /// <summary>Longest wait for another thread or process that is fetching the same file.</summary>
     public TimeSpan LockTimeout { get; init; } = TimeSpan.FromMinutes(30);
 
-    /// <summary>Client to use; null uses a shared one.</summary>
-    public HttpClient? HttpClient { get; init; }
+    /// <summary>
+    /// Checks a complete file before it is cached (and a cached file before it is reused): returns why the file cannot
+    /// be what was asked for (e.g. "is an HTML page, not a model file"), or null when it may be. A file that fails is
+    /// deleted, never cached; a cached one that fails is fetched again. Null accepts any content.
+    /// </summary>
+    public Func<string, string?>? Validate { get; init; }
 
     /// <summary>
     /// When true the <c>.part</c> file survives failure and cancellation and the next call resumes it; when false it is
@@ -120,7 +118,7 @@ internal static class FileDownloader
 
         var expected = NormalizeSha256(request.Sha256, nameof(request));
         var destination = Path.GetFullPath(request.Destination);
-        if (IsValid(destination, expected))
+        if (IsValid(destination, expected) && request.Validate?.Invoke(destination) is null)
         {
             return destination;
         }
@@ -129,7 +127,7 @@ internal static class FileDownloader
         using (await AcquireLockAsync(LockPath(destination), request.LockTimeout, cancellationToken).ConfigureAwait(false))
         {
             // Another thread or process may have finished it while we waited.
-            if (IsValid(destination, expected))
+            if (IsValid(destination, expected) && request.Validate?.Invoke(destination) is null)
             {
                 return destination;
             }
@@ -164,7 +162,7 @@ internal static class FileDownloader
         var succeeded = false;
         try
         {
-            var client = request.HttpClient ?? SharedClient.Value;
+            var client = request.Options.HttpClient ?? SharedClient.Value;
             var state = new TransferState();
             for (var attempt = 1; ; attempt++)
             {
@@ -173,9 +171,9 @@ internal static class FileDownloader
                     await TransferOnceAsync(client, request, part, state, progress, ct).ConfigureAwait(false);
                     break;
                 }
-                catch (Exception ex) when (attempt < request.MaxAttempts && IsTransient(ex, ct))
+                catch (Exception ex) when (attempt < request.Options.MaxAttempts && IsTransient(ex, ct))
                 {
-                    var delay = request.RetryDelay * Math.Pow(2, attempt - 1);
+                    var delay = request.Options.RetryDelay * Math.Pow(2, attempt - 1);
                     if (delay > TimeSpan.Zero)
                     {
                         await Task.Delay(delay, ct).ConfigureAwait(false);
@@ -193,6 +191,12 @@ internal static class FileDownloader
                     $"The file downloaded from '{request.Url}' has SHA-256 {actual}, but {expected} was expected. It was deleted, not cached.");
                 ex.Data[ActualSha256Key] = actual;
                 throw ex;
+            }
+
+            if (request.Validate?.Invoke(part) is { } problem)
+            {
+                File.Delete(part);
+                throw new InvalidDataException($"The file downloaded from '{request.Url}' {problem}. It was not cached; it will be fetched again next time.");
             }
 
             File.Move(part, destination, overwrite: true);
@@ -231,7 +235,7 @@ internal static class FileDownloader
         }
 
         using var stall = CancellationTokenSource.CreateLinkedTokenSource(ct);
-        stall.CancelAfter(request.StallTimeout);
+        stall.CancelAfter(request.Options.StallTimeout);
         HttpResponseMessage response;
         try
         {
@@ -239,7 +243,7 @@ internal static class FileDownloader
         }
         catch (OperationCanceledException ex) when (!ct.IsCancellationRequested && stall.IsCancellationRequested)
         {
-            throw new TimeoutException($"no response from {url} within {request.StallTimeout.TotalSeconds:0.#} s", ex);
+            throw new TimeoutException($"no response from {url} within {request.Options.StallTimeout.TotalSeconds:0.#} s", ex);
         }
 
         using (response)
@@ -282,7 +286,7 @@ internal static class FileDownloader
                     long received = start, lastReport = start;
                     progress?.Report(new DownloadProgress(url, received, total));
                     int n;
-                    while ((n = await ReadWithStallTimeoutAsync(input, buffer, stall, request.StallTimeout, ct).ConfigureAwait(false)) > 0)
+                    while ((n = await ReadWithStallTimeoutAsync(input, buffer, stall, request.Options.StallTimeout, ct).ConfigureAwait(false)) > 0)
                     {
                         await output.WriteAsync(buffer.AsMemory(0, n), ct).ConfigureAwait(false);
                         received += n;

@@ -19,7 +19,7 @@ public enum HeadActivation
 }
 
 /// <summary>Shape of the classification head put on top of the backbone's feature vector.</summary>
-/// <remarks>The default is the tutorial's head: one Dense layer to the classes, softmax at prediction time.</remarks>
+/// <remarks>The default is one Dense layer to the classes, softmax at prediction time.</remarks>
 public sealed class HeadOptions
 {
     private IReadOnlyList<int> _hiddenUnits = [];

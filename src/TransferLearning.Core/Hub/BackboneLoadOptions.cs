@@ -1,4 +1,5 @@
 using TransferLearning.Datasets;
+using TransferLearning.Downloads;
 
 namespace TransferLearning.Hub;
 
@@ -6,6 +7,7 @@ namespace TransferLearning.Hub;
 public sealed class BackboneLoadOptions
 {
     private string? _sha256;
+    private DownloadOptions _download = new();
 
     /// <summary>torchvision architecture of a PyTorch state dict (e.g. <c>resnet50</c>); null (default) infers it from the file name.</summary>
     public string? Architecture { get; set; }
@@ -30,6 +32,16 @@ public sealed class BackboneLoadOptions
 
     /// <summary>Download cache folder; null (default) uses <see cref="ModelHub.CacheDirectory"/>.</summary>
     public string? CacheDirectory { get; set; }
+
+    /// <summary>
+    /// How a URL is downloaded (retries, stall timeout, HTTP client); setting it stores a copy. Default: the
+    /// <see cref="DownloadOptions"/> defaults.
+    /// </summary>
+    public DownloadOptions Download
+    {
+        get => _download;
+        set => _download = value?.Clone() ?? throw new ArgumentNullException(nameof(value));
+    }
 
     /// <summary>Overrides the input spec the loader would declare; null (default) keeps it.</summary>
     public InputSpec? InputSpec { get; set; }

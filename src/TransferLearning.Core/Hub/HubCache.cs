@@ -10,26 +10,19 @@ namespace TransferLearning.Hub;
 /// </summary>
 internal sealed class HubCache
 {
-    public HubCache(string directory, HttpClient? client = null, int maxAttempts = 3, TimeSpan? retryDelay = null)
+    private readonly DownloadOptions _download;
+
+    /// <summary>A cache in <paramref name="directory"/>.</summary>
+    /// <param name="directory">The cache folder.</param>
+    /// <param name="download">Retries, stall timeout and client; copied. Null uses the defaults.</param>
+    public HubCache(string directory, DownloadOptions? download = null)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(directory);
         Directory = Path.GetFullPath(directory);
-        Client = client;
-        MaxAttempts = maxAttempts;
-        RetryDelay = retryDelay ?? TimeSpan.FromSeconds(1);
+        _download = download?.Clone() ?? new DownloadOptions();
     }
 
     public string Directory { get; }
-
-    /// <summary>Client to use; null uses the downloader's shared one.</summary>
-    public HttpClient? Client { get; }
-
-    public int MaxAttempts { get; }
-
-    public TimeSpan RetryDelay { get; }
-
-    /// <summary>Longest wait for response headers or the next bytes before a transfer is retried (resuming).</summary>
-    public TimeSpan StallTimeout { get; init; } = TimeSpan.FromSeconds(60);
 
     /// <summary>Where a URL is cached.</summary>
     public string EntryPath(Uri url)
@@ -46,16 +39,19 @@ internal sealed class HubCache
     }
 
     /// <summary>Returns the cached file for <paramref name="url"/>, downloading it first when missing, partial or corrupt.</summary>
-    public async Task<string> GetAsync(Uri url, string? sha256, IProgress<DownloadProgress>? progress, CancellationToken cancellationToken)
+    /// <param name="url">What to fetch.</param>
+    /// <param name="sha256">Expected SHA-256, or null.</param>
+    /// <param name="progress">Receives download progress.</param>
+    /// <param name="cancellationToken">Cancels the download.</param>
+    /// <param name="validate">Says why a file cannot be what was asked for (see <see cref="DownloadRequest.Validate"/>); null accepts any.</param>
+    public async Task<string> GetAsync(Uri url, string? sha256, IProgress<DownloadProgress>? progress, CancellationToken cancellationToken, Func<string, string?>? validate = null)
     {
         ArgumentNullException.ThrowIfNull(url);
         var request = new DownloadRequest(url, EntryPath(url))
         {
             Sha256 = FileDownloader.NormalizeSha256(sha256, nameof(sha256)),
-            MaxAttempts = MaxAttempts,
-            RetryDelay = RetryDelay,
-            StallTimeout = StallTimeout,
-            HttpClient = Client,
+            Options = _download,
+            Validate = validate,
         };
         var path = await FileDownloader.DownloadAsync(request, progress, cancellationToken).ConfigureAwait(false);
         var length = new FileInfo(path).Length;

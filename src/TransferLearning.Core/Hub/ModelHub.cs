@@ -1,6 +1,7 @@
 using TransferLearning.Backbones;
 using TransferLearning.Backbones.Onnx;
 using TransferLearning.Downloads;
+using TransferLearning.Native;
 
 namespace TransferLearning.Hub;
 
@@ -32,7 +33,7 @@ public static class ModelHub
 
     /// <summary>Loads a backbone from a URL, a local file or a short name.</summary>
     /// <param name="source">http(s) URL, local path, or short name (<c>resnet18</c>).</param>
-    /// <param name="options">Architecture, feature node, checksum, cache folder and input-spec overrides.</param>
+    /// <param name="options">Architecture, feature node, checksum, cache folder, download settings and input-spec overrides.</param>
     /// <param name="progress">Receives download progress.</param>
     /// <param name="cancellationToken">Cancels a download.</param>
     /// <returns>The backbone; the caller owns and disposes it.</returns>
@@ -43,6 +44,7 @@ public static class ModelHub
         CancellationToken cancellationToken = default)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(source);
+        TorchNativeLoader.EnsureLoaded();
         options ??= new BackboneLoadOptions();
         if (source.Trim().Equals("resnet18", StringComparison.OrdinalIgnoreCase))
         {
@@ -52,12 +54,12 @@ public static class ModelHub
 
         var path = await ResolveAsync(source, options, progress, cancellationToken).ConfigureAwait(false);
         cancellationToken.ThrowIfCancellationRequested();
-        var isUrl = Uri.TryCreate(source, UriKind.Absolute, out var uri) && !uri.IsFile;
-        var name = isUrl ? Uri.UnescapeDataString(uri!.Segments[^1]) : Path.GetFileName(path);
+        var downloaded = Uri.TryCreate(source, UriKind.Absolute, out var uri) && !uri.IsFile;
+        var name = downloaded ? Uri.UnescapeDataString(uri!.Segments[^1]) : Path.GetFileName(path);
         var format = BackboneFormats.For(source, name, options);
-        var siblingOptions = new BackboneLoadOptions { CacheDirectory = options.CacheDirectory };
+        var siblingOptions = new BackboneLoadOptions { CacheDirectory = options.CacheDirectory, Download = options.Download };
         var directory = Path.GetDirectoryName(path) ?? ".";
-        Func<string, CancellationToken, Task<string>> fetchSibling = isUrl
+        Func<string, CancellationToken, Task<string>> fetchSibling = downloaded
             ? (relative, ct) => ResolveAsync(new Uri(uri!, relative).AbsoluteUri, siblingOptions, progress, ct)
             : (relative, _) =>
             {
@@ -66,7 +68,17 @@ public static class ModelHub
                     ? Task.FromResult(sibling)
                     : Task.FromException<string>(new FileNotFoundException($"'{sibling}' does not exist.", sibling));
             };
-        return await format.LoadAsync(new BackboneFile(source, path, name, fetchSibling), options, cancellationToken).ConfigureAwait(false);
+        try
+        {
+            return await format.LoadAsync(new BackboneFile(source, path, name, fetchSibling), options, cancellationToken).ConfigureAwait(false);
+        }
+        catch (InvalidDataException e) when (downloaded && ModelFormat.IsFormatError(e) && File.Exists(path))
+        {
+            // The download is not a model of its kind (an error page, a broken upload): do not keep it as valid.
+            DownloadedModel.Evict(path);
+            throw new InvalidDataException(
+                $"{e.Message} The file was downloaded from '{source}'; it was removed from the cache and will be fetched again next time.", e);
+        }
     }
 
     /// <summary>Synchronous <see cref="LoadBackboneAsync(string, BackboneLoadOptions?, IProgress{DownloadProgress}?, CancellationToken)"/>.</summary>
@@ -86,8 +98,22 @@ public static class ModelHub
         ArgumentException.ThrowIfNullOrWhiteSpace(source);
         if (Uri.TryCreate(source, UriKind.Absolute, out var uri) && (uri.Scheme == Uri.UriSchemeHttp || uri.Scheme == Uri.UriSchemeHttps))
         {
-            var cache = new HubCache(options?.CacheDirectory ?? CacheDirectory);
-            return await cache.GetAsync(uri, options?.Sha256, progress, cancellationToken).ConfigureAwait(false);
+            var directory = options?.CacheDirectory ?? CacheDirectory;
+            var download = options?.Download ?? new DownloadOptions();
+            var cache = new HubCache(directory, download);
+            try
+            {
+                return await cache.GetAsync(uri, options?.Sha256, progress, cancellationToken, DownloadedModel.Problem).ConfigureAwait(false);
+            }
+            catch (Exception e) when (e is HttpRequestException or TimeoutException || (e is IOException && e is not InvalidDataException))
+            {
+                // Say what was being fetched and what to do: a bare "Connection refused" does not tell that a backbone was being downloaded.
+                throw new HttpRequestException(
+                    $"Could not download the backbone file '{source}' (tried {download.MaxAttempts} time(s)): {e.Message.TrimEnd('.')}. " +
+                    $"Check the URL and the network, or download the file yourself and pass its local path; downloads are cached in '{directory}'.",
+                    e,
+                    (e as HttpRequestException)?.StatusCode);
+            }
         }
 
         var path = uri is { IsFile: true } ? uri.LocalPath : source;

@@ -1,5 +1,6 @@
 using System.IO.Compression;
 using System.Security.Cryptography;
+using System.Text;
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using TorchSharp;
@@ -39,9 +40,10 @@ public sealed class ModelFileException : Exception
 
 /// <summary>
 /// The model file: a zip archive holding <c>manifest.json</c> (format, classes, backbone source and architecture, input
-/// spec, head shape, history and the SHA-256 of every other entry), <c>backbone.bin</c> and <c>head.bin</c> (TorchSharp
-/// weights) and <c>architecture/…</c> (what the backbone's format needs to rebuild the network: an ONNX graph without
-/// weights, a model.json, or just settings).
+/// spec, head shape, history and the SHA-256 of every other entry), <c>manifest.sha256</c> (the SHA-256 of manifest.json,
+/// so an edit of the class names, input spec or head is detected like damaged weights), <c>backbone.bin</c> and
+/// <c>head.bin</c> (TorchSharp weights) and <c>architecture/…</c> (what the backbone's format needs to rebuild the
+/// network: an ONNX graph without weights, a model.json, or just settings).
 /// </summary>
 internal static class ModelFile
 {
@@ -49,13 +51,23 @@ internal static class ModelFile
 
     /// <summary>
     /// Newest format read: 1 = float backbone rebuilt from its source; 2 adds int8 activation parameters; 3 is
-    /// self-contained (the backbone's architecture is in the file, so loading needs neither the source nor the network);
-    /// 4 adds int8 activations in the full 8-bit range (a third number, the levels, 255, where a CPU with VNNI allowed
-    /// it; a reader without VNNI moves them to 7 bits), int8 channel equalisation factors and the convolutions an int8
-    /// backbone keeps in float. Older readers refuse newer versions.
+    /// self-contained (the backbone's architecture is in the file, so loading needs neither the source nor the network)
+    /// and requires <c>manifest.sha256</c>; 4 adds int8 activations in the full 8-bit range (a third number, the levels,
+    /// 255, where a CPU with VNNI allowed it; a reader without VNNI moves them to 7 bits), int8 channel equalisation
+    /// factors and the convolutions an int8 backbone keeps in float, and requires <c>manifest.sha256</c> too. Files are
+    /// written as version 4 only when they need it (else 3, which the previous release reads). Older readers refuse
+    /// newer versions. Every file written now carries <c>manifest.sha256</c>, which is checked whenever present; files of
+    /// versions 1 and 2 written before it existed still load.
     /// </summary>
     internal const int Version = 4;
-    private const string ManifestEntry = "manifest.json";
+
+    /// <summary>What files without int8 levels, equalisation or float convolutions are written as.</summary>
+    internal const int PlainVersion = 3;
+
+    /// <summary>First version whose manifest must be covered by <see cref="ManifestHashEntry"/>.</summary>
+    internal const int HashedManifestVersion = 3;
+    internal const string ManifestEntry = "manifest.json";
+    internal const string ManifestHashEntry = "manifest.sha256";
     private const string BackboneEntry = "backbone.bin";
     private const string HeadEntry = "head.bin";
     private const string ArchitecturePrefix = "architecture/";
@@ -71,75 +83,62 @@ internal static class ModelFile
     public static void Save(TrainedModel model, string path)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(path);
-        var full = Path.GetFullPath(path);
-        var directory = Path.GetDirectoryName(full)!;
-        Directory.CreateDirectory(directory);
-        var temp = Path.Combine(directory, $".{Path.GetFileName(full)}.{Guid.NewGuid():N}.tmp");
-        try
+        var backbone = Serialize(model.Backbone.Module);
+        var head = Serialize(model.Head);
+        var int8Parameters = model.Backbone.Int8Parameters;
+        var int8 = int8Parameters?.Activations.ToDictionary(
+            kv => kv.Key,
+            kv => kv.Value.Levels == Int8Kernels.SevenBit ? new[] { kv.Value.Scale, kv.Value.ZeroPoint } : [kv.Value.Scale, kv.Value.ZeroPoint, kv.Value.Levels],
+            StringComparer.Ordinal);
+        var needsVersion4 = int8?.Values.Any(v => v.Length > 2) == true || int8Parameters?.ChannelScales.Count > 0 || int8Parameters?.FloatConvs.Count > 0;
+        var architecture = model.Backbone.Architecture;
+        var architectureFiles = architecture?.Files.ToDictionary(kv => ArchitecturePrefix + kv.Key, kv => kv.Value, StringComparer.Ordinal) ?? [];
+        var hashes = new Dictionary<string, string> { [BackboneEntry] = Hash(backbone), [HeadEntry] = Hash(head) };
+        foreach (var (entry, bytes) in architectureFiles)
         {
-            var backbone = Serialize(model.Backbone.Module);
-            var head = Serialize(model.Head);
-            var int8Parameters = model.Backbone.Int8Parameters;
-            var int8 = int8Parameters?.Activations.ToDictionary(
-                kv => kv.Key,
-                kv => kv.Value.Levels == Int8Kernels.SevenBit ? new[] { kv.Value.Scale, kv.Value.ZeroPoint } : [kv.Value.Scale, kv.Value.ZeroPoint, kv.Value.Levels],
-                StringComparer.Ordinal);
-            var architecture = model.Backbone.Architecture;
-            var architectureFiles = architecture?.Files.ToDictionary(kv => ArchitecturePrefix + kv.Key, kv => kv.Value, StringComparer.Ordinal) ?? [];
-            var hashes = new Dictionary<string, string> { [BackboneEntry] = Hash(backbone), [HeadEntry] = Hash(head) };
+            hashes[entry] = Hash(bytes);
+        }
+
+        var manifest = new Manifest
+        {
+            Format = Format,
+            Version = needsVersion4 ? Version : PlainVersion,
+            Classes = [.. model.Classes],
+            Backbone = new BackboneInfo
+            {
+                Source = model.Backbone.Source,
+                FeatureSize = model.Backbone.FeatureSize,
+                InputSpec = SpecDto.From(model.Backbone.InputSpec),
+                Int8 = int8,
+                Int8ChannelScales = int8Parameters?.ChannelScales.Count > 0 ? int8Parameters.ChannelScales.ToDictionary(kv => kv.Key, kv => kv.Value, StringComparer.Ordinal) : null,
+                Int8FloatConvs = int8Parameters?.FloatConvs.Count > 0 ? [.. int8Parameters.FloatConvs.Order(StringComparer.Ordinal)] : null,
+                Architecture = architecture is null ? null : new ArchitectureDto { Format = architecture.Format, Settings = new(architecture.Settings) },
+            },
+            InputSpec = SpecDto.From(model.InputSpec),
+            Head = new HeadDto { HiddenUnits = [.. model.HeadOptions.HiddenUnits], Dropout = model.HeadOptions.Dropout, Activation = model.HeadOptions.Activation },
+            History = [.. model.History.Epochs],
+            Sha256 = hashes,
+        };
+        var manifestBytes = JsonSerializer.SerializeToUtf8Bytes(manifest, Json);
+
+        AtomicFile.Write(path, file =>
+        {
+            using var zip = new ZipArchive(file, ZipArchiveMode.Create, leaveOpen: true);
+            Write(zip, ManifestEntry, manifestBytes, CompressionLevel.Optimal);
+            Write(zip, ManifestHashEntry, Encoding.ASCII.GetBytes(Hash(manifestBytes)), CompressionLevel.NoCompression);
+            Write(zip, BackboneEntry, backbone, CompressionLevel.NoCompression);
+            Write(zip, HeadEntry, head, CompressionLevel.NoCompression);
             foreach (var (entry, bytes) in architectureFiles)
             {
-                hashes[entry] = Hash(bytes);
+                Write(zip, entry, bytes, CompressionLevel.Optimal);
             }
-
-            var manifest = new Manifest
-            {
-                Format = Format,
-                Version = architecture is null ? (int8 is null ? 1 : 2) : int8?.Values.Any(v => v.Length > 2) == true || int8Parameters?.ChannelScales.Count > 0 || int8Parameters?.FloatConvs.Count > 0 ? 4 : 3,
-                Classes = [.. model.Classes],
-                Backbone = new BackboneInfo
-                {
-                    Source = model.Backbone.Source,
-                    FeatureSize = model.Backbone.FeatureSize,
-                    InputSpec = SpecDto.From(model.Backbone.InputSpec),
-                    FixedInputSize = model.Backbone.FixedInputSize,
-                    Int8 = int8,
-                    Int8ChannelScales = int8Parameters?.ChannelScales.Count > 0 ? int8Parameters.ChannelScales.ToDictionary(kv => kv.Key, kv => kv.Value, StringComparer.Ordinal) : null,
-                    Int8FloatConvs = int8Parameters?.FloatConvs.Count > 0 ? [.. int8Parameters.FloatConvs.Order(StringComparer.Ordinal)] : null,
-                    Architecture = architecture is null ? null : new ArchitectureDto { Format = architecture.Format, Settings = new(architecture.Settings) },
-                },
-                InputSpec = SpecDto.From(model.InputSpec),
-                Head = new HeadDto { HiddenUnits = [.. model.HeadOptions.HiddenUnits], Dropout = model.HeadOptions.Dropout, Activation = model.HeadOptions.Activation },
-                History = [.. model.History.Epochs],
-                Sha256 = hashes,
-            };
-
-            using (var file = new FileStream(temp, FileMode.CreateNew, FileAccess.Write))
-            using (var zip = new ZipArchive(file, ZipArchiveMode.Create))
-            {
-                Write(zip, ManifestEntry, JsonSerializer.SerializeToUtf8Bytes(manifest, Json), CompressionLevel.Optimal);
-                Write(zip, BackboneEntry, backbone, CompressionLevel.NoCompression);
-                Write(zip, HeadEntry, head, CompressionLevel.NoCompression);
-                foreach (var (entry, bytes) in architectureFiles)
-                {
-                    Write(zip, entry, bytes, CompressionLevel.Optimal);
-                }
-            }
-
-            File.Move(temp, full, overwrite: true);
-        }
-        finally
-        {
-            if (File.Exists(temp))
-            {
-                File.Delete(temp);
-            }
-        }
+        });
     }
 
     public static TrainedModel Load(string path, ModelLoadOptions options)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(path);
+        TorchNativeLoader.EnsureLoaded();
         if (!File.Exists(path))
         {
             throw new FileNotFoundException($"Model file '{path}' does not exist.", path);
@@ -153,6 +152,14 @@ internal static class ModelFile
         {
             using var zip = ZipFile.OpenRead(path);
             var manifestBytes = Read(zip, ManifestEntry, path);
+            var manifestHash = zip.GetEntry(ManifestHashEntry) is null ? null : Encoding.ASCII.GetString(Read(zip, ManifestHashEntry, path)).Trim();
+            if (manifestHash is not null && !string.Equals(manifestHash, Hash(manifestBytes), StringComparison.OrdinalIgnoreCase))
+            {
+                throw new ModelFileException(
+                    $"'{path}' has been modified or damaged: its manifest (class names, input spec, head) does not match the SHA-256 in '{ManifestHashEntry}'. " +
+                    "Use an unmodified copy, or save the model again from the program that trained it.");
+            }
+
             manifest = JsonSerializer.Deserialize<Manifest>(manifestBytes, Json)
                 ?? throw new ModelFileException($"'{path}' is not a TransferLearning model file: its manifest is empty.");
             if (manifest.Format != Format)
@@ -163,6 +170,12 @@ internal static class ModelFile
             if (manifest.Version > Version)
             {
                 throw new ModelFileException($"'{path}' was written by a newer TransferLearning (model file version {manifest.Version}); update the library to read it.");
+            }
+
+            if (manifest.Version >= HashedManifestVersion && manifestHash is null)
+            {
+                throw new ModelFileException(
+                    $"'{path}' has been modified or damaged: it is a version {manifest.Version} model file but has no '{ManifestHashEntry}' to check its manifest against.");
             }
 
             backboneWeights = Read(zip, BackboneEntry, path);
@@ -273,6 +286,12 @@ internal static class ModelFile
         {
             return ModelHub.LoadBackbone(info.Source!);
         }
+        catch (Exception e) when (manifest.Version >= 3 && e is FileNotFoundException or DirectoryNotFoundException or HttpRequestException or InvalidDataException or IOException or NotSupportedException)
+        {
+            throw new ModelFileException(
+                $"'{path}' holds a backbone that cannot record its own architecture (a custom module), so it is rebuilt from where it came from " +
+                $"('{info.Source}'), and that source cannot be loaded here: {e.Message}", e);
+        }
         catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException or HttpRequestException or InvalidDataException or IOException or NotSupportedException)
         {
             throw new ModelFileException(
@@ -346,9 +365,6 @@ internal static class ModelFile
 
         /// <summary>The backbone's own input spec (version 3).</summary>
         public SpecDto? InputSpec { get; set; }
-
-        /// <summary>Whether the backbone accepts only its own input size (version 3).</summary>
-        public bool FixedInputSize { get; set; }
 
         /// <summary>How to rebuild the network (version 3); its files are the <c>architecture/</c> entries.</summary>
         public ArchitectureDto? Architecture { get; set; }

@@ -12,8 +12,10 @@ namespace TransferLearning.Native;
 /// The only symbol behind the newer versions is an unused marker, so when the library fails to load for that reason,
 /// a copy of it is written to a cache folder with those version needs marked weak, and that copy is loaded first;
 /// TorchSharp then finds it already loaded under its own name. Files in the NuGet cache or the application folder are
-/// never modified. Every entry point of this library calls <see cref="EnsureLoaded"/>; call it yourself before using
-/// <c>TorchSharp.torch</c> directly. Set <c>TRANSFERLEARNING_NATIVE_PATCH=0</c> to turn the workaround off.
+/// never modified. It runs when the library is first used; the entry points that load networks (<c>ModelHub</c>,
+/// <c>TransferLearner.From</c>, <c>TrainedModel.Load</c>, <c>TfjsModel</c>) call <see cref="EnsureLoaded"/> and throw its
+/// <see cref="TorchNativeLoadException"/> as it is. Call it yourself before using <c>TorchSharp.torch</c> directly. Set
+/// <c>TRANSFERLEARNING_NATIVE_PATCH=0</c> to turn the workaround off.
 /// </remarks>
 public static class TorchNativeLoader
 {
@@ -34,7 +36,8 @@ public static class TorchNativeLoader
     public static string? Status { get; private set; }
 
     /// <summary>
-    /// Ensures TorchSharp's native library can be loaded in this process. Cheap after the first call; thread-safe.
+    /// Ensures TorchSharp's native library can be loaded in this process. Cheap after the first success; thread-safe; a
+    /// failure is tried again on the next call (e.g. after <see cref="CacheVariable"/> was set).
     /// </summary>
     /// <exception cref="TorchNativeLoadException">The library was found but cannot be loaded even after the workaround.</exception>
     public static void EnsureLoaded()
@@ -58,9 +61,16 @@ public static class TorchNativeLoader
 
     private static string Load()
     {
-        var isa = LimitOneDnnIsa();
-        var loaded = LoadLibraries();
-        return isa is null ? loaded : $"{loaded}; {isa}";
+        try
+        {
+            var isa = LimitOneDnnIsa();
+            var loaded = LoadLibraries();
+            return isa is null ? loaded : $"{loaded}; {isa}";
+        }
+        catch (Exception e) when (e is not TorchNativeLoadException and (IOException or UnauthorizedAccessException or DllNotFoundException or BadImageFormatException or InvalidDataException))
+        {
+            throw new TorchNativeLoadException($"TorchSharp's native library could not be prepared for loading: {e.Message}", e);
+        }
     }
 
     /// <summary>
@@ -130,7 +140,14 @@ public static class TorchNativeLoader
         var original = FindLibrary(LibraryFile);
         if (original is null)
         {
-            return $"{LibraryFile} not found next to the application or in the NuGet cache; TorchSharp loads it itself";
+            if (NativeLibrary.TryLoad(LibraryFile, out _))
+            {
+                return $"{LibraryFile} found on the library search path";
+            }
+
+            throw new TorchNativeLoadException(
+                $"TorchSharp's native library ({LibraryFile}) is neither next to the application nor in the NuGet cache: the application " +
+                "references no LibTorch runtime. Add the package libtorch-cpu-linux-x64 2.10.0 (or TorchSharp-cpu, or a CUDA runtime) to the application.");
         }
 
         string error;
@@ -185,7 +202,11 @@ public static class TorchNativeLoader
     }
 
     /// <summary>Writes (once) a copy of <paramref name="original"/> whose too-new libstdc++ version needs are weak.</summary>
-    internal static string WritePatchedCopy(string original, string reason)
+    /// <param name="original">TorchSharp's native library.</param>
+    /// <param name="reason">Why it did not load as it is.</param>
+    /// <param name="cacheRoot">Folder for patched copies; null for <see cref="CacheVariable"/> or the user cache folder.</param>
+    /// <exception cref="TorchNativeLoadException">The copy cannot be written; the message names <see cref="CacheVariable"/>.</exception>
+    internal static string WritePatchedCopy(string original, string reason, string? cacheRoot = null)
     {
         var image = File.ReadAllBytes(original);
         var hash = Convert.ToHexStringLower(SHA256.HashData(image))[..16];
@@ -197,19 +218,40 @@ public static class TorchNativeLoader
                 "newer than GCC 12 to relax. Install a newer libstdc++6.");
         }
 
-        var folder = Path.Combine(CacheRoot(), hash);
-        Directory.CreateDirectory(folder);
+        var folder = Path.Combine(cacheRoot ?? CacheRoot(), hash);
         var target = Path.Combine(folder, Path.GetFileName(original));
-        if (File.Exists(target) && new FileInfo(target).Length == image.Length && File.ReadAllBytes(target).AsSpan().SequenceEqual(image))
+        try
         {
+            if (File.Exists(target) && new FileInfo(target).Length == image.Length && File.ReadAllBytes(target).AsSpan().SequenceEqual(image))
+            {
+                return target;
+            }
+
+            // Write beside the target and rename: a crash never leaves a half-written library under the final name.
+            Directory.CreateDirectory(folder);
+            var temp = Path.Combine(folder, $".{Path.GetFileName(original)}.{Environment.ProcessId}.{Guid.NewGuid():N}.tmp");
+            try
+            {
+                File.WriteAllBytes(temp, image);
+                File.Move(temp, target, overwrite: true);
+            }
+            finally
+            {
+                if (File.Exists(temp))
+                {
+                    File.Delete(temp);
+                }
+            }
+
             return target;
         }
-
-        // Write beside the target and rename: a crash never leaves a half-written library under the final name.
-        var temp = Path.Combine(folder, $".{Path.GetFileName(original)}.{Environment.ProcessId}.{Guid.NewGuid():N}.tmp");
-        File.WriteAllBytes(temp, image);
-        File.Move(temp, target, overwrite: true);
-        return target;
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or NotSupportedException or System.Security.SecurityException)
+        {
+            throw new TorchNativeLoadException(
+                $"TorchSharp's native library needs a newer libstdc++ (GCC 13) than this system has, so TransferLearning loads a " +
+                $"copy of it with those needs relaxed, but the copy could not be written to '{folder}': {e.Message} " +
+                $"Set {CacheVariable} to a writable folder (it defaults to ~/.cache/transferlearning/native), or install libstdc++6 from GCC 13 or later.", e);
+        }
     }
 
     private static string CacheRoot()

@@ -1,3 +1,4 @@
+using TransferLearning.Datasets;
 using TransferLearning.Datasets.Pipeline;
 using static TorchSharp.torch;
 
@@ -11,6 +12,9 @@ internal interface IBatchSource
 {
     int Count { get; }
 
+    /// <summary>Images left out as unreadable so far.</summary>
+    IReadOnlyList<SkippedImage> Skipped { get; }
+
     IEnumerable<LabeledBatch> Batches(int epoch, CancellationToken cancellationToken);
 }
 
@@ -18,6 +22,8 @@ internal interface IBatchSource
 internal sealed class ImageBatchSource(ImageLoader loader, int count) : IBatchSource
 {
     public int Count { get; } = count;
+
+    public IReadOnlyList<SkippedImage> Skipped => loader.Skipped;
 
     public IEnumerable<LabeledBatch> Batches(int epoch, CancellationToken cancellationToken)
     {
@@ -51,6 +57,8 @@ internal sealed class TensorBatchSource : IBatchSource, IDisposable
     }
 
     public int Count => (int)_inputs.shape[0];
+
+    public IReadOnlyList<SkippedImage> Skipped => [];
 
     public IEnumerable<LabeledBatch> Batches(int epoch, CancellationToken cancellationToken)
     {
@@ -92,6 +100,8 @@ internal sealed class CachedViewsSource(IReadOnlyList<TensorBatchSource> views) 
     public int Count => views[0].Count;
 
     public int ViewCount => views.Count;
+
+    public IReadOnlyList<SkippedImage> Skipped => [];
 
     public IEnumerable<LabeledBatch> Batches(int epoch, CancellationToken cancellationToken) =>
         views[((epoch % views.Count) + views.Count) % views.Count].Batches(epoch, cancellationToken);

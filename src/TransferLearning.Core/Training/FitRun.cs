@@ -40,17 +40,25 @@ internal static class FitRun
             using var classWeights = plan.ClassWeights is { } w ? tensor(w).to(plan.Device) : null;
             var trainer = new Trainer(backbone, model.Head, plan.Device, options, classWeights, plan.Spec);
 
-            var loaderOptions = new ImageLoaderOptions { BatchSize = options.BatchSize, Shuffle = true, Seed = options.Seed, DegreeOfParallelism = options.DegreeOfParallelism };
+            var loaderOptions = new ImageLoaderOptions
+            {
+                BatchSize = options.BatchSize,
+                Shuffle = true,
+                Seed = options.Seed,
+                DegreeOfParallelism = options.DegreeOfParallelism,
+                BadImages = options.BadImages,
+            };
             using var trainLoader = new ImageLoader(plan.Train, plan.Spec, loaderOptions);
             using var validationLoader = plan.Validation is { } validation
-                ? new ImageLoader(validation, plan.Spec, new ImageLoaderOptions { BatchSize = options.BatchSize, DegreeOfParallelism = options.DegreeOfParallelism })
+                ? new ImageLoader(validation, plan.Spec, new ImageLoaderOptions { BatchSize = options.BatchSize, DegreeOfParallelism = options.DegreeOfParallelism, BadImages = options.BadImages })
                 : null;
             IBatchSource trainImages = new ImageBatchSource(trainLoader, plan.Train.Count);
             IBatchSource? validationImages = validationLoader is null ? null : new ImageBatchSource(validationLoader, plan.Validation!.Count);
 
+            IReadOnlyList<SkippedImage> calibrationSkipped = [];
             if (options.Int8Backbone && !backbone.IsInt8)
             {
-                Quantize(plan, cancellationToken);
+                calibrationSkipped = Quantize(plan, cancellationToken);
             }
 
             if (options.Bf16Backbone && !backbone.IsBf16)
@@ -71,12 +79,22 @@ internal static class FitRun
                     ? FeaturizeViews(trainer, trainImages, augmentation, options.Seed, progress, cancellationToken)
                     : (IBatchSource)trainer.Featurize(trainImages, shuffle: true, progress, cancellationToken);
                 using var ownedFeatures = (IDisposable)trainFeatures;
+                if (trainFeatures.Count == 0)
+                {
+                    throw Trainer.NoTrainingImages(plan.Train.Count, trainLoader.Skipped);
+                }
+
                 using var validationFeatures = validationImages is null ? null : trainer.Featurize(validationImages, shuffle: false, progress, cancellationToken);
                 pass = trainer.Fit(trainFeatures, validationFeatures, inputsAreFeatures: true, plan.Epochs, model.History, progress, cancellationToken);
             }
 
             var evaluation = pass is null || validationLoader is null ? null : Evaluation.FromConfusion(model.Classes, pass.Confusion, pass.LossSum, validationLoader.Skipped);
-            return new FitResult(model, model.History) { ValidationEvaluation = evaluation };
+            return new FitResult(model, model.History)
+            {
+                ValidationEvaluation = evaluation,
+                SkippedImages = [.. trainLoader.Skipped.Concat(validationLoader?.Skipped ?? []).Concat(calibrationSkipped)
+                    .DistinctBy(s => s.Path, StringComparer.Ordinal).OrderBy(s => s.Path, StringComparer.Ordinal)],
+            };
         }
         catch
         {
@@ -114,13 +132,15 @@ internal static class FitRun
     /// Calibrates int8 on training images spread evenly over the data set's order (which is sorted by class, so every
     /// class contributes) and switches the backbone to it.
     /// </summary>
-    private static void Quantize(FitPlan plan, CancellationToken cancellationToken)
+    /// <returns>The calibration images that were skipped as unreadable.</returns>
+    private static IReadOnlyList<SkippedImage> Quantize(FitPlan plan, CancellationToken cancellationToken)
     {
         var options = plan.Options;
         var count = Math.Min(options.Int8CalibrationImages, plan.Train.Count);
         var calibration = new ImageDataset(plan.Train.Classes, [.. CalibrationSamples(plan.Train.Samples, count)]);
-        using var loader = new ImageLoader(calibration, plan.Spec, new ImageLoaderOptions { BatchSize = options.BatchSize, DegreeOfParallelism = options.DegreeOfParallelism });
+        using var loader = new ImageLoader(calibration, plan.Spec, new ImageLoaderOptions { BatchSize = options.BatchSize, DegreeOfParallelism = options.DegreeOfParallelism, BadImages = options.BadImages });
         plan.Backbone.QuantizeInt8(Images(loader, cancellationToken));
+        return loader.Skipped;
 
         static IEnumerable<Tensor> Images(ImageLoader loader, CancellationToken cancellationToken)
         {

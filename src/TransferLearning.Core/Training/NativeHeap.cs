@@ -19,10 +19,13 @@ internal static class NativeHeap
     private static long _lastTrim;
     private static int _unavailable = OperatingSystem.IsLinux() ? 0 : 1;
 
+    /// <summary>Whether <see cref="TrimThrottled"/> trims (benchmarks switch it off to measure what trimming costs).</summary>
+    internal static bool Enabled { get; set; } = true;
+
     /// <summary>Trims the native heap unless that was done less than a second ago (cheap to call after every batch).</summary>
     public static void TrimThrottled()
     {
-        if (Volatile.Read(ref _unavailable) != 0)
+        if (!Enabled || Volatile.Read(ref _unavailable) != 0)
         {
             return;
         }

@@ -47,6 +47,7 @@ internal sealed class Trainer
         var groups = ParameterGroups(inputsAreFeatures);
         using var optimizer = CreateOptimizer(groups);
         var rateFactors = groups.Select(g => g.RateFactor).ToArray();
+        var trainable = groups.SelectMany(g => g.Parameters).ToList();
         using var augmentationRandom = new Generator(TensorBatchSource.SeedFor(_options.Seed, -1), CPU);
 
         var stopping = _options.EarlyStopping;
@@ -66,7 +67,7 @@ internal sealed class Trainer
                 var rate = _options.Schedule.RateAt(_options.LearningRate, e, epochs);
                 var clock = Stopwatch.StartNew();
                 var schedule = new StepRates(optimizer, rateFactors, _options, e, epochs);
-                var (loss, accuracy) = TrainEpoch(train, inputsAreFeatures, optimizer, schedule, augmentationRandom, firstEpoch + e, epochNumber, progress, cancellationToken);
+                var (loss, accuracy) = TrainEpoch(train, inputsAreFeatures, optimizer, trainable, schedule, augmentationRandom, firstEpoch + e, epochNumber, progress, cancellationToken);
                 lastPass = validation is { Count: > 0 }
                     ? MeasurePass(validation, inputsAreFeatures, epochNumber, progress, cancellationToken)
                     : null;
@@ -119,6 +120,7 @@ internal sealed class Trainer
         IBatchSource source,
         bool inputsAreFeatures,
         optim.Optimizer optimizer,
+        IReadOnlyList<Parameter> trainable,
         StepRates rates,
         Generator augmentationRandom,
         int epochIndex,
@@ -162,7 +164,11 @@ internal sealed class Trainer
 
             var logits = _head.forward(features);
             var loss = Loss(logits, labels);
-            optimizer.zero_grad();
+            foreach (var p in trainable)
+            {
+                p.grad = null; // as PyTorch's zero_grad(set_to_none=True): backward writes fresh gradients, no zeroing and adding
+            }
+
             loss.backward();
             optimizer.step();
 
@@ -173,7 +179,20 @@ internal sealed class Trainer
             progress?.Report(new TrainingProgress(TrainingPhase.Training, epochNumber, seen, source.Count));
         }
 
-        return seen == 0 ? (double.NaN, double.NaN) : (lossSum / seen, (double)correct / seen);
+        if (seen == 0)
+        {
+            throw NoTrainingImages(source.Count, source.Skipped);
+        }
+
+        return (lossSum / seen, (double)correct / seen);
+    }
+
+    /// <summary>The error of a fit whose every training image was skipped as unreadable.</summary>
+    public static InvalidDataException NoTrainingImages(int count, IReadOnlyList<SkippedImage> skipped)
+    {
+        var example = skipped.Count > 0 ? $" (e.g. '{skipped[0].Path}': {skipped[0].Reason})" : string.Empty;
+        return new InvalidDataException(
+            $"No training image could be used: all {count} were skipped as unreadable{example}. Check the image files (see TransferLearner.WithBadImages).");
     }
 
     /// <summary>Loss, accuracy and confusion matrix of the current weights on a source, in inference mode.</summary>
@@ -281,6 +300,10 @@ internal sealed class Trainer
     internal Tensor Loss(Tensor logits, Tensor labels) =>
         nn.functional.cross_entropy(logits, labels, _classWeights, label_smoothing: _options.LabelSmoothing);
 
+    /// <summary>
+    /// The optimizer over <paramref name="groups"/> (from <see cref="ParameterGroups"/>: the head and the backbone's
+    /// trainable parameters only, so frozen blocks get neither gradients nor optimizer state), each group at its rate.
+    /// </summary>
     internal optim.Optimizer CreateOptimizer(List<(List<Parameter> Parameters, double RateFactor)> groups)
     {
         var o = _options;

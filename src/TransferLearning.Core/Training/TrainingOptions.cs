@@ -5,7 +5,7 @@ namespace TransferLearning.Training;
 /// <summary>The optimizer that updates the trainable weights.</summary>
 public enum OptimizerKind
 {
-    /// <summary>Adam (what the tutorial trains with).</summary>
+    /// <summary>Adam (the default).</summary>
     Adam,
 
     /// <summary>Stochastic gradient descent with momentum.</summary>
@@ -321,7 +321,7 @@ public sealed record EarlyStopping
 
 /// <summary>
 /// Everything about how a fit trains, as recorded by <see cref="TransferLearner"/>'s methods (each setting has one).
-/// Setters validate; defaults are the named constants below (Adam at 1e-3 with batches of 32, as the tutorial trains).
+/// Setters validate; defaults are the named constants below (Adam at 1e-3 with batches of 32).
 /// </summary>
 internal sealed class TrainingOptions
 {
@@ -351,6 +351,7 @@ internal sealed class TrainingOptions
     private int _degreeOfParallelism = Environment.ProcessorCount;
     private double _labelSmoothing;
     private double _lowestBlockRateFactor = 1;
+    private BadImagePolicy _badImages = BadImagePolicy.Skip;
 
     /// <summary>Images per batch (&gt; 0). Default 32.</summary>
     public int BatchSize
@@ -518,6 +519,28 @@ internal sealed class TrainingOptions
         {
             ArgumentException.ThrowIfNullOrWhiteSpace(value);
             _device = value;
+        }
+    }
+
+    /// <summary>
+    /// What a fit does with a training, validation or int8-calibration image that cannot be read or decoded (truncated,
+    /// corrupt, not an image, above the pixel limit). Default <see cref="BadImagePolicy.Skip"/>: the image is left out
+    /// and listed in <see cref="FitResult.SkippedImages"/>, because such a file is only found while the backbone runs
+    /// over the images, possibly minutes into a fit, and one bad photo among thousands should not cost the run; a fit
+    /// whose every training image is unreadable still fails. <c>TrainedModel.Evaluate</c> fails by default instead
+    /// (<see cref="Models.EvaluateOptions.BadImages"/>): a metric must say which images it covers.
+    /// </summary>
+    public BadImagePolicy BadImages
+    {
+        get => _badImages;
+        set
+        {
+            if (!Enum.IsDefined(value))
+            {
+                throw new ArgumentOutOfRangeException(nameof(value), value, "Unknown bad-image policy.");
+            }
+
+            _badImages = value;
         }
     }
 

@@ -31,6 +31,12 @@ public sealed class ImageDecodeOptions
     /// </summary>
     public bool AllowTruncatedJpeg { get; set; }
 
+    /// <summary>
+    /// Whether a PNG whose compressed pixel data holds fewer rows than its header declares is accepted (the missing rows
+    /// decode as black). Default false: such a file is refused as truncated, as PIL does.
+    /// </summary>
+    public bool AllowTruncatedPng { get; set; }
+
     /// <summary>Resize mode to use instead of the spec's <see cref="InputSpec.ResizeMode"/>; null (default) keeps the spec's.</summary>
     public ResizeMode? ResizeMode
     {

@@ -1,4 +1,5 @@
 using System.Buffers;
+using System.Buffers.Binary;
 using SixLabors.ImageSharp;
 using SixLabors.ImageSharp.Formats;
 using SixLabors.ImageSharp.Formats.Bmp;
@@ -203,6 +204,12 @@ internal static class ImageDecoding
                 $"the {format.Name} header declares {info.Width}x{info.Height} = {pixels:N0} pixels, above the limit of {options.MaxPixels:N0} (ImageDecodeOptions.MaxPixels)", null);
         }
 
+        // ImageSharp decodes rows the compressed data does not hold as black, without an error.
+        if (format is PngFormat && !options.AllowTruncatedPng && MissingPngData(data, length) is { } missing)
+        {
+            throw new InvalidImageException(source, missing, null);
+        }
+
         Image<Rgb24> image;
         try
         {
@@ -294,6 +301,167 @@ internal static class ImageDecoding
         }
 
         return false;
+    }
+
+    /// <summary>
+    /// Checks that a PNG's compressed pixel data (its IDAT chunks, inflated) holds every row its header declares, for
+    /// every colour type, bit depth and Adam7 interlacing. Returns why it does not (cut inside or before the data, or
+    /// data that ends early), or null when it is complete or when the structure is for the decoder to judge (no IHDR).
+    /// Only counts inflated bytes, in a pooled buffer: no pixel memory.
+    /// </summary>
+    internal static string? MissingPngData(byte[] data, int length)
+    {
+        const uint Ihdr = 0x49484452, Idat = 0x49444154, Iend = 0x49454E44;
+        var segments = new List<(int Offset, int Count)>();
+        int width = 0, height = 0, bitDepth = 0, colourType = 0, interlace = 0;
+        var cut = false;
+        var pos = 8; // after the signature
+        while (pos + 8 <= length)
+        {
+            var chunkLength = BinaryPrimitives.ReadUInt32BigEndian(data.AsSpan(pos));
+            var type = BinaryPrimitives.ReadUInt32BigEndian(data.AsSpan(pos + 4));
+            var start = pos + 8;
+            var available = length - start;
+            if (chunkLength > (uint)available)
+            {
+                if (type == Idat)
+                {
+                    segments.Add((start, available));
+                }
+
+                cut = true;
+                break;
+            }
+
+            if (type == Ihdr && chunkLength >= 13)
+            {
+                width = (int)Math.Min(int.MaxValue, BinaryPrimitives.ReadUInt32BigEndian(data.AsSpan(start)));
+                height = (int)Math.Min(int.MaxValue, BinaryPrimitives.ReadUInt32BigEndian(data.AsSpan(start + 4)));
+                bitDepth = data[start + 8];
+                colourType = data[start + 9];
+                interlace = data[start + 12];
+            }
+            else if (type == Idat)
+            {
+                segments.Add((start, (int)chunkLength));
+            }
+            else if (type == Iend)
+            {
+                break;
+            }
+
+            pos = start + (int)chunkLength + 4; // + CRC
+        }
+
+        var channels = colourType switch { 0 => 1, 2 => 3, 3 => 1, 4 => 2, 6 => 4, _ => 0 };
+        if (width <= 0 || height <= 0 || channels == 0 || bitDepth is not (1 or 2 or 4 or 8 or 16))
+        {
+            return null; // no usable IHDR: the decoder reports it
+        }
+
+        var expected = PngRawSize(width, height, channels * bitDepth, interlace == 1);
+        if (segments.Count == 0)
+        {
+            return cut ? "the PNG data is truncated (the file ends before its pixel data)" : "the PNG has no pixel data (no IDAT chunk)";
+        }
+
+        long inflated = 0;
+        var buffer = ArrayPool<byte>.Shared.Rent(1 << 16);
+        try
+        {
+            using var zlib = new System.IO.Compression.ZLibStream(new SegmentStream(data, segments), System.IO.Compression.CompressionMode.Decompress);
+            int n;
+            while (inflated < expected && (n = zlib.Read(buffer, 0, (int)Math.Min(buffer.Length, expected - inflated))) > 0)
+            {
+                inflated += n;
+            }
+        }
+        catch (InvalidDataException)
+        {
+            // Corrupt compressed data: what was inflated so far is what the image holds.
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(buffer);
+        }
+
+        return inflated >= expected
+            ? null
+            : $"the PNG data is truncated (its compressed pixel data holds {inflated:N0} of the {expected:N0} bytes that {width}x{height} pixels need)";
+    }
+
+    /// <summary>Bytes of filtered scanlines (a filter byte per row) that a PNG of this size needs, Adam7 passes included.</summary>
+    private static long PngRawSize(int width, int height, int bitsPerPixel, bool adam7)
+    {
+        static long Rows(long w, long h, int bits) => w == 0 || h == 0 ? 0 : h * (1 + (((w * bits) + 7) / 8));
+        if (!adam7)
+        {
+            return Rows(width, height, bitsPerPixel);
+        }
+
+        ReadOnlySpan<(int X, int Y, int Dx, int Dy)> passes = [(0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2), (0, 1, 1, 2)];
+        long total = 0;
+        foreach (var (x, y, dx, dy) in passes)
+        {
+            var w = width > x ? ((long)width - x + dx - 1) / dx : 0;
+            var h = height > y ? ((long)height - y + dy - 1) / dy : 0;
+            total += Rows(w, h, bitsPerPixel);
+        }
+
+        return total;
+    }
+
+    /// <summary>A read-only stream over pieces of one array (the IDAT chunk payloads, in order).</summary>
+    private sealed class SegmentStream(byte[] data, List<(int Offset, int Count)> segments) : Stream
+    {
+        private int _segment;
+        private int _within;
+
+        public override bool CanRead => true;
+
+        public override bool CanSeek => false;
+
+        public override bool CanWrite => false;
+
+        public override long Length => throw new NotSupportedException();
+
+        public override long Position
+        {
+            get => throw new NotSupportedException();
+            set => throw new NotSupportedException();
+        }
+
+        public override int Read(byte[] buffer, int offset, int count) => Read(buffer.AsSpan(offset, count));
+
+        public override int Read(Span<byte> buffer)
+        {
+            while (_segment < segments.Count && _within == segments[_segment].Count)
+            {
+                _segment++;
+                _within = 0;
+            }
+
+            if (_segment == segments.Count || buffer.IsEmpty)
+            {
+                return 0;
+            }
+
+            var (offset, count) = segments[_segment];
+            var n = Math.Min(buffer.Length, count - _within);
+            data.AsSpan(offset + _within, n).CopyTo(buffer);
+            _within += n;
+            return n;
+        }
+
+        public override void Flush()
+        {
+        }
+
+        public override long Seek(long offset, SeekOrigin origin) => throw new NotSupportedException();
+
+        public override void SetLength(long value) => throw new NotSupportedException();
+
+        public override void Write(byte[] buffer, int offset, int count) => throw new NotSupportedException();
     }
 
     private static bool IsDecodeFailure(Exception ex) =>

@@ -30,6 +30,16 @@ public sealed class ImageLoader : IDisposable
         Data = data;
         Spec = spec;
         _options = (options ?? new ImageLoaderOptions()).Clone();
+        var batchValues = (long)_options.BatchSize * 3 * spec.Width * spec.Height;
+        if (batchValues > Array.MaxLength)
+        {
+            throw new ArgumentOutOfRangeException(
+                "options.BatchSize",
+                _options.BatchSize,
+                $"A batch of {_options.BatchSize:N0} images of 3 × {spec.Height} × {spec.Width} values needs {batchValues:N0} floats, more than one " +
+                $"array can hold ({Array.MaxLength:N0}); use a smaller batch size (at most {Array.MaxLength / (3L * spec.Width * spec.Height):N0}).");
+        }
+
         var decode = _options.Decode?.Clone() ?? new ImageDecodeOptions();
         if (decode.Configuration is null && _options.DegreeOfParallelism > 1)
         {
@@ -275,7 +285,8 @@ public sealed class ImageLoader : IDisposable
                 Slots[b] = new Slot(b * bs, Math.Min(bs, total - (b * bs)), _chw);
             }
 
-            _window = new SemaphoreSlim(owner._options.PrefetchBatches * bs);
+            // Images decoded ahead of the consumer; no more than the pass has (and no int overflow for huge batch sizes).
+            _window = new SemaphoreSlim((int)Math.Clamp((long)owner._options.PrefetchBatches * bs, 1, Math.Max(1, total)));
             _cts = CancellationTokenSource.CreateLinkedTokenSource(ct);
             var n = Math.Min(owner._options.DegreeOfParallelism, Math.Max(1, total));
             _workers = new Task[n];

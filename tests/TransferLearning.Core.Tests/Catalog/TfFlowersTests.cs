@@ -58,8 +58,7 @@ public sealed class TfFlowersTests : IDisposable
         CacheDirectory = _dir.Combine("cache"),
         Url = url,
         Sha256 = sha,
-        RetryDelay = TimeSpan.Zero,
-        MaxRetries = 2,
+        Download = new DownloadOptions { RetryDelay = TimeSpan.Zero, MaxRetries = 2 },
     };
 
     [Fact]
@@ -186,7 +185,7 @@ public sealed class TfFlowersTests : IDisposable
             await LoopbackServer.ServeAsync(ctx, archive);
         });
         var options = Options(server.UrlOf("flower_photos.tgz"), Sha(archive));
-        options.StallTimeout = TimeSpan.FromMilliseconds(300);
+        options.Download.StallTimeout = TimeSpan.FromMilliseconds(300);
         var folder = await TfFlowers.LoadAsync(options);
         Assert.Equal(4, folder.Count);
         Assert.Matches(@"^bytes=\d+-$", server.RangeHeaders[1]);

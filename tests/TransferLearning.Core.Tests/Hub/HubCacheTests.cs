@@ -22,7 +22,7 @@ public sealed class HubCacheTests : IDisposable
         return bytes;
     }
 
-    private HubCache Cache() => new(_dir.FullName, retryDelay: TimeSpan.FromMilliseconds(10));
+    private HubCache Cache() => new(_dir.FullName, new DownloadOptions { RetryDelay = TimeSpan.FromMilliseconds(10) });
 
     /// <summary>Puts a file where the cache keeps <paramref name="url"/>, without a sidecar.</summary>
     private string PlaceEntry(Uri url, byte[] content)
@@ -113,7 +113,7 @@ public sealed class HubCacheTests : IDisposable
         var body = Content(60_000, 9);
         var url = _server.Add("h.onnx", body);
         _server.StallNext = 1;
-        var cache = new HubCache(_dir.FullName, retryDelay: TimeSpan.Zero) { StallTimeout = TimeSpan.FromMilliseconds(300) };
+        var cache = new HubCache(_dir.FullName, new DownloadOptions { RetryDelay = TimeSpan.Zero, StallTimeout = TimeSpan.FromMilliseconds(300) });
         var path = await cache.GetAsync(url, null, null, default);
         Assert.Equal(body, File.ReadAllBytes(path));
         Assert.Equal(2, _server.Requests);
@@ -222,6 +222,100 @@ public sealed class HubCacheTests : IDisposable
         }
     }
 
+    private static byte[] TinyClassifierOnnx()
+    {
+        var b = new Onnx.OnnxModelBuilder(13, [1, 3, 8, 8]);
+        var conv = b.Node("Conv", ["x", b.Weight(4, 3, 3, 3)]);
+        var flat = b.Node("Flatten", [b.Node("GlobalAveragePool", [conv])]);
+        b.Output(b.Node("Softmax", [b.Node("Gemm", [flat, b.Weight(5, 4)], Onnx.OnnxModelBuilder.I("transB", 1))]));
+        return b.Bytes();
+    }
+
+    private const string CaptivePortal = "<!DOCTYPE html>\n<html><head><title>Sign in to Wi-Fi</title></head><body>Accept the terms</body></html>\n";
+
+    [Fact]
+    public async Task LoadBackboneAsync_UrlServesHtmlPage_NothingCachedAndFetchedAgainOnceFixed()
+    {
+        var url = _server.Add("tiny/classifier.onnx", System.Text.Encoding.UTF8.GetBytes(CaptivePortal));
+        var options = new BackboneLoadOptions { CacheDirectory = _dir.FullName };
+
+        var ex = await Assert.ThrowsAsync<InvalidDataException>(() => ModelHub.LoadBackboneAsync(url.AbsoluteUri, options));
+
+        Assert.Equal(
+            $"The file downloaded from '{url}' is an HTML page, not a model file (a captive portal, a login page or an error page served as if it were the file?). " +
+            "It was not cached; it will be fetched again next time.",
+            ex.Message);
+        var entry = Cache().EntryPath(url);
+        Assert.False(File.Exists(entry));
+        Assert.False(File.Exists(FileDownloader.SidecarPath(entry)));
+        Assert.False(File.Exists(FileDownloader.PartPath(entry)));
+
+        _server.Add("tiny/classifier.onnx", TinyClassifierOnnx());
+        using var backbone = await ModelHub.LoadBackboneAsync(url.AbsoluteUri, options);
+        Assert.Equal(4, backbone.FeatureSize);
+        Assert.Equal(2, _server.Requests);
+    }
+
+    [Fact]
+    public async Task LoadBackboneAsync_CachedHtmlPageFromBefore_RefetchedInsteadOfUsed()
+    {
+        // A cache filled before downloads were checked: the page and a matching .sha256 record.
+        var url = _server.Add("tiny/classifier.onnx", TinyClassifierOnnx());
+        var entry = PlaceEntry(url, System.Text.Encoding.UTF8.GetBytes(CaptivePortal));
+        File.WriteAllText(entry + ".sha256", $"{Convert.ToHexStringLower(SHA256.HashData(File.ReadAllBytes(entry)))} {new FileInfo(entry).Length}\n");
+
+        using var backbone = await ModelHub.LoadBackboneAsync(url.AbsoluteUri, new BackboneLoadOptions { CacheDirectory = _dir.FullName });
+
+        Assert.Equal(4, backbone.FeatureSize);
+        Assert.Equal(1, _server.Requests);
+    }
+
+    [Fact]
+    public async Task LoadBackboneAsync_DownloadIsNotOnnx_EvictedAndMessageSaysSo()
+    {
+        var garbage = new byte[2000];
+        new Random(3).NextBytes(garbage);
+        garbage[0] = 0x07; // field 0 with wire type 7: never a protobuf tag
+        var url = _server.Add("broken/net.onnx", garbage);
+
+        var ex = await Assert.ThrowsAsync<InvalidDataException>(
+            () => ModelHub.LoadBackboneAsync(url.AbsoluteUri, new BackboneLoadOptions { CacheDirectory = _dir.FullName }));
+
+        var entry = Cache().EntryPath(url);
+        Assert.Equal(
+            $"'{entry}' is not an ONNX model: its first bytes ({Convert.ToHexString(garbage.AsSpan(0, 4))}) cannot start an ONNX protobuf. " +
+            $"The file was downloaded from '{url.AbsoluteUri}'; it was removed from the cache and will be fetched again next time.",
+            ex.Message);
+        Assert.False(File.Exists(entry));
+        Assert.False(File.Exists(entry + ".sha256"));
+    }
+
+    [Theory]
+    [InlineData(new byte[0], "the file is empty (0 bytes)")]
+    [InlineData(new byte[] { 0x3C, 0x21, 0x64, 0x6F, 0x63 }, "its first bytes (3C21646F) cannot start an ONNX protobuf (it looks like an HTML or XML page)")]
+    [InlineData(new byte[] { 0x50, 0x4B, 0x03, 0x04, 0x00 }, "its first bytes (504B0304) cannot start an ONNX protobuf (it looks like a zip archive, e.g. a PyTorch .pth file)")]
+    [InlineData(new byte[] { 0x80, 0x02, 0x7D, 0x71 }, "its first bytes (80027D71) cannot start an ONNX protobuf (it looks like a Python pickle, e.g. a PyTorch .pth file)")]
+    public void LoadBackbone_OnnxFileThatIsNotOnnx_SaysWhatItIs(byte[] content, string problem)
+    {
+        var path = Path.Combine(_dir.FullName, "model.onnx");
+        File.WriteAllBytes(path, content);
+
+        var ex = Assert.Throws<InvalidDataException>(() => ModelHub.LoadBackbone(path));
+
+        Assert.Equal($"'{path}' is not an ONNX model: {problem}.", ex.Message);
+    }
+
+    [Fact]
+    public void LoadBackbone_OnnxWithoutGraph_SaysSo()
+    {
+        var path = Path.Combine(_dir.FullName, "model.onnx");
+        File.WriteAllBytes(path, [0x08, 0x07]); // ir_version 7 and nothing else
+
+        var ex = Assert.Throws<InvalidDataException>(() => ModelHub.LoadBackbone(path));
+
+        Assert.Equal($"'{path}' is not an ONNX model: it has no graph (no nodes or no outputs).", ex.Message);
+    }
+
     [Fact]
     public async Task LoadBackboneAsync_UnknownSource_SaysWhatIsAccepted()
     {
@@ -276,5 +370,22 @@ public sealed class ModelHubTfjsTests : IDisposable
         Assert.Equal(url.AbsoluteUri, viaUrl.Source);
         Assert.Equal(Features(local), Features(viaUrl));
         Assert.Single(Directory.GetFiles(_dir.FullName, "weights.bin", SearchOption.AllDirectories));
+    }
+
+    [Fact]
+    public async Task LoadBackboneAsync_ServerDown_SaysWhichBackboneCouldNotBeDownloadedAndWhatToDo()
+    {
+        var closed = new System.Net.Sockets.TcpListener(System.Net.IPAddress.Loopback, 0);
+        closed.Start();
+        var port = ((System.Net.IPEndPoint)closed.LocalEndpoint).Port;
+        closed.Stop(); // nothing listens there any more: connection refused
+        var url = $"http://127.0.0.1:{port}/backbone.onnx";
+        var options = new BackboneLoadOptions { CacheDirectory = _dir.FullName, Download = new DownloadOptions { MaxRetries = 1, RetryDelay = TimeSpan.Zero } };
+
+        var e = await Assert.ThrowsAsync<HttpRequestException>(() => ModelHub.LoadBackboneAsync(url, options));
+
+        Assert.StartsWith($"Could not download the backbone file '{url}' (tried 2 time(s)): ", e.Message, StringComparison.Ordinal);
+        Assert.EndsWith($". Check the URL and the network, or download the file yourself and pass its local path; downloads are cached in '{_dir.FullName}'.", e.Message, StringComparison.Ordinal);
+        Assert.IsType<HttpRequestException>(e.InnerException);
     }
 }

@@ -1,4 +1,3 @@
-using TransferLearning.Backbones;
 using TransferLearning.Datasets;
 using TransferLearning.Models;
 using TransferLearning.Training;
@@ -12,12 +11,7 @@ public sealed class FitValidationEvaluationTests : IClassFixture<GeneratedImages
 
     public FitValidationEvaluationTests(GeneratedImages images) => _data = ImageFolder.Load(images.Root).Split(0.7, seed: 42);
 
-    private static TransferLearner Tiny(out CountingModule counter)
-    {
-        var inner = TestBackbones.Tiny();
-        counter = new CountingModule(inner.Module);
-        return TransferLearner.From(new Backbone(TestBackbones.TinySource, counter, 8, inner.InputSpec)).WithLearningRate(0.05).WithBatchSize(4);
-    }
+    private static TransferLearner Tiny(out CountingModule counter) => TestBackbones.TinyLearner(out counter);
 
     private static void AssertSameEvaluation(Evaluation expected, Evaluation? actual)
     {

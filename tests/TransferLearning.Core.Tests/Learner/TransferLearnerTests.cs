@@ -25,10 +25,9 @@ public sealed class TransferLearnerTests : IClassFixture<GeneratedImages>, IDisp
 
     private static TransferLearner Tiny(Action<CountingModule>? onCount = null)
     {
-        var inner = TestBackbones.Tiny();
-        var counting = new CountingModule(inner.Module);
-        onCount?.Invoke(counting);
-        return TransferLearner.From(new Backbone(TestBackbones.TinySource, counting, 8, inner.InputSpec)).WithLearningRate(0.05).WithBatchSize(4);
+        var learner = TestBackbones.TinyLearner(out var counter);
+        onCount?.Invoke(counter);
+        return learner;
     }
 
     [Fact]
@@ -333,36 +332,5 @@ public sealed class TransferLearnerTests : IClassFixture<GeneratedImages>, IDisp
         Assert.Contains(TrainingPhase.Featurizing, phases);
         Assert.Contains(TrainingPhase.Training, phases);
         Assert.Equal(1, phases.Count(p => p == TrainingPhase.EpochEnd));
-    }
-}
-
-/// <summary>Wraps a module and counts the images it sees.</summary>
-internal sealed class CountingModule : nn.Module<Tensor, Tensor>
-{
-#pragma warning disable IDE1006 // TorchSharp names the submodule after this field.
-    private readonly nn.Module<Tensor, Tensor> inner;
-#pragma warning restore IDE1006
-
-    public CountingModule(nn.Module<Tensor, Tensor> inner)
-        : base("counting")
-    {
-        this.inner = inner;
-        RegisterComponents();
-    }
-
-    public long Images { get; private set; }
-
-    /// <summary>When set, forward throws once this many images have been seen.</summary>
-    public long? FailAfterImages { get; set; }
-
-    public override Tensor forward(Tensor input)
-    {
-        if (Images >= FailAfterImages)
-        {
-            throw new InvalidOperationException("test backbone failure");
-        }
-
-        Images += input.shape[0];
-        return inner.forward(input);
     }
 }

@@ -1,4 +1,6 @@
 using System.IO.Compression;
+using System.Security.Cryptography;
+using System.Text;
 using TransferLearning.Datasets;
 using TransferLearning.Heads;
 using TransferLearning.Models;
@@ -106,6 +108,152 @@ public sealed class ModelFileTests : IDisposable
 
         var e = Assert.Throws<ModelFileException>(() => TrainedModel.Load(path, TinyLoad));
         Assert.Equal($"'{path}' has been modified or damaged: the SHA-256 of 'head.bin' does not match its manifest.", e.Message);
+    }
+
+    /// <summary>Replaces the text of one zip entry (the manifest) and returns the old text.</summary>
+    private static string EditEntry(string path, string name, Func<string, string> edit)
+    {
+        using var zip = ZipFile.Open(path, ZipArchiveMode.Update);
+        var entry = zip.GetEntry(name)!;
+        string text;
+        using (var reader = new StreamReader(entry.Open()))
+        {
+            text = reader.ReadToEnd();
+        }
+
+        entry.Delete();
+        using var writer = new StreamWriter(zip.CreateEntry(name).Open());
+        writer.Write(edit(text));
+        return text;
+    }
+
+    [Fact]
+    public void Load_ClassNamesReversedInManifest_ThrowsModified()
+    {
+        using var model = NewModel();
+        var path = Path.Combine(_dir, "m.tlmodel");
+        model.Save(path);
+        EditEntry(path, "manifest.json", json => json.Replace("\"cat\"", "\"tmp\"").Replace("\"fox\"", "\"cat\"").Replace("\"tmp\"", "\"fox\""));
+
+        var e = Assert.Throws<ModelFileException>(() => TrainedModel.Load(path, TinyLoad));
+
+        Assert.Equal(
+            $"'{path}' has been modified or damaged: its manifest (class names, input spec, head) does not match the SHA-256 in 'manifest.sha256'. " +
+            "Use an unmodified copy, or save the model again from the program that trained it.",
+            e.Message);
+    }
+
+    [Fact]
+    public void Load_InputSpecEditedInManifest_ThrowsModified()
+    {
+        using var model = NewModel();
+        var path = Path.Combine(_dir, "m.tlmodel");
+        model.Save(path);
+        EditEntry(path, "manifest.json", json => json.Replace("\"resize_mode\": \"center_crop\"", "\"resize_mode\": \"stretch\""));
+
+        var e = Assert.Throws<ModelFileException>(() => TrainedModel.Load(path, TinyLoad));
+
+        Assert.StartsWith($"'{path}' has been modified or damaged: its manifest (class names, input spec, head) does not match", e.Message);
+    }
+
+    [Fact]
+    public void Load_ManifestHashRemoved_ThrowsModified()
+    {
+        using var model = NewModel();
+        var path = Path.Combine(_dir, "m.tlmodel");
+        model.Save(path);
+        using (var zip = ZipFile.Open(path, ZipArchiveMode.Update))
+        {
+            zip.GetEntry("manifest.sha256")!.Delete();
+        }
+
+        var e = Assert.Throws<ModelFileException>(() => TrainedModel.Load(path, TinyLoad));
+
+        Assert.Equal($"'{path}' has been modified or damaged: it is a version 3 model file but has no 'manifest.sha256' to check its manifest against.", e.Message);
+    }
+
+    [Fact]
+    public void Load_Version2FileWithoutManifestHash_StillLoads()
+    {
+        // What the previous version wrote: version 1 or 2 and no manifest.sha256.
+        using var model = NewModel();
+        var path = Path.Combine(_dir, "m.tlmodel");
+        model.Save(path);
+        using (var zip = ZipFile.Open(path, ZipArchiveMode.Update))
+        {
+            zip.GetEntry("manifest.sha256")!.Delete();
+        }
+
+        EditEntry(path, "manifest.json", json => json.Replace("\"version\": 3", "\"version\": 1"));
+
+        using var loaded = TrainedModel.Load(path, TinyLoad);
+
+        Assert.Equal(model.Classes, loaded.Classes);
+    }
+
+    [Fact]
+    public void Load_BackboneFixedInputSizeWrittenByEarlierVersion3Files_IgnoredAndLoads()
+    {
+        // Earlier version-3 files wrote the backbone's fixed_input_size beside its input spec, and nothing read it: a
+        // backbone that records its architecture keeps that setting there (ONNX), the others are rebuilt from their source.
+        using var model = NewModel();
+        var path = Path.Combine(_dir, "m.tlmodel");
+        model.Save(path);
+        var edited = string.Empty;
+        var written = EditEntry(path, "manifest.json", json => edited = json.Replace("\"backbone\": {", "\"backbone\": {\n    \"fixed_input_size\": true,", StringComparison.Ordinal));
+        EditEntry(path, "manifest.sha256", _ => Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(edited))));
+        Assert.DoesNotContain("fixed_input_size", written, StringComparison.Ordinal);
+        Assert.Contains("\"fixed_input_size\": true", edited, StringComparison.Ordinal);
+
+        using var loaded = TrainedModel.Load(path, TinyLoad);
+
+        Assert.Equal(model.Classes, loaded.Classes);
+        Assert.Equal(model.InputSpec, loaded.InputSpec);
+    }
+
+    [Fact]
+    public void Save_StaleTemporaryFilesOfThatModel_AreRemoved()
+    {
+        using var model = NewModel();
+        var path = Path.Combine(_dir, "m.tlmodel");
+        string[] stale = [Path.Combine(_dir, $".m.tlmodel.{Guid.NewGuid():N}.tmp"), Path.Combine(_dir, $".m.tlmodel.{Guid.NewGuid():N}.tmp")];
+        string[] others = [Path.Combine(_dir, $".other.tlmodel.{Guid.NewGuid():N}.tmp"), Path.Combine(_dir, ".m.tlmodel.mine.tmp"), Path.Combine(_dir, "notes.txt")];
+        foreach (var file in stale.Concat(others))
+        {
+            File.WriteAllBytes(file, new byte[1000]);
+        }
+
+        model.Save(path);
+
+        Assert.Equal(others.Append(path).Order(StringComparer.Ordinal), Directory.GetFiles(_dir).Order(StringComparer.Ordinal));
+    }
+
+    [Fact]
+    public void Save_TemporaryFileOfAnotherRunningSave_IsKept()
+    {
+        using var model = NewModel();
+        var path = Path.Combine(_dir, "m.tlmodel");
+        var inUse = Path.Combine(_dir, $".m.tlmodel.{Guid.NewGuid():N}.tmp");
+        using (var writer = new FileStream(inUse, FileMode.CreateNew, FileAccess.Write, FileShare.None))
+        {
+            model.Save(path);
+
+            Assert.True(File.Exists(inUse));
+        }
+
+        Assert.True(File.Exists(path));
+    }
+
+    [Fact]
+    public void Save_TargetIsAFolder_ThrowsAndLeavesNoTemporaryFile()
+    {
+        using var model = NewModel();
+        var path = Path.Combine(_dir, "m.tlmodel");
+        Directory.CreateDirectory(path);
+
+        Assert.ThrowsAny<IOException>(() => model.Save(path));
+
+        Assert.Equal([path], Directory.GetFileSystemEntries(_dir));
     }
 
     [Fact]

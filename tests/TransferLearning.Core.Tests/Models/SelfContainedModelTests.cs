@@ -144,8 +144,12 @@ public sealed class SelfContainedModelTests : IClassFixture<GeneratedImages>, ID
     {
         using var model = ModelFileTests.NewModel();
         var path = _dir.Combine("old.tlmodel");
-        model.Save(path); // a hand-built backbone records no architecture: written as an earlier version would
-        Rewrite(path, manifest => manifest["backbone"]!["source"] = _dir.Combine("gone.onnx"));
+        model.Save(path); // a hand-built backbone records no architecture, as files of versions 1 and 2 did not
+        Rewrite(path, manifest =>
+        {
+            manifest["version"] = 1;
+            manifest["backbone"]!["source"] = _dir.Combine("gone.onnx");
+        });
 
         var e = Assert.Throws<ModelFileException>(() => TrainedModel.Load(path));
 
@@ -153,10 +157,23 @@ public sealed class SelfContainedModelTests : IClassFixture<GeneratedImages>, ID
         Assert.EndsWith("Load the model where that source is available and save it again: files saved now hold the backbone's architecture and load on their own.", e.Message, StringComparison.Ordinal);
     }
 
-    /// <summary>Edits manifest.json in place (for files the current version would not write).</summary>
+    [Fact]
+    public void Load_CustomBackboneWhoseSourceIsGone_SaysItIsRebuiltFromItsSource()
+    {
+        using var model = ModelFileTests.NewModel();
+        var path = _dir.Combine("custom.tlmodel");
+        model.Save(path);
+
+        var e = Assert.Throws<ModelFileException>(() => TrainedModel.Load(path));
+
+        Assert.StartsWith($"'{path}' holds a backbone that cannot record its own architecture (a custom module), so it is rebuilt from where it came from ('{model.Backbone.Source}'), and that source cannot be loaded here: ", e.Message, StringComparison.Ordinal);
+    }
+
+    /// <summary>Edits manifest.json in place and drops manifest.sha256, as in files of versions 1 and 2 (written before it existed).</summary>
     private static void Rewrite(string path, Action<JsonNode> edit)
     {
         using var zip = ZipFile.Open(path, ZipArchiveMode.Update);
+        zip.GetEntry("manifest.sha256")?.Delete();
         var entry = zip.GetEntry("manifest.json")!;
         JsonNode manifest;
         using (var stream = entry.Open())

@@ -92,6 +92,23 @@ public class TorchNativeLoaderTests
     }
 
     [Fact]
+    public void WritePatchedCopy_FolderNotWritable_ThrowsNamingTheVariable()
+    {
+        var path = TorchNativeLoader.FindLibrary("libLibTorchSharp.so");
+        Assert.NotNull(path);
+
+        var e = Assert.Throws<TorchNativeLoadException>(() => TorchNativeLoader.WritePatchedCopy(path, "test", cacheRoot: "/proc/tl-native"));
+
+        Assert.StartsWith(
+            "TorchSharp's native library needs a newer libstdc++ (GCC 13) than this system has, so TransferLearning loads a copy of it with those " +
+            "needs relaxed, but the copy could not be written to '/proc/tl-native/",
+            e.Message);
+        Assert.EndsWith(
+            "Set TRANSFERLEARNING_NATIVE_DIR to a writable folder (it defaults to ~/.cache/transferlearning/native), or install libstdc++6 from GCC 13 or later.",
+            e.Message);
+    }
+
+    [Fact]
     public void ReadNeeds_NotAnElfFile_ThrowsNamingTheFile()
     {
         var ex = Assert.Throws<InvalidDataException>(() => ElfVersionNeedPatcher.ReadNeeds(new byte[100], "lib.so"));

@@ -124,6 +124,21 @@ public sealed class TfjsModelTests : IDisposable
     }
 
     [Fact]
+    public void Load_SequentialWithNoLayers_RefusedAtLoad()
+    {
+        var path = Path.Combine(_temp, "model.json");
+        File.WriteAllText(path, """
+            {"format": "layers-model", "modelTopology": {"class_name": "Sequential", "config": {"name": "empty", "layers": [
+              {"class_name": "InputLayer", "config": {"batch_input_shape": [null, 8, 8, 3], "dtype": "float32", "name": "in"}}]}},
+             "weightsManifest": []}
+            """);
+
+        var e = Assert.Throws<InvalidDataException>(() => TfjsModel.Load(path));
+
+        Assert.Equal($"{path}: the model has no layers (its topology holds nothing but the input), so it computes no features; export the whole Keras model.", e.Message);
+    }
+
+    [Fact]
     public void Load_GraphModel_RefusedWithFormat()
     {
         var path = Path.Combine(_temp, "model.json");

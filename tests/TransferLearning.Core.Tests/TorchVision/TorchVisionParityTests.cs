@@ -106,6 +106,9 @@ public class TorchVisionParityTests(ITestOutputHelper output)
     [InlineData("mobilenet_v3_small")]
     [InlineData("mobilenet_v3_large")]
     [InlineData("efficientnet_b0")]
+    [InlineData("resnet18")]
+    [InlineData("resnet50")]
+    [InlineData("mobilenet_v2")]
     public void Create_OwnArchitectures_HaveTorchVisionStateDictNamesAndShapes(string arch)
     {
         using var doc = JsonDocument.Parse(File.ReadAllText(Path.Combine(FixtureDir, "state_dict_names.json")));

@@ -1,5 +1,3 @@
-using TransferLearning.Backbones;
-using TransferLearning.Core.Tests.Learner;
 using TransferLearning.Datasets;
 using TransferLearning.Heads;
 using TransferLearning.Models;
@@ -15,12 +13,7 @@ public sealed class FineTuningTests : IClassFixture<GeneratedImages>
 
     public FineTuningTests(GeneratedImages images) => _data = ImageFolder.Load(images.Root).Split(0.7, seed: 42);
 
-    private static TransferLearner Tiny(out CountingModule counter)
-    {
-        var inner = TestBackbones.Tiny();
-        counter = new CountingModule(inner.Module);
-        return TransferLearner.From(new Backbone(TestBackbones.TinySource, counter, 8, inner.InputSpec)).WithLearningRate(0.05).WithBatchSize(4);
-    }
+    private static TransferLearner Tiny(out CountingModule counter) => TestBackbones.TinyLearner(out counter);
 
     private static Augmentation Crops(int views = 0) =>
         new() { HorizontalFlip = true, RandomResizedCrop = true, CropScaleMin = 0.5, Brightness = 0.2, CachedViews = views };

@@ -306,6 +306,71 @@ public sealed class ImagePixelsTests : IDisposable
     }
 
     [Fact]
+    public void ToChw_PngHeader7000x7000With10BytesOfPixels_ThrowsTruncatedUnlessAllowed()
+    {
+        var path = _dir.Combine("short.png");
+        File.WriteAllBytes(path, TestImages.PngHeaderOnly(7000, 7000));
+
+        var ex = Assert.Throws<InvalidImageException>(() => Chw.Of(path, new InputSpec(4, 4)));
+
+        Assert.Equal(path, ex.FilePath);
+        Assert.Equal("the PNG data is truncated (its compressed pixel data holds 0 of the 147,007,000 bytes that 7000x7000 pixels need)", ex.Reason);
+        Assert.Equal(48, Chw.Of(path, new InputSpec(4, 4), new ImageDecodeOptions { AllowTruncatedPng = true }).Length);
+    }
+
+    [Fact]
+    public void ToChw_PngCutInsideItsPixelData_ThrowsTruncated()
+    {
+        var path = _dir.Combine("cut.png");
+        File.WriteAllBytes(path, NoisePng(64, 48, new PngEncoder())[..600]);
+
+        var ex = Assert.Throws<InvalidImageException>(() => Chw.Of(path, new InputSpec(4, 4)));
+
+        Assert.StartsWith("the PNG data is truncated (its compressed pixel data holds ", ex.Reason, StringComparison.Ordinal);
+        Assert.EndsWith(" bytes that 64x48 pixels need)", ex.Reason, StringComparison.Ordinal);
+    }
+
+    /// <summary>Complete PNGs of every colour type, bit depth and interlacing must not be mistaken for truncated ones.</summary>
+    [Theory]
+    [InlineData(PngColorType.Rgb, PngBitDepth.Bit8, PngInterlaceMode.None)]
+    [InlineData(PngColorType.Rgb, PngBitDepth.Bit16, PngInterlaceMode.Adam7)]
+    [InlineData(PngColorType.RgbWithAlpha, PngBitDepth.Bit8, PngInterlaceMode.Adam7)]
+    [InlineData(PngColorType.Grayscale, PngBitDepth.Bit1, PngInterlaceMode.None)]
+    [InlineData(PngColorType.Grayscale, PngBitDepth.Bit2, PngInterlaceMode.Adam7)]
+    [InlineData(PngColorType.GrayscaleWithAlpha, PngBitDepth.Bit16, PngInterlaceMode.None)]
+    [InlineData(PngColorType.Palette, PngBitDepth.Bit4, PngInterlaceMode.Adam7)]
+    [InlineData(PngColorType.Palette, PngBitDepth.Bit8, PngInterlaceMode.None)]
+    public void ToChw_CompletePng_IsAccepted(PngColorType colour, PngBitDepth depth, PngInterlaceMode interlace)
+    {
+        // At least 8×8: ImageSharp 2.1.13 writes Adam7 PNGs smaller than one 8×8 tile that its own decoder then never
+        // finishes (2×1) or refuses (1×3), and hangs writing a 2×1 4-bit palette one, with or without this check.
+        foreach (var (w, h) in new[] { (8, 8), (13, 17), (33, 9), (9, 33) })
+        {
+            var path = _dir.Combine($"ok-{colour}-{depth}-{interlace}-{w}x{h}.png");
+            File.WriteAllBytes(path, NoisePng(w, h, new PngEncoder { ColorType = colour, BitDepth = depth, InterlaceMethod = interlace }));
+
+            Assert.Equal(48, Chw.Of(path, new InputSpec(4, 4)).Length);
+        }
+    }
+
+    private static byte[] NoisePng(int w, int h, PngEncoder encoder)
+    {
+        var random = new Random(w * 31 + h);
+        using var img = new Image<Rgba32>(w, h);
+        for (var y = 0; y < h; y++)
+        {
+            for (var x = 0; x < w; x++)
+            {
+                img[x, y] = new Rgba32((byte)random.Next(256), (byte)random.Next(256), (byte)random.Next(256), (byte)random.Next(256));
+            }
+        }
+
+        using var ms = new MemoryStream();
+        img.SaveAsPng(ms, encoder);
+        return ms.ToArray();
+    }
+
+    [Fact]
     public void ToChw_JpegWithDataAfterEndMarker_IsAccepted()
     {
         var path = _dir.Combine("trailer.jpg");

@@ -29,6 +29,39 @@ public sealed class ImageLoaderTests : IDisposable
     private static int NumberOf(string path) => int.Parse(Path.GetFileNameWithoutExtension(path)[3..], System.Globalization.CultureInfo.InvariantCulture);
 
     [Fact]
+    public void Constructor_BatchTooLargeForOneArray_ThrowsSayingWhy()
+    {
+        var folder = MakeFolder(2, 2);
+
+        var ex = Assert.Throws<ArgumentOutOfRangeException>(() => new ImageLoader(folder, InputSpec.ImageNet(224), new ImageLoaderOptions { BatchSize = 1_073_741_824 }));
+
+        Assert.Equal("options.BatchSize", ex.ParamName);
+        Assert.StartsWith(
+            "A batch of 1,073,741,824 images of 3 × 224 × 224 values needs 161,628,209,283,072 floats, more than one array can hold (2,147,483,591); " +
+            "use a smaller batch size (at most 14,266).",
+            ex.Message,
+            StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void Batches_BatchSizeAboveDatasetSizeTimesPrefetch_NoOverflowOneBatch()
+    {
+        var folder = MakeFolder(3, 2);
+        // 100 × 40,000,000 images of prefetch window overflows an int.
+        using var loader = new ImageLoader(folder, Spec, new ImageLoaderOptions { BatchSize = 40_000_000, PrefetchBatches = 100 });
+
+        var sizes = loader.Batches().Select(b =>
+        {
+            using (b)
+            {
+                return b.Count;
+            }
+        }).ToList();
+
+        Assert.Equal([5], sizes);
+    }
+
+    [Fact]
     public void Batches_SizesIncludeLastPartialBatch()
     {
         var folder = MakeFolder(6, 5);

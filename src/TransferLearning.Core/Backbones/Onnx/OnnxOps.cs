@@ -500,18 +500,18 @@ internal sealed partial class OnnxGraphModule
         var (begin, end) = ResolvePads(node, x, kernel, strides, dilations);
         if (begin.SequenceEqual(end))
         {
-            return F.conv2d(x, w, b, strides, begin, dilations, group);
+            return Conv2dOps.Conv2d(x, w, b, strides, begin, dilations, group);
         }
 
         if (SymmetricCover(x, begin, end, kernel, strides, dilations) is { } outputSize)
         {
             // Padding every side by `begin` gives the same windows (plus, maybe, extra trailing ones): no padded copy.
-            using var wide = F.conv2d(x, w, b, strides, begin, dilations, group);
+            using var wide = Conv2dOps.Conv2d(x, w, b, strides, begin, dilations, group);
             return NarrowTo(wide, outputSize);
         }
 
         using var padded = F.pad(x, TorchPad(begin, end));
-        return F.conv2d(padded, w, b, strides, [0, 0], dilations, group);
+        return Conv2dOps.Conv2d(padded, w, b, strides, [0, 0], dilations, group);
     }
 
     /// <summary>

@@ -68,6 +68,12 @@ internal sealed class TfjsGraph
         }
 
         graph.Output = outputs[0];
+        if (graph.Steps.Count == 0)
+        {
+            throw new InvalidDataException(
+                $"{source}: the model has no layers (its topology holds nothing but the input), so it computes no features; export the whole Keras model.");
+        }
+
         return graph;
     }
 

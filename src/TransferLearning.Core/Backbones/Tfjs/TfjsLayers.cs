@@ -25,18 +25,18 @@ internal static class TfjsOps
     {
         if (!same)
         {
-            return F.conv2d(x, weight, bias, strides, [0, 0], dilation, groups);
+            return Conv2dOps.Conv2d(x, weight, bias, strides, [0, 0], dilation, groups);
         }
 
         var (top, bottom) = SamePadding(x.shape[2], weight.shape[2], strides[0], dilation[0]);
         var (left, right) = SamePadding(x.shape[3], weight.shape[3], strides[1], dilation[1]);
         if (top == bottom && left == right)
         {
-            return F.conv2d(x, weight, bias, strides, [top, left], dilation, groups);
+            return Conv2dOps.Conv2d(x, weight, bias, strides, [top, left], dilation, groups);
         }
 
         using var padded = F.pad(x, [left, right, top, bottom]);
-        return F.conv2d(padded, weight, bias, strides, [0, 0], dilation, groups);
+        return Conv2dOps.Conv2d(padded, weight, bias, strides, [0, 0], dilation, groups);
     }
 
     /// <summary>Maps a Keras axis of a tensor of the given rank to the TorchSharp dimension (rank 4 is NCHW here).</summary>
@@ -245,7 +245,7 @@ internal sealed class TfjsSeparableConv2d : nn.Module<Tensor, Tensor>
     public override Tensor forward(Tensor input)
     {
         using var dw = TfjsOps.Conv(input, depthwise_weight, null, _strides, _dilation, _same, input.shape[1]);
-        using var pw = F.conv2d(dw, pointwise_weight, bias);
+        using var pw = Conv2dOps.Conv2d(dw, pointwise_weight, bias, [1, 1], [0, 0], [1, 1], 1);
         return _activation(pw);
     }
 }

@@ -3,6 +3,7 @@ using System.Text.Json.Nodes;
 using System.Text.RegularExpressions;
 using TorchSharp;
 using TransferLearning.Datasets;
+using TransferLearning.Native;
 using static TorchSharp.torch;
 
 namespace TransferLearning.Backbones.Tfjs;
@@ -38,6 +39,7 @@ public static partial class TfjsModel
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(modelJsonPath);
         ArgumentNullException.ThrowIfNull(openShard);
+        TorchNativeLoader.EnsureLoaded();
         var model = Read(modelJsonPath, openShard);
         var output = ChooseFeatureOutput(model.Graph, options?.FeatureLayer, modelJsonPath);
         var inputSpec = options?.InputSpec ?? DefaultInputSpec(model, options?.InputSize);
@@ -120,6 +122,7 @@ public static partial class TfjsModel
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(modelJsonPath);
         ArgumentNullException.ThrowIfNull(openShard);
+        TorchNativeLoader.EnsureLoaded();
         var model = Read(modelJsonPath, openShard);
         var inputSpec = options?.InputSpec ?? DefaultInputSpec(model, options?.InputSize);
         var network = new TfjsNetwork(model.Graph, model.Graph.Output, model.Weights, modelJsonPath);
@@ -167,11 +170,11 @@ public static partial class TfjsModel
         try
         {
             using var stream = File.OpenRead(modelJsonPath);
-            root = JsonNode.Parse(stream) as JsonObject ?? throw new InvalidDataException($"{modelJsonPath}: model.json is not a JSON object.");
+            root = JsonNode.Parse(stream) as JsonObject ?? throw ModelFormat.Error($"{modelJsonPath}: model.json is not a JSON object.");
         }
         catch (JsonException e)
         {
-            throw new InvalidDataException($"{modelJsonPath}: model.json is not valid JSON ({e.Message}).", e);
+            throw ModelFormat.Error($"{modelJsonPath}: model.json is not valid JSON ({e.Message}).", e);
         }
 
         var format = (string?)root["format"];
@@ -181,9 +184,9 @@ public static partial class TfjsModel
         }
 
         var topology = root["modelTopology"] as JsonObject
-            ?? throw new InvalidDataException($"{modelJsonPath}: model.json has no 'modelTopology' object.");
+            ?? throw ModelFormat.Error($"{modelJsonPath}: model.json has no 'modelTopology' object.");
         var manifest = root["weightsManifest"] as JsonArray
-            ?? throw new InvalidDataException($"{modelJsonPath}: model.json has no 'weightsManifest' array.");
+            ?? throw ModelFormat.Error($"{modelJsonPath}: model.json has no 'weightsManifest' array.");
         var graph = TfjsGraph.Parse(topology, modelJsonPath);
         var weights = TfjsWeights.Read(manifest, openShard, modelJsonPath);
         var (labels, tm) = ReadMetadata(modelJsonPath, openShard);
@@ -202,7 +205,7 @@ public static partial class TfjsModel
         }
         catch (JsonException e)
         {
-            throw new InvalidDataException($"{modelJsonPath}: model.json is not valid JSON ({e.Message}).", e);
+            throw ModelFormat.Error($"{modelJsonPath}: model.json is not valid JSON ({e.Message}).", e);
         }
     }
 

@@ -1,14 +1,17 @@
-using TorchSharp;
 using TorchSharp.PyBridge;
 using TransferLearning.Datasets;
 using static TorchSharp.torch;
 
 namespace TransferLearning.Backbones.TorchVision;
 
-/// <summary>A torchvision classifier cut at its pooled feature vector; its stages are the child modules (blocks).</summary>
-internal sealed partial class TorchVisionFeatureModule : nn.Module<Tensor, Tensor>, IRebuildableModule
+/// <summary>
+/// A torchvision classifier cut at its pooled feature vector; its stages are the child modules (blocks). Stages run
+/// through a <see cref="FoldingPlan"/> (a Conv2d stage followed by a BatchNorm2d stage, as ResNet's stem, runs folded
+/// in inference mode).
+/// </summary>
+internal sealed partial class TorchVisionFeatureModule : nn.Module<Tensor, Tensor>, IBatchNormFolding, IRebuildableModule
 {
-    private readonly List<nn.Module<Tensor, Tensor>> _stages = [];
+    private readonly FoldingPlan _plan;
     private readonly nn.Module _owner;
 
     /// <summary>The torchvision architecture and width it was built as (saved models rebuild it from them); null when unknown.</summary>
@@ -22,23 +25,21 @@ internal sealed partial class TorchVisionFeatureModule : nn.Module<Tensor, Tenso
         : base("TorchVisionFeatures")
     {
         _owner = owner;
+        var modules = new List<nn.Module<Tensor, Tensor>>();
         foreach (var (name, module) in stages)
         {
             register_module(name, module);
-            _stages.Add(module);
+            modules.Add(module);
         }
+
+        _plan = new FoldingPlan(modules);
     }
+
+    public IEnumerable<ConvBatchNorm> FoldingPairs => _plan.Pairs;
 
     public override Tensor forward(Tensor input)
     {
-        var x = input.alias();
-        foreach (var stage in _stages)
-        {
-            var next = stage.forward(x);
-            x.Dispose();
-            x = next;
-        }
-
+        var x = _plan.Forward(input);
         if (x.dim() == 4)
         {
             var pooled = x.mean([2, 3]);
@@ -56,6 +57,7 @@ internal sealed partial class TorchVisionFeatureModule : nn.Module<Tensor, Tenso
         base.Dispose(disposing);
         if (disposing)
         {
+            _plan.Dispose();
             _owner.Dispose();
         }
     }
@@ -79,15 +81,11 @@ internal static class TorchVisionBackbones
     /// <summary>Creates the full classifier (random weights) for an architecture.</summary>
     public static nn.Module<Tensor, Tensor> Create(string architecture, int numClasses = 1000, double widthMult = 1.0) => architecture switch
     {
-        "resnet18" => torchvision.models.resnet18(numClasses),
-        "resnet34" => torchvision.models.resnet34(numClasses),
-        "resnet50" => torchvision.models.resnet50(numClasses),
-        "resnet101" => torchvision.models.resnet101(numClasses),
-        "resnet152" => torchvision.models.resnet152(numClasses),
-        "mobilenet_v2" => torchvision.models.mobilenet_v2(numClasses, widthMult),
-
-        // Ours, not TorchVision .NET's: it has no EfficientNet, and its MobileNetV3 uses ReLU6 inside squeeze-excitation
-        // (torchvision: ReLU) and ignores the class count and width.
+        // Ours, not TorchVision .NET's: ResNet and MobileNetV2 to fold BatchNorm into the convolutions in inference mode;
+        // TorchVision .NET has no EfficientNet, and its MobileNetV3 uses ReLU6 inside squeeze-excitation (torchvision:
+        // ReLU) and ignores the class count and width.
+        "resnet18" or "resnet34" or "resnet50" or "resnet101" or "resnet152" => ResNet.Create(architecture, numClasses),
+        "mobilenet_v2" => new MobileNetV2(numClasses, widthMult),
         "mobilenet_v3_small" => MobileNetV3.SmallModel(numClasses, widthMult),
         "mobilenet_v3_large" => MobileNetV3.LargeModel(numClasses, widthMult),
         "efficientnet_b0" => EfficientNet.B0Model(numClasses),
@@ -164,6 +162,16 @@ internal static class TorchVisionBackbones
                 "Give the right BackboneLoadOptions.Architecture, or a state dict (not a whole pickled model).", ex);
         }
 
+        return Wrap(model, arch, widthMult, source, inputSpec);
+    }
+
+    /// <summary>A backbone of an architecture with torchvision's random initialisation (benchmarks, tests).</summary>
+    public static Backbone CreateBackbone(string architecture, InputSpec? inputSpec = null, int numClasses = 1000, double widthMult = 1.0) =>
+        Wrap(Create(architecture, numClasses, widthMult), architecture, widthMult, $"{architecture} (random weights)", inputSpec);
+
+    /// <summary>Cuts <paramref name="model"/> (taking ownership) and wraps it as a backbone that records its architecture.</summary>
+    private static Backbone Wrap(nn.Module<Tensor, Tensor> model, string arch, double widthMult, string source, InputSpec? inputSpec)
+    {
         var module = Cut(model);
         try
         {

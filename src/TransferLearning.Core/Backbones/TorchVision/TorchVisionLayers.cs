@@ -25,7 +25,7 @@ internal static class TorchVisionLayers
 
     /// <summary>
     /// torchvision's <c>Conv2dNormActivation</c>: children <c>0</c> (conv, no bias), <c>1</c> (BatchNorm2d), <c>2</c> (activation, optional);
-    /// padding <c>(kernel - 1) / 2 * dilation</c>.
+    /// padding <c>(kernel - 1) / 2 * dilation</c>. Conv and BatchNorm run folded in inference mode, ReLU/ReLU6 in place.
     /// </summary>
     public static nn.Module<Tensor, Tensor> ConvNormAct(
         long inChannels,
@@ -41,7 +41,7 @@ internal static class TorchVisionLayers
         var padding = (kernel - 1) / 2 * dilation;
         var conv = nn.Conv2d(inChannels, outChannels, kernel, stride: stride, padding: padding, dilation: dilation, groups: groups, bias: false);
         var norm = nn.BatchNorm2d(outChannels, eps: eps, momentum: momentum);
-        return activation is null ? nn.Sequential(conv, norm) : nn.Sequential(conv, norm, activation());
+        return activation is null ? new FoldingSequential(conv, norm) : new FoldingSequential(conv, norm, activation());
     }
 
     /// <summary>Initialises weights as torchvision does (Kaiming-normal fan-out convs, unit/zero norms); linears are left to the caller.</summary>
@@ -75,8 +75,8 @@ internal static class TorchVisionLayers
 /// </summary>
 internal sealed class SqueezeExcitation : nn.Module<Tensor, Tensor>, IOnnxExportable
 {
-    private readonly nn.Module<Tensor, Tensor> _fc1;
-    private readonly nn.Module<Tensor, Tensor> _fc2;
+    private readonly TorchSharp.Modules.Conv2d _fc1;
+    private readonly TorchSharp.Modules.Conv2d _fc2;
     private readonly nn.Module<Tensor, Tensor> _activation;
     private readonly nn.Module<Tensor, Tensor> _gate;
 
@@ -96,9 +96,9 @@ internal sealed class SqueezeExcitation : nn.Module<Tensor, Tensor>, IOnnxExport
     public override Tensor forward(Tensor input)
     {
         using var pooled = input.mean([2, 3], keepdim: true);
-        using var squeezed = _fc1.forward(pooled);
+        using var squeezed = Conv2dOps.Conv2d(pooled, _fc1.weight!, _fc1.bias, [1, 1], [0, 0], [1, 1], 1);
         using var activated = _activation.forward(squeezed);
-        using var expanded = _fc2.forward(activated);
+        using var expanded = Conv2dOps.Conv2d(activated, _fc2.weight!, _fc2.bias, [1, 1], [0, 0], [1, 1], 1);
         using var scale = _gate.forward(expanded);
         return input * scale;
     }

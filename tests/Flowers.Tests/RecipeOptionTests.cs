@@ -1,0 +1,103 @@
+using System.Text.Json.Nodes;
+using Flowers.Tests.Support;
+
+namespace Flowers.Tests;
+
+/// <summary>train --fine-tune-epochs/--augment/--tta/--int8 and evaluate --tta: what they run and what the JSON says.</summary>
+public sealed class RecipeOptionTests : IDisposable
+{
+    private readonly GeneratedImages _images = new();
+    private readonly TempDir _dir = new();
+
+    public void Dispose()
+    {
+        _images.Dispose();
+        _dir.Dispose();
+    }
+
+    private string Model => _dir.Combine("m.tlmodel");
+
+    private string Json => _dir.Combine("m.json");
+
+    private async Task<JsonNode> TrainAsync(params string[] more)
+    {
+        var run = await FlowersCli.RunAsync(TestData.Train(_images.Root, Model, [.. more, "--json", Json]));
+        Assert.True(run.ExitCode == 0, run.Error + run.Output);
+        return JsonNode.Parse(File.ReadAllText(Json))!;
+    }
+
+    [Fact]
+    public async Task Train_FineTuneEpochs_UsesTheRecipeWithAugmentationByDefault()
+    {
+        var summary = await TrainAsync("--epochs", "2", "--fine-tune-epochs", "2");
+
+        Assert.True((bool)summary["augment"]!["fine_tune"]!);
+        Assert.False((bool)summary["augment"]!["frozen"]!);
+        var history = summary["history"]!.AsArray();
+        Assert.Equal(["frozen", "frozen", "fine-tune", "fine-tune"], history.Select(e => (string)e!["stage"]!));
+
+        // The recipe's one-cycle schedule: the fine-tuning epochs' (mean) rates differ and stay below its peak.
+        var rates = history.Skip(2).Select(e => (double)e!["learning_rate"]!).ToList();
+        Assert.NotEqual(rates[0], rates[1]);
+        Assert.All(rates, r => Assert.InRange(r, 1e-7, TransferLearning.Training.FineTuneRecipe.LearningRate));
+        Assert.Null(summary["val_accuracy_tta"]);
+        Assert.False((bool)summary["tta"]!);
+        Assert.False((bool)summary["int8"]!);
+    }
+
+    [Fact]
+    public async Task Train_AugmentFalse_FineTunesWithoutAugmentation()
+    {
+        var summary = await TrainAsync("--fine-tune-epochs", "1", "--augment", "false");
+
+        Assert.False((bool)summary["augment"]!["fine_tune"]!);
+        Assert.False((bool)summary["augment"]!["frozen"]!);
+    }
+
+    [Fact]
+    public async Task Train_AugmentTrue_CachesAugmentedViewsForTheHead()
+    {
+        var run = await FlowersCli.RunAsync(TestData.Train(_images.Root, Model, "--augment", "true", "--json", Json));
+
+        Assert.Equal(0, run.ExitCode);
+        Assert.Contains($"Augmentation: {TrainSettings.HeadViews} augmented views of each training image, featurized once and cached.", run.Output, StringComparison.Ordinal);
+        Assert.True((bool)JsonNode.Parse(File.ReadAllText(Json))!["augment"]!["frozen"]!);
+    }
+
+    [Fact]
+    public async Task Train_Tta_ReportsValidationAccuracyWithTestTimeAugmentation()
+    {
+        var summary = await TrainAsync("--tta");
+
+        Assert.True((bool)summary["tta"]!);
+        Assert.InRange((double)summary["val_accuracy_tta"]!, 0, 1);
+        Assert.InRange((double)summary["val_accuracy"]!, 0, 1);
+    }
+
+    [Fact]
+    public async Task Evaluate_Tta_AddsAccuracyTtaOnlyWhenAsked()
+    {
+        await TrainAsync();
+        var plain = _dir.Combine("plain.json");
+        var withTta = _dir.Combine("tta.json");
+
+        var first = await FlowersCli.RunAsync("evaluate", "--model", Model, "--data", _images.Root, "--json", plain);
+        var second = await FlowersCli.RunAsync("evaluate", "--model", Model, "--data", _images.Root, "--json", withTta, "--tta");
+
+        Assert.Equal((0, 0), (first.ExitCode, second.ExitCode));
+        Assert.Null(JsonNode.Parse(File.ReadAllText(plain))!["accuracy_tta"]);
+        var summary = JsonNode.Parse(File.ReadAllText(withTta))!;
+        Assert.InRange((double)summary["accuracy_tta"]!, 0, 1);
+        Assert.Contains("Accuracy with test-time augmentation (image and mirror): ", second.Output, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task TrainHelp_Int8AndAugment_SayWhatTheyTrade()
+    {
+        var run = await FlowersCli.RunAsync("train", "--help");
+
+        Assert.Contains("--int8", run.Output, StringComparison.Ordinal);
+        Assert.Contains("validation accuracy usually within 0.005 of float", run.Output, StringComparison.Ordinal);
+        Assert.Contains("Default: on for fine-tuning", run.Output, StringComparison.Ordinal);
+    }
+}
