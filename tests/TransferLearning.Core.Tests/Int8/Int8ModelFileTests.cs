@@ -1,4 +1,6 @@
 using System.IO.Compression;
+using System.Security.Cryptography;
+using System.Text;
 using System.Text.Json.Nodes;
 using TransferLearning.Backbones;
 using TransferLearning.Core.Tests.Onnx;
@@ -46,6 +48,7 @@ public sealed class Int8ModelFileTests : IClassFixture<GeneratedImages>, IDispos
 
         var manifest = Manifest(path);
         Assert.Equal(4, (int)manifest["version"]!);
+        Assert.Equal(ManifestSha256(path), ManifestHashEntry(path)); // version 4 carries the hashed manifest too
         Assert.Contains(manifest["backbone"]!["int8"]!.AsObject(), kv => kv.Value!.AsArray().Count == 3 && (int)kv.Value[2]! == Int8Kernels.EightBit);
 
         using (Int8Kernels.Force(Int8Kernels.SevenBit))
@@ -64,6 +67,31 @@ public sealed class Int8ModelFileTests : IClassFixture<GeneratedImages>, IDispos
         }
 
         saved.Dispose();
+    }
+
+    [Fact]
+    public void Load_Version4FileWithoutManifestHash_ThrowsModified()
+    {
+        var data = ImageFolder.Load(_images.Root).Split(0.7, seed: 1);
+        var path = _dir.Combine("eight-bit.tlmodel");
+        using (Int8Kernels.Force(Int8Kernels.EightBit))
+        {
+            var (model, _) = TransferLearner.From(Int8Tests.TinyOnnx()).Freeze().AddHead(data.Classes).WithInt8Backbone(8).WithSeed(3).Fit(data, 1);
+            using (model)
+            {
+                model.Save(path);
+            }
+        }
+
+        Assert.Equal(4, (int)Manifest(path)["version"]!);
+        using (var zip = ZipFile.Open(path, ZipArchiveMode.Update))
+        {
+            zip.GetEntry("manifest.sha256")!.Delete();
+        }
+
+        var e = Assert.Throws<ModelFileException>(() => TrainedModel.Load(path));
+
+        Assert.Equal($"'{path}' has been modified or damaged: it is a version 4 model file but has no 'manifest.sha256' to check its manifest against.", e.Message);
     }
 
     [Fact]
@@ -86,6 +114,28 @@ public sealed class Int8ModelFileTests : IClassFixture<GeneratedImages>, IDispos
         }
 
         Assert.Equal(3, (int)Manifest(path)["version"]!); // readable by the previous release
+        Assert.Equal(ManifestSha256(path), ManifestHashEntry(path));
+    }
+
+    private static string ManifestSha256(string path)
+    {
+        using var zip = ZipFile.OpenRead(path);
+        using var stream = zip.GetEntry("manifest.json")!.Open();
+        using var bytes = new MemoryStream();
+        stream.CopyTo(bytes);
+        return Convert.ToHexStringLower(SHA256.HashData(bytes.ToArray()));
+    }
+
+    private static string? ManifestHashEntry(string path)
+    {
+        using var zip = ZipFile.OpenRead(path);
+        if (zip.GetEntry("manifest.sha256") is not { } entry)
+        {
+            return null;
+        }
+
+        using var reader = new StreamReader(entry.Open(), Encoding.ASCII);
+        return reader.ReadToEnd().Trim();
     }
 
     private static Tensor Features(TrainedModel model, IReadOnlyList<string> files)
