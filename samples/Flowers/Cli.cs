@@ -34,8 +34,9 @@ internal static class Cli
         var tta = new Option<bool>("--tta") { Description = "Also report validation accuracy with test-time augmentation (mean of each image and its mirror; one more backbone pass over the validation images)." };
         var int8 = new Option<bool>("--int8")
         {
-            Description = "Run the frozen backbone in int8 (8-bit weights and activations): featurizing several times faster on x86 CPUs, " +
-                "validation accuracy usually within 0.005 of float. Fine-tuning (--fine-tune-epochs) trains in float.",
+            Description = "Run the frozen backbone in int8 (8-bit weights and activations, any backbone family): trades a little accuracy for speed " +
+                "on compute-heavy networks (resnet18 on flowers: featurizing 2.7x faster, validation accuracy 0.002 lower); thin MobileNets gain " +
+                "little or nothing. Calibration on 64 training images takes seconds to a minute. Fine-tuning (--fine-tune-epochs) trains in float.",
         };
         var validationSplit = new Option<double>("--validation-split") { Description = "Share of each class held out for validation (between 0 and 1).", DefaultValueFactory = _ => 0.3 };
         var seed = new Option<int>("--seed") { Description = "Seed of the split, initialisation and shuffling.", DefaultValueFactory = _ => 42 };

@@ -97,7 +97,7 @@ public sealed class RecipeOptionTests : IDisposable
         var run = await FlowersCli.RunAsync("train", "--help");
 
         Assert.Contains("--int8", run.Output, StringComparison.Ordinal);
-        Assert.Contains("validation accuracy usually within 0.005 of float", run.Output, StringComparison.Ordinal);
+        Assert.Contains("trades a little accuracy for speed", run.Output, StringComparison.Ordinal);
         Assert.Contains("Default: on for fine-tuning", run.Output, StringComparison.Ordinal);
     }
 }
