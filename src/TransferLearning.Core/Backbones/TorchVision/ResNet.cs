@@ -86,6 +86,23 @@ internal sealed class ResNet : nn.Module<Tensor, Tensor>, IBatchNormFolding
     }
 
     /// <summary>ONNX for a block's end: relu(y + (downsample(input) or input)).</summary>
+    /// <summary>A block's end in place: <paramref name="y"/> plus the input (through the downsample when there is one), then ReLU.</summary>
+    private static Tensor AddResidual(Tensor y, Tensor input, FoldingSequential? downsample)
+    {
+        if (downsample is null)
+        {
+            y.add_(input);
+        }
+        else
+        {
+            using var identity = downsample.forward(input);
+            y.add_(identity);
+        }
+
+        y.relu_();
+        return y;
+    }
+
     private static string Residual(TorchModuleExporter exporter, string y, string input, FoldingSequential? downsample)
     {
         var identity = downsample is null ? input : exporter.Emit(downsample, input, "downsample");
@@ -144,18 +161,7 @@ internal sealed class ResNet : nn.Module<Tensor, Tensor>, IBatchNormFolding
                 y = _second.Forward(a);
             }
 
-            if (_downsample is null)
-            {
-                y.add_(input);
-            }
-            else
-            {
-                using var identity = _downsample.forward(input);
-                y.add_(identity);
-            }
-
-            y.relu_();
-            return y;
+            return AddResidual(y, input, _downsample);
         }
 
         protected override void Dispose(bool disposing)
@@ -227,18 +233,7 @@ internal sealed class ResNet : nn.Module<Tensor, Tensor>, IBatchNormFolding
                 y = _third.Forward(b);
             }
 
-            if (_downsample is null)
-            {
-                y.add_(input);
-            }
-            else
-            {
-                using var identity = _downsample.forward(input);
-                y.add_(identity);
-            }
-
-            y.relu_();
-            return y;
+            return AddResidual(y, input, _downsample);
         }
 
         protected override void Dispose(bool disposing)
