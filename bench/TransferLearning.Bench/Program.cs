@@ -19,6 +19,7 @@ internal static class Program
         ["precision"] = ("one backbone in float, int8 and bf16 on real photos: images/s, calibration time, cosine to float (--model SOURCE --data DIR)", args => PrecisionBench.RunAsync(args)),
         ["latency"] = ("one prediction's latency with concurrent requests: LibTorch's default intra-op threads vs --threads 1 (--model FILE.tlmodel)", args => LatencyBench.RunAsync(args)),
         ["deploy"] = ("one flowers model deployed three ways, each a published app in its own process: LibTorch .tlmodel, inference package (ONNX Runtime), ML.NET ApplyOnnxModel, plus ML.NET's peer .zip; publish size, cold start, batch-1 latency, batch-32 img/s, peak RSS ([--model FILE.tlmodel] [--mlnet-model FILE.zip] [--data DIR] [--limit N])", args => DeployBench.RunAsync(args)),
+        ["onednn-check"] = ("float convolutions (1x1, 3x3, stem, depthwise; NCHW and channels-last; forward and backward) vs float64 under this process's oneDNN cap", args => OneDnnCheck.RunAsync(args)),
         ["tfjs"] = ("TF.js layers model (Teachable Machine MobileNetV2) forward images/s vs TorchVision MobileNetV2 0.35", args => TfjsForwardBench.RunAsync(args)),
     };
 

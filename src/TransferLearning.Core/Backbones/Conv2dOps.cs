@@ -6,34 +6,87 @@ namespace TransferLearning.Backbones;
 /// <summary>
 /// The one 2-D convolution entry of the backbone families (torchvision's folded and unfolded convolutions, the ONNX
 /// importer's Conv, TF.js Conv2D): <c>conv2d</c>, except that a wide 1×1 convolution without groups or padding runs as
-/// a matrix product over channels (after a strided slice when the stride is above 1).
+/// a matrix product over channels (after a strided slice when the stride is above 1), and that on AMD CPUs with AVX-512
+/// every convolution avoids the oneDNN kernels that are wrong there (<see cref="GuardsAvx512"/>).
 /// </summary>
 /// <remarks>
 /// LibTorch 2.10's oneDNN kills the process with SIGFPE (<c>brgemm_convolution_utils::brg_blocking_t::est_eff_1x1</c>)
-/// for ResNet-50-class 1×1 convolutions at the AVX2 ISA (the cap <see cref="Native.TorchNativeLoader"/> sets on AMD CPUs
-/// with AVX-512). Measured on an AMD EPYC VM (batch 2 to 32, channels-last input, 1 or 2 threads): 256→1024, 512→1024,
-/// 512→2048, 1024→512, 1024→2048, 1024→256 and 2048→512 died, the stride-2 512→1024 and 1024→2048 also on a contiguous
-/// NCHW input; 64→64, 64→256, 256→64, 256→128, 128→512, 512→128, 512→256, 256→512 (stride 2), 960→320, 320→1280 and
-/// every MobileNetV2 shape ran. A 1×1 convolution is exactly <c>y[n,:,h,w] = W·x[n,:,h·s,w·s] + b</c>, so the matrix
-/// product gives the same values (up to float summation order) and autograd the gradients, without oneDNN's 1×1
-/// kernel. It runs for <see cref="RunsAsMatrixProduct">wide</see> convolutions only, with a margin around the shapes
-/// that died: for ResNet-50's shapes it was about 4× faster than oneDNN on an NCHW copy, but in MobileNetV2's
-/// high-resolution blocks (16→96 at 112×112, 24→144 at 56×56, …) its backward pass took 2–3.5× oneDNN's (the
-/// <c>conv1x1</c> benchmark and a per-block fine-tuning profile).
+/// for ResNet-50-class 1×1 convolutions at the AVX2 ISA. Measured on an AMD EPYC VM (batch 2 to 32, channels-last
+/// input, 1 or 2 threads): 256→1024, 512→1024, 512→2048, 1024→512, 1024→2048, 1024→256 and 2048→512 died, the stride-2
+/// 512→1024 and 1024→2048 also on a contiguous NCHW input; 64→64, 64→256, 256→64, 256→128, 128→512, 512→128, 512→256,
+/// 256→512 (stride 2), 960→320, 320→1280 and every MobileNetV2 shape ran. A 1×1 convolution is exactly
+/// <c>y[n,:,h,w] = W·x[n,:,h·s,w·s] + b</c>, so the matrix product gives the same values (up to float summation order)
+/// and autograd the gradients, without oneDNN's 1×1 kernel. Elsewhere it runs for <see cref="RunsAsMatrixProduct">wide</see>
+/// convolutions only, with a margin around the shapes that died: for ResNet-50's shapes it was about 4× faster than
+/// oneDNN on an NCHW copy, but in MobileNetV2's high-resolution blocks (16→96 at 112×112, 24→144 at 56×56, …) its
+/// backward pass took 2–3.5× oneDNN's (the <c>conv1x1</c> benchmark and a per-block fine-tuning profile).
+/// <para>
+/// The same VM (AMD EPYC, Zen 5) has AVX-512, and there oneDNN's AVX-512 float forward kernels are wrong for some shapes
+/// while backward is right (<c>bench onednn-check</c> against float64, which does not run on oneDNN): the channels-last
+/// 1×1 kernel (<c>brgconv_1x1</c>) for 144→40 at 14×14 and for 256→512 stride 2 at 14×14 (relative error 0.5–0.8), the
+/// direct kernel on an NCHW input with 24 channels (3×3, 24→8 and 24→24 at 28×28: NaN). Channels-last 3×3, 5×5, 7×7 and
+/// depthwise convolutions were right in every shape tried, except grouped ones with a channel multiplier (4→8 in 4
+/// groups: forward and input gradient wrong) or a dilation (depthwise, dilation 2: input gradient wrong, at AVX2 as
+/// well), which were right on a contiguous NCHW input (oneDNN's gemm-based or depthwise kernels); every matrix product
+/// was right. So where <see cref="GuardsAvx512"/> holds, every 1×1 convolution is a matrix product, every grouped one
+/// with a channel multiplier or a dilation gets an NCHW input and every other one a channels-last input (copied when
+/// the input is not already laid out so),
+/// instead of the earlier process-wide cap at AVX2, which cost float and int8 convolutions 1.3–1.5× in speed.
+/// </para>
 /// </remarks>
 internal static class Conv2dOps
 {
+    private static readonly Lazy<bool> Avx512Guard = new(Native.TorchNativeLoader.IsAmdWithAvx512);
+
+    /// <summary>
+    /// Whether this process routes around oneDNN's convolution kernels that are wrong on AMD CPUs with AVX-512 (whatever
+    /// <c>ONEDNN_MAX_CPU_ISA</c> says: the grouped channels-last faults appear at AVX2 too). Then every 1×1 convolution
+    /// without groups or padding runs as a matrix product, every grouped one with a channel multiplier or a dilation
+    /// reads a contiguous NCHW input and every other one (depthwise included) a channels-last input.
+    /// </summary>
+    public static bool GuardsAvx512 => Avx512Guard.Value;
+
     /// <summary><c>conv2d(x, weight, bias, stride, padding, dilation, groups)</c>; a wide 1×1 kernel as a matrix product.</summary>
     public static Tensor Conv2d(Tensor x, Tensor weight, Tensor? bias, long[] stride, long[] padding, long[] dilation, long groups) =>
-        RunsAsMatrixProduct(x, weight, padding, groups)
-            ? Pointwise(x, weight, bias, stride)
-            : F.conv2d(x, weight, bias, stride, padding, dilation, groups);
+        Conv2d(x, weight, bias, stride, padding, dilation, groups, GuardsAvx512);
+
+    /// <summary>The same, with the AVX-512 routing on or off (tests compare both on one process).</summary>
+    internal static Tensor Conv2d(Tensor x, Tensor weight, Tensor? bias, long[] stride, long[] padding, long[] dilation, long groups, bool guardAvx512)
+    {
+        if (RunsAsMatrixProduct(x, weight, padding, groups, guardAvx512))
+        {
+            return Pointwise(x, weight, bias, stride);
+        }
+
+        if (!guardAvx512 || x.dim() != 4)
+        {
+            return F.conv2d(x, weight, bias, stride, padding, dilation, groups);
+        }
+
+        if (groups > 1 && (weight.shape[0] != groups || dilation.Any(d => d != 1)))
+        {
+            // Grouped: oneDNN's channels-last kernels were wrong with a channel multiplier or a dilation; plain
+            // depthwise convolutions (one output channel per group, no dilation) stay channels-last, right and faster.
+            using var nchw = x.contiguous();
+            return F.conv2d(nchw, weight, bias, stride, padding, dilation, groups);
+        }
+
+        if (IsChannelsLast(x))
+        {
+            return F.conv2d(x, weight, bias, stride, padding, dilation, groups);
+        }
+
+        using var nhwc = x.permute(0, 2, 3, 1).contiguous();
+        using var channelsLast = nhwc.permute(0, 3, 1, 2);
+        return F.conv2d(channelsLast, weight, bias, stride, padding, dilation, groups);
+    }
 
     /// <summary>
     /// True for a 4-D input and a 1×1 kernel with one group and no padding that is wide: both channel counts at least
     /// 256, or either at least 1024 (every shape oneDNN died on, with a margin; narrower ones stay with oneDNN, faster there).
+    /// With <paramref name="guardAvx512"/>, every such 1×1 kernel (oneDNN's AVX-512 1×1 kernel is wrong for some shapes).
     /// </summary>
-    public static bool RunsAsMatrixProduct(Tensor x, Tensor weight, long[] padding, long groups)
+    public static bool RunsAsMatrixProduct(Tensor x, Tensor weight, long[] padding, long groups, bool guardAvx512 = false)
     {
         if (groups != 1 || x.dim() != 4 || weight.dim() != 4 || weight.shape[2] != 1 || weight.shape[3] != 1 || padding.Any(p => p != 0))
         {
@@ -41,7 +94,14 @@ internal static class Conv2dOps
         }
 
         var (output, input) = (weight.shape[0], weight.shape[1]);
-        return Math.Min(input, output) >= 256 || Math.Max(input, output) >= 1024;
+        return guardAvx512 || Math.Min(input, output) >= 256 || Math.Max(input, output) >= 1024;
+    }
+
+    /// <summary>Whether a 4-D tensor is laid out channels-last (NHWC strides), the layout oneDNN's AVX-512 kernels get right here.</summary>
+    internal static bool IsChannelsLast(Tensor x)
+    {
+        var (c, h, w) = (x.shape[1], x.shape[2], x.shape[3]);
+        return (c == 1 || x.stride(1) == 1) && (w == 1 || x.stride(3) == c) && (h == 1 || x.stride(2) == w * c);
     }
 
     /// <summary>

@@ -8,9 +8,10 @@ using F = TorchSharp.torch.nn.functional;
 namespace TransferLearning.Core.Tests.Native;
 
 /// <summary>
-/// The 1×1 convolution path (<see cref="Conv2dOps"/>): a matrix product instead of oneDNN's 1×1 kernel for wide
-/// convolutions, which kills the process with SIGFPE on this VM for ResNet-50's bottleneck shapes. If that kernel were
-/// reached, the test host would die: a crash here is a failing test.
+/// The convolution entry (<see cref="Conv2dOps"/>): a matrix product instead of oneDNN's 1×1 kernel for wide
+/// convolutions, which kills the process with SIGFPE on this VM for ResNet-50's bottleneck shapes (if that kernel were
+/// reached, the test host would die: a crash here is a failing test), and the routing around oneDNN's AVX-512 kernels
+/// that are wrong on AMD CPUs with AVX-512.
 /// </summary>
 public class Conv2dOpsTests(ITestOutputHelper output)
 {
@@ -73,6 +74,76 @@ public class Conv2dOpsTests(ITestOutputHelper output)
 
         Assert.Equal(1L, actual.stride(1)); // channels innermost: the matrix product ran, not conv2d on this NCHW input
         AssertClose(expected, actual, 1e-5, "wide 1x1 conv through Conv2d");
+    }
+
+    /// <summary>
+    /// The shapes whose oneDNN AVX-512 forward kernels were wrong on an AMD EPYC (Zen 5): through the routing those CPUs
+    /// get (1×1 as a matrix product, everything else channels-last), output and both gradients match float64 on any CPU.
+    /// </summary>
+    [Theory]
+    [InlineData(144, 40, 1, 1, 1, 1, 14, false)]
+    [InlineData(144, 40, 1, 1, 1, 1, 14, true)]
+    [InlineData(256, 512, 1, 2, 1, 1, 14, true)]
+    [InlineData(24, 8, 3, 1, 1, 1, 28, false)]
+    [InlineData(24, 24, 3, 1, 1, 1, 28, false)]
+    [InlineData(24, 24, 3, 1, 1, 1, 28, true)]
+    [InlineData(4, 8, 3, 2, 4, 1, 10, true)] // depthwise with a channel multiplier of 2
+    [InlineData(4, 8, 3, 1, 4, 1, 28, false)]
+    [InlineData(8, 8, 3, 1, 8, 2, 5, true)] // dilated depthwise
+    [InlineData(144, 144, 3, 2, 144, 1, 28, true)] // MobileNetV2's depthwise
+    [InlineData(24, 24, 3, 1, 24, 1, 28, false)]
+    [InlineData(40, 40, 5, 1, 40, 1, 14, true)] // EfficientNet's 5×5 depthwise
+    [InlineData(24, 24, 3, 1, 1, 2, 14, true)] // dilated, not grouped
+    public void Conv2d_GuardAvx512_ShapesWrongOnZen5_MatchFloat64ForwardAndBackward(
+        int inChannels, int outChannels, int kernel, int stride, int groups, int dilation, int size, bool channelsLast)
+    {
+        using var scope = NewDisposeScope();
+        using var generator = new Generator(17);
+        var x = randn([4, inChannels, size, size], generator: generator);
+        var w = randn([outChannels, inChannels / groups, kernel, kernel], generator: generator) / Math.Sqrt(inChannels / groups * kernel * kernel);
+        var padding = (long)dilation * (kernel / 2);
+        var input = (channelsLast ? ChannelsLast(x) : x).detach().requires_grad_();
+        var weight = w.detach().requires_grad_();
+        var y = Conv2dOps.Conv2d(input, weight, null, [stride, stride], [padding, padding], [dilation, dilation], groups, guardAvx512: true);
+        var upstream = randn(y.shape, generator: generator);
+        (y * upstream).sum().backward();
+
+        var x64 = x.to(float64).requires_grad_();
+        var w64 = w.to(float64).requires_grad_();
+        var expected = F.conv2d(x64, w64, null, [stride, stride], [padding, padding], [dilation, dilation], groups);
+        (expected * upstream.to(float64)).sum().backward();
+
+        var what = $"{inChannels}->{outChannels} {kernel}x{kernel} stride {stride}, {groups} groups, dilation {dilation} at {size}px, channels-last input={channelsLast}";
+        Assert.Equal(groups == 1 || (groups == outChannels && dilation == 1), Conv2dOps.IsChannelsLast(y)); // multiplier or dilation: NCHW copy
+        AssertClose(expected, y, 1e-4, $"{what}: output");
+        AssertClose(x64.grad!, input.grad!, 1e-4, $"{what}: input gradient");
+        AssertClose(w64.grad!, weight.grad!, 1e-4, $"{what}: weight gradient");
+    }
+
+    [Theory]
+    [InlineData(1, 1, 0, true, true)] // 1×1: a matrix product whatever the width
+    [InlineData(1, 1, 0, false, false)] // narrow 1×1 stays with oneDNN where there is nothing to guard
+    [InlineData(1, 4, 0, true, false)] // grouped
+    [InlineData(1, 1, 1, true, false)] // padded
+    [InlineData(3, 1, 1, true, false)] // 3×3
+    public void RunsAsMatrixProduct_GuardAvx512_EveryUngroupedUnpaddedOneByOne(int kernel, int groups, int padding, bool guard, bool expected)
+    {
+        using var scope = NewDisposeScope();
+        var x = empty(1, 16, 4, 4);
+        var w = empty(8, 16 / groups, kernel, kernel);
+
+        Assert.Equal(expected, Conv2dOps.RunsAsMatrixProduct(x, w, [padding, padding], groups, guard));
+    }
+
+    [Fact]
+    public void IsChannelsLast_NchwAndPermutedCopies_TellsThemApart()
+    {
+        using var scope = NewDisposeScope();
+        var nchw = zeros(2, 8, 5, 3);
+
+        Assert.False(Conv2dOps.IsChannelsLast(nchw));
+        Assert.True(Conv2dOps.IsChannelsLast(ChannelsLast(nchw)));
+        Assert.True(Conv2dOps.IsChannelsLast(zeros(2, 1, 5, 3))); // one channel: both layouts at once
     }
 
     /// <summary>
