@@ -21,17 +21,17 @@ namespace TransferLearning.Backbones;
 /// oneDNN on an NCHW copy, but in MobileNetV2's high-resolution blocks (16→96 at 112×112, 24→144 at 56×56, …) its
 /// backward pass took 2–3.5× oneDNN's (the <c>conv1x1</c> benchmark and a per-block fine-tuning profile).
 /// <para>
-/// The same VM (AMD EPYC, Zen 5) has AVX-512, and there oneDNN's AVX-512 float forward kernels are wrong for some shapes
-/// while backward is right (<c>bench onednn-check</c> against float64, which does not run on oneDNN): the channels-last
-/// 1×1 kernel (<c>brgconv_1x1</c>) for 144→40 at 14×14 and for 256→512 stride 2 at 14×14 (relative error 0.5–0.8), the
-/// direct kernel on an NCHW input with 24 channels (3×3, 24→8 and 24→24 at 28×28: NaN). Channels-last 3×3, 5×5, 7×7 and
+/// The same VM (AMD EPYC, Zen 5) has AVX-512, and there some of oneDNN's AVX-512 float kernels are wrong
+/// (<c>bench onednn-check</c> against float64, which does not run on oneDNN): the channels-last 1×1 forward kernel
+/// (<c>brgconv_1x1</c>) for 144→40 at 14×14 and for 256→512 stride 2 at 14×14 (relative error 0.5–0.8), the direct
+/// kernel on an NCHW input with 24 channels (3×3, 24→8 and 24→24 at 28×28: output and input gradient wrong or NaN). Channels-last 3×3, 5×5, 7×7 and
 /// depthwise convolutions were right in every shape tried, except grouped ones with a channel multiplier (4→8 in 4
 /// groups: forward and input gradient wrong) or a dilation (depthwise, dilation 2: input gradient wrong, at AVX2 as
 /// well), which were right on a contiguous NCHW input (oneDNN's gemm-based or depthwise kernels); every matrix product
 /// was right. So where <see cref="GuardsAvx512"/> holds, every 1×1 convolution is a matrix product, every grouped one
 /// with a channel multiplier or a dilation gets an NCHW input and every other one a channels-last input (copied when
-/// the input is not already laid out so),
-/// instead of the earlier process-wide cap at AVX2, which cost float and int8 convolutions 1.3–1.5× in speed.
+/// the input is not already laid out so), instead of the earlier process-wide cap at AVX2, which cost float and int8
+/// convolutions 1.3–1.5× in speed.
 /// </para>
 /// </remarks>
 internal static class Conv2dOps
