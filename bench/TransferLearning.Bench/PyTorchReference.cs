@@ -55,7 +55,7 @@ internal sealed class PyTorchReference : IDisposable
         }
 
         start.ArgumentList.Add("--serve");
-        // A cap set for this process is not passed on: the child gets what was asked.
+        // The library sets ONEDNN_MAX_CPU_ISA in this process on AMD CPUs with AVX-512; the child gets what was asked.
         start.Environment.Remove("ONEDNN_MAX_CPU_ISA");
         start.Environment.Remove("DNNL_MAX_CPU_ISA");
         if (!string.Equals(isa, "default", StringComparison.OrdinalIgnoreCase))

@@ -7,7 +7,7 @@ namespace TransferLearning.Backbones;
 /// The one 2-D convolution entry of the backbone families (torchvision's folded and unfolded convolutions, the ONNX
 /// importer's Conv, TF.js Conv2D): <c>conv2d</c>, except that a wide 1×1 convolution without groups or padding runs as
 /// a matrix product over channels (after a strided slice when the stride is above 1), and that on AMD CPUs with AVX-512
-/// every convolution avoids the oneDNN kernels that are wrong there (<see cref="GuardsAvx512"/>).
+/// convolutions avoid the oneDNN kernels that are wrong there (<see cref="GuardsAvx512"/>, <see cref="GuardsGrouped"/>).
 /// </summary>
 /// <remarks>
 /// LibTorch 2.10's oneDNN kills the process with SIGFPE (<c>brgemm_convolution_utils::brg_blocking_t::est_eff_1x1</c>)
@@ -28,37 +28,45 @@ namespace TransferLearning.Backbones;
 /// depthwise convolutions were right in every shape tried, except grouped ones with a channel multiplier (4→8 in 4
 /// groups: forward and input gradient wrong) or a dilation (depthwise, dilation 2: input gradient wrong, at AVX2 as
 /// well), which were right on a contiguous NCHW input (oneDNN's gemm-based or depthwise kernels); every matrix product
-/// was right. So where <see cref="GuardsAvx512"/> holds, every 1×1 convolution is a matrix product, every grouped one
-/// with a channel multiplier or a dilation gets an NCHW input and every other one a channels-last input (copied when
-/// the input is not already laid out so), instead of the earlier process-wide cap at AVX2, which cost float and int8
-/// convolutions 1.3–1.5× in speed.
+/// was right. So where <see cref="GuardsAvx512"/> holds (the user lifted the library's AVX2 cap), every 1×1 convolution
+/// is a matrix product, every grouped one with a channel multiplier or a dilation gets an NCHW input and every other one
+/// a channels-last input (copied when the input is not already laid out so); under the cap
+/// (<see cref="GuardsGrouped"/>) only the grouped rule applies. The cap stays the default because float32 backward
+/// passes on that VM were off now and then under load (at either level; a ResNet-50 block test failed only without it).
 /// </para>
 /// </remarks>
 internal static class Conv2dOps
 {
-    private static readonly Lazy<bool> Avx512Guard = new(Native.TorchNativeLoader.IsAmdWithAvx512);
+    private static readonly Lazy<bool> GroupedGuard = new(Native.TorchNativeLoader.IsAmdWithAvx512);
+    private static readonly Lazy<bool> Avx512Guard = new(() => GroupedGuard.Value && OneDnnMayUseAvx512(Native.CpuFeatures.OneDnnIsaCap));
 
     /// <summary>
-    /// Whether this process routes around oneDNN's convolution kernels that are wrong on AMD CPUs with AVX-512 (whatever
-    /// <c>ONEDNN_MAX_CPU_ISA</c> says: the grouped channels-last faults appear at AVX2 too). Then every 1×1 convolution
-    /// without groups or padding runs as a matrix product, every grouped one with a channel multiplier or a dilation
-    /// reads a contiguous NCHW input and every other one (depthwise included) a channels-last input.
+    /// Whether this process routes around oneDNN's AVX-512 float kernels that are wrong on AMD CPUs with AVX-512: such a
+    /// CPU, and an <c>ONEDNN_MAX_CPU_ISA</c> the user set to an AVX-512 level (the library caps oneDNN at AVX2 there
+    /// otherwise). Then every 1×1 convolution without groups or padding runs as a matrix product and every other
+    /// ungrouped one reads a channels-last input.
     /// </summary>
     public static bool GuardsAvx512 => Avx512Guard.Value;
 
+    /// <summary>
+    /// Whether grouped convolutions with a channel multiplier or a dilation read a contiguous NCHW input: on AMD CPUs with
+    /// AVX-512 at any oneDNN level (their channels-last input gradients were wrong at AVX2 too).
+    /// </summary>
+    public static bool GuardsGrouped => GroupedGuard.Value;
+
     /// <summary><c>conv2d(x, weight, bias, stride, padding, dilation, groups)</c>; a wide 1×1 kernel as a matrix product.</summary>
     public static Tensor Conv2d(Tensor x, Tensor weight, Tensor? bias, long[] stride, long[] padding, long[] dilation, long groups) =>
-        Conv2d(x, weight, bias, stride, padding, dilation, groups, GuardsAvx512);
+        Conv2d(x, weight, bias, stride, padding, dilation, groups, GuardsAvx512, GuardsGrouped);
 
-    /// <summary>The same, with the AVX-512 routing on or off (tests compare both on one process).</summary>
-    internal static Tensor Conv2d(Tensor x, Tensor weight, Tensor? bias, long[] stride, long[] padding, long[] dilation, long groups, bool guardAvx512)
+    /// <summary>The same, with the routings on or off (tests run them on any CPU).</summary>
+    internal static Tensor Conv2d(Tensor x, Tensor weight, Tensor? bias, long[] stride, long[] padding, long[] dilation, long groups, bool guardAvx512, bool guardGrouped = true)
     {
         if (RunsAsMatrixProduct(x, weight, padding, groups, guardAvx512))
         {
             return Pointwise(x, weight, bias, stride);
         }
 
-        if (!guardAvx512 || x.dim() != 4)
+        if (x.dim() != 4 || !(guardAvx512 || (guardGrouped && groups > 1)))
         {
             return F.conv2d(x, weight, bias, stride, padding, dilation, groups);
         }
@@ -71,7 +79,7 @@ internal static class Conv2dOps
             return F.conv2d(nchw, weight, bias, stride, padding, dilation, groups);
         }
 
-        if (IsChannelsLast(x))
+        if (!guardAvx512 || IsChannelsLast(x))
         {
             return F.conv2d(x, weight, bias, stride, padding, dilation, groups);
         }
@@ -96,6 +104,10 @@ internal static class Conv2dOps
         var (output, input) = (weight.shape[0], weight.shape[1]);
         return guardAvx512 || Math.Min(input, output) >= 256 || Math.Max(input, output) >= 1024;
     }
+
+    /// <summary>Whether a cap (an <c>ONEDNN_MAX_CPU_ISA</c> value, null for none) leaves oneDNN its AVX-512 kernels.</summary>
+    internal static bool OneDnnMayUseAvx512(string? cap) =>
+        cap is null || cap.StartsWith("AVX512", StringComparison.OrdinalIgnoreCase) || cap.StartsWith("AVX10", StringComparison.OrdinalIgnoreCase);
 
     /// <summary>Whether a 4-D tensor is laid out channels-last (NHWC strides), the layout oneDNN's AVX-512 kernels get right here.</summary>
     internal static bool IsChannelsLast(Tensor x)

@@ -63,7 +63,9 @@ public static class TorchNativeLoader
     {
         try
         {
-            return LoadLibraries();
+            var isa = LimitOneDnnIsa();
+            var loaded = LoadLibraries();
+            return isa is null ? loaded : $"{loaded}; {isa}";
         }
         catch (Exception e) when (e is not TorchNativeLoadException and (IOException or UnauthorizedAccessException or DllNotFoundException or BadImageFormatException or InvalidDataException))
         {
@@ -72,11 +74,44 @@ public static class TorchNativeLoader
     }
 
     /// <summary>
-    /// True on AMD processors with AVX-512 (Zen 4 and later). There LibTorch 2.10's oneDNN AVX-512 float convolutions
-    /// are wrong for some shapes (measured on a Zen 5 VM with <c>bench onednn-check</c>: the channels-last 1×1 kernel
-    /// for 144→40 and stride-2 256→512 at 14×14, the direct kernel on NCHW input with 24 channels, NaN); no cap is set,
-    /// and <c>Backbones.Conv2dOps</c> routes every convolution around those kernels instead.
+    /// On an AMD EPYC (Zen 5) with AVX-512, LibTorch 2.10's oneDNN AVX-512 convolution kernels give wrong results when
+    /// a channel count is not a multiple of 16 (a 1×1 convolution 144→40 channels-last off by 2–3, a 3×3 one 24→8 off by
+    /// 0.7, changing from run to run); capped at AVX2 they are right. Only Zen 5 was measured; the cap applies to every AMD
+    /// CPU with AVX-512 as a precaution. Where the CPU has AVX-VNNI (Zen 5 does) the cap is <c>AVX2_VNNI</c>: the same
+    /// float kernels (the conv and parity tests pass), and int8 convolutions that accumulate with <c>vpdpbusd</c>, which
+    /// does not saturate, so int8 backbones can use the full 8-bit activation range (see Backbones/Int8Kernels). The cap is an environment
+    /// variable oneDNN reads once, at its first primitive, so it is set in the native environment before LibTorch runs.
+    /// A value the user set for <c>ONEDNN_MAX_CPU_ISA</c> (or <c>DNNL_MAX_CPU_ISA</c>) is kept: with an AVX-512 level,
+    /// <c>Backbones.Conv2dOps</c> routes convolutions around the wrong kernels (measured right for forward passes; float32
+    /// backward passes were off now and then under load, with and without this cap, see the README).
     /// </summary>
+    /// <returns>What was done, or null when nothing was needed.</returns>
+    internal static string? LimitOneDnnIsa()
+    {
+        if (!IsAmdWithAvx512())
+        {
+            return null;
+        }
+
+        if (!string.IsNullOrEmpty(Environment.GetEnvironmentVariable(OneDnnIsaVariable)) ||
+            !string.IsNullOrEmpty(Environment.GetEnvironmentVariable("DNNL_MAX_CPU_ISA")))
+        {
+            return $"{OneDnnIsaVariable} left as the environment sets it";
+        }
+
+        if (OperatingSystem.IsWindows())
+        {
+            return null;
+        }
+
+        // .NET keeps its own copy of the environment on Unix; oneDNN reads the C library's.
+        var cap = System.Runtime.Intrinsics.X86.AvxVnni.IsSupported ? "AVX2_VNNI" : "AVX2";
+        _ = SetEnv(OneDnnIsaVariable, cap, 0);
+        Environment.SetEnvironmentVariable(OneDnnIsaVariable, cap);
+        return $"{OneDnnIsaVariable}={cap} (oneDNN's AVX-512 convolutions are wrong on this AMD CPU)";
+    }
+
+    /// <summary>True on AMD processors with AVX-512 (Zen 4 and later), where oneDNN stays at AVX2 (AVX2_VNNI) unless the user lifts the cap.</summary>
     internal static bool IsAmdWithAvx512()
     {
         if (!System.Runtime.Intrinsics.X86.X86Base.IsSupported || !System.Runtime.Intrinsics.X86.Avx512F.IsSupported)
@@ -88,6 +123,9 @@ public static class TorchNativeLoader
         Span<int> vendor = [ebx, edx, ecx];
         return System.Text.Encoding.ASCII.GetString(MemoryMarshal.AsBytes(vendor)) == "AuthenticAMD";
     }
+
+    [DllImport("libc", EntryPoint = "setenv", CharSet = CharSet.Ansi, BestFitMapping = false, ThrowOnUnmappableChar = true)]
+    private static extern int SetEnv(string name, string value, int overwrite);
 
     private static string LoadLibraries()
     {

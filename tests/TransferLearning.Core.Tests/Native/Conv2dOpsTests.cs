@@ -135,6 +135,17 @@ public class Conv2dOpsTests(ITestOutputHelper output)
         Assert.Equal(expected, Conv2dOps.RunsAsMatrixProduct(x, w, [padding, padding], groups, guard));
     }
 
+    [Theory]
+    [InlineData(null, true)]
+    [InlineData("AVX512_CORE", true)]
+    [InlineData("avx512_core_bf16", true)]
+    [InlineData("AVX10_1_512", true)]
+    [InlineData("AVX2_VNNI", false)]
+    [InlineData("AVX2", false)]
+    [InlineData("SSE41", false)]
+    public void OneDnnMayUseAvx512_Cap_OnlyAvx512LevelsOrNone(string? cap, bool expected) =>
+        Assert.Equal(expected, Conv2dOps.OneDnnMayUseAvx512(cap));
+
     [Fact]
     public void IsChannelsLast_NchwAndPermutedCopies_TellsThemApart()
     {
