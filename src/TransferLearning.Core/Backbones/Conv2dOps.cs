@@ -32,7 +32,7 @@ namespace TransferLearning.Backbones;
 /// is a matrix product, every grouped one with a channel multiplier or a dilation gets an NCHW input and every other one
 /// a channels-last input (copied when the input is not already laid out so); under the cap
 /// (<see cref="GuardsGrouped"/>) only the grouped rule applies. The cap stays the default because float32 backward
-/// passes on that VM were off now and then under load (at either level; a ResNet-50 block test failed only without it).
+/// passes on that VM were off now and then under load (at either level; a ResNet-50 block test too).
 /// </para>
 /// </remarks>
 internal static class Conv2dOps
