@@ -10,7 +10,9 @@ namespace TransferLearning.Bench;
 /// Reports validation accuracy, wall time, featurization vs head-epoch time (feature caching) and peak memory.
 /// Options: --data DIR, --limit N (the first N images of each class, in the folder's sorted order), --model, --epochs,
 /// --fine-tune-epochs, --lr, --fine-tune-lr, --seed, --resize, --trace-memory (a memory line every 2 s),
-/// --gc-after-load (an aggressive full GC once the backbone is loaded, to see what the import's garbage costs), --int8.
+/// --gc-after-load (an aggressive full GC once the backbone is loaded, to see what the import's garbage costs), --int8,
+/// --no-trim (no native heap trimming between batches), --mallopt arena=N,mmap=BYTES,trim=BYTES (glibc mallopt calls at start,
+/// an experiment on page-fault churn).
 /// </summary>
 internal static class FitBench
 {
@@ -28,6 +30,16 @@ internal static class FitBench
         var resize = Enum.Parse<ResizeMode>(Arg("--resize", "Stretch"), ignoreCase: true);
         int? limit = Arg("--limit", string.Empty) is { Length: > 0 } l ? int.Parse(l, CultureInfo.InvariantCulture) : null;
         var int8 = args.Contains("--int8");
+        NativeHeap.Enabled = !args.Contains("--no-trim");
+        if (Arg("--mallopt", string.Empty) is { Length: > 0 } mallopt)
+        {
+            foreach (var kv in mallopt.Split(','))
+            {
+                var parts = kv.Split('=');
+                var param = parts[0] switch { "arena" => -8, "mmap" => -3, "trim" => -1, _ => throw new ArgumentException(kv) };
+                Console.WriteLine($"mallopt {kv}: {MallOpt(param, int.Parse(parts[1], CultureInfo.InvariantCulture))}");
+            }
+        }
 
         var total = Stopwatch.StartNew();
         using var trace = args.Contains("--trace-memory") ? new Timer(_ => TraceMemory(total), null, 0, 2000) : null;
@@ -109,6 +121,9 @@ internal static class FitBench
             $"  [{clock.Elapsed.TotalSeconds,6:F1} s] working set {process.WorkingSet64 >> 20} MiB (peak {process.PeakWorkingSet64 >> 20}), " +
             $"managed heap {GC.GetTotalMemory(false) >> 20} MiB, GC committed {gc.TotalCommittedBytes >> 20} MiB, GCs {GC.CollectionCount(0)}/{GC.CollectionCount(1)}/{GC.CollectionCount(2)}"));
     }
+
+    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "mallopt")]
+    private static extern int MallOpt(int param, int value);
 
     private sealed class Progress(Action<TrainingProgress> report) : IProgress<TrainingProgress>
     {
