@@ -65,6 +65,9 @@ internal sealed class CountingModule : nn.Module<Tensor, Tensor>
 
     public long Images { get; private set; }
 
+    /// <summary>The batch size of every forward call, in order.</summary>
+    public List<long> BatchSizes { get; } = [];
+
     /// <summary>When set, forward throws once this many images have been seen.</summary>
     public long? FailAfterImages { get; set; }
 
@@ -76,6 +79,7 @@ internal sealed class CountingModule : nn.Module<Tensor, Tensor>
         }
 
         Images += input.shape[0];
+        BatchSizes.Add(input.shape[0]);
         return inner.forward(input);
     }
 }

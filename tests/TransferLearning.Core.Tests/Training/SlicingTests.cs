@@ -1,0 +1,61 @@
+using TransferLearning.Backbones;
+using static TorchSharp.torch;
+
+namespace TransferLearning.Core.Tests.Training;
+
+/// <summary>Large batches run in slices where no layer mixes images: the same features and gradients as one pass.</summary>
+public class SlicingTests
+{
+    private static Tensor Images(int count, int size)
+    {
+        using var generator = new Generator(5, CPU);
+        return rand([count, 3, size, size], generator: generator);
+    }
+
+    [Theory]
+    [InlineData(224, 224, 8)]
+    [InlineData(32, 32, 8)]
+    [InlineData(448, 448, 2)]
+    [InlineData(300, 400, 3)]
+    [InlineData(1000, 1000, 1)]
+    public void InferenceSliceSize_ImageArea_ScalesInverselyFromEightAt224(long height, long width, int expected) =>
+        Assert.Equal(expected, Backbone.InferenceSliceSize(height, width));
+
+    [Fact]
+    public void Forward_InferenceBatchOfTwenty_RunsInSlicesWithTheSameFeatures()
+    {
+        using var scope = NewDisposeScope();
+        var tiny = TestBackbones.Tiny();
+        var counter = new CountingModule(tiny.Module);
+        using var backbone = new Backbone(TestBackbones.TinySource, counter, 8, tiny.InputSpec);
+        backbone.SetTrainingMode(false);
+        var images = Images(20, 32);
+
+        var whole = backbone.Forward(images).detach(); // gradients recorded: one pass
+        Tensor sliced;
+        using (no_grad())
+        {
+            sliced = backbone.Forward(images);
+        }
+
+        Assert.Equal([20L, 8, 8, 4], counter.BatchSizes);
+        Assert.Equal(new long[] { 20, 8 }, sliced.shape);
+        Assert.True(sliced.allclose(whole, rtol: 1e-5, atol: 1e-6));
+    }
+
+    [Fact]
+    public void Forward_TrainingModeWithoutGradients_RunsTheWholeBatch()
+    {
+        using var scope = NewDisposeScope();
+        var tiny = TestBackbones.Tiny();
+        var counter = new CountingModule(tiny.Module);
+        using var backbone = new Backbone(TestBackbones.TinySource, counter, 8, tiny.InputSpec);
+        backbone.SetTrainingMode(true); // BatchNorm uses the batch's statistics: slices would change the features
+        using (no_grad())
+        {
+            backbone.Forward(Images(20, 32));
+        }
+
+        Assert.Equal([20L], counter.BatchSizes);
+    }
+}
