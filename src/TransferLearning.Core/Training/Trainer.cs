@@ -143,33 +143,19 @@ internal sealed class Trainer
             rates.Apply((double)seen / Math.Max(1, source.Count));
             var inputs = batch.Inputs.to(_device);
             var labels = batch.Labels.to(_device);
-            Tensor features;
-            if (inputsAreFeatures)
-            {
-                features = inputs;
-            }
-            else
+            if (!inputsAreFeatures)
             {
                 inputs = Augmenter.Apply(inputs, _options.Augmentation, _spec, augmentationRandom);
-                if (backboneFrozen)
-                {
-                    using var noGrad = no_grad();
-                    features = _backbone.Forward(inputs);
-                }
-                else
-                {
-                    features = _backbone.Forward(inputs);
-                }
             }
 
-            var logits = _head.forward(features);
-            var loss = Loss(logits, labels);
             foreach (var p in trainable)
             {
                 p.grad = null; // as PyTorch's zero_grad(set_to_none=True): backward writes fresh gradients, no zeroing and adding
             }
 
-            loss.backward();
+            var (logits, loss) = inputsAreFeatures || backboneFrozen || _options.UpdateBatchNormStatistics
+                ? WholeBatchStep(inputs, labels, inputsAreFeatures, backboneFrozen)
+                : SlicedStep(inputs, labels);
             optimizer.step();
 
             var n = (int)labels.shape[0];
@@ -185,6 +171,67 @@ internal sealed class Trainer
         }
 
         return (lossSum / seen, (double)correct / seen);
+    }
+
+    /// <summary>Forward and backward over the whole batch; returns its logits and mean loss.</summary>
+    internal (Tensor Logits, Tensor Loss) WholeBatchStep(Tensor inputs, Tensor labels, bool inputsAreFeatures, bool backboneFrozen)
+    {
+        Tensor features;
+        if (inputsAreFeatures)
+        {
+            features = inputs;
+        }
+        else if (backboneFrozen)
+        {
+            using var noGrad = no_grad();
+            features = _backbone.Forward(inputs);
+        }
+        else
+        {
+            features = _backbone.Forward(inputs);
+        }
+
+        var logits = _head.forward(features);
+        var loss = Loss(logits, labels);
+        loss.backward();
+        return (logits, loss);
+    }
+
+    /// <summary>
+    /// Forward and backward in slices of <see cref="Backbone.InferenceSliceSize"/> images, gradients accumulated: the
+    /// same gradients as one pass over the batch when no layer mixes images (BatchNorm in inference mode), with every
+    /// activation small enough for the native heap to reuse (see <see cref="Backbone.InferenceSliceSize"/>). Each
+    /// slice's loss is its summed loss divided by the whole batch's normaliser (the image count, or the sum of the
+    /// labels' class weights), so the slices add up to the batch's mean loss.
+    /// </summary>
+    /// <returns>The batch's logits and mean loss, both detached.</returns>
+    internal (Tensor Logits, Tensor Loss) SlicedStep(Tensor inputs, Tensor labels)
+    {
+        var count = inputs.shape[0];
+        var slice = Backbone.InferenceSliceSize(inputs.shape[2], inputs.shape[3]);
+        using var normaliser = _classWeights is null ? tensor((float)count) : _classWeights.index_select(0, labels).sum();
+        var logits = new List<Tensor>();
+        var loss = zeros(1, device: _device);
+        try
+        {
+            for (long start = 0; start < count; start += slice)
+            {
+                using var scope = NewDisposeScope();
+                var length = Math.Min(slice, count - start);
+                var sliceLogits = _head.forward(_backbone.Forward(inputs.narrow(0, start, length)));
+                var sliceLoss = nn.functional.cross_entropy(sliceLogits, labels.narrow(0, start, length), _classWeights,
+                    reduction: nn.Reduction.Sum, label_smoothing: _options.LabelSmoothing).div(normaliser);
+                sliceLoss.backward();
+                logits.Add(sliceLogits.detach().MoveToOuterDisposeScope());
+                loss.add_(sliceLoss.detach());
+            }
+
+            return (cat(logits, 0), loss);
+        }
+        finally
+        {
+            DisposeAll(logits);
+        }
     }
 
     /// <summary>The error of a fit whose every training image was skipped as unreadable.</summary>

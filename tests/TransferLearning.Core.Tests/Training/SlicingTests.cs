@@ -1,4 +1,6 @@
 using TransferLearning.Backbones;
+using TransferLearning.Heads;
+using TransferLearning.Training;
 using static TorchSharp.torch;
 
 namespace TransferLearning.Core.Tests.Training;
@@ -57,5 +59,43 @@ public class SlicingTests
         }
 
         Assert.Equal([20L], counter.BatchSizes);
+    }
+
+    [Fact]
+    public void SlicedStep_ClassWeightsAndLabelSmoothing_SameLossAndGradientsAsOneBatch()
+    {
+        using var scope = NewDisposeScope();
+        var tiny = TestBackbones.Tiny();
+        var counter = new CountingModule(tiny.Module);
+        using var backbone = new Backbone(TestBackbones.TinySource, counter, 8, tiny.InputSpec);
+        backbone.Unfreeze();
+        backbone.SetTrainingMode(false);
+        using var head = HeadFactory.Create(8, 3, new HeadOptions());
+        head.train();
+        var weights = tensor(new float[] { 1f, 2f, 0.5f });
+        var trainer = new Trainer(backbone, head, CPU, new TrainingOptions { LabelSmoothing = 0.1 }, weights);
+        var images = Images(20, 32);
+        var labels = tensor(Enumerable.Range(0, 20).Select(i => (long)(i * 7 % 3)).ToArray());
+        var parameters = backbone.Module.parameters().Concat(head.parameters()).ToList();
+
+        var (wholeLogits, wholeLoss) = trainer.WholeBatchStep(images, labels, inputsAreFeatures: false, backboneFrozen: false);
+        var wholeGradients = parameters.Select(p => p.grad!.detach().clone()).ToList();
+        foreach (var p in parameters)
+        {
+            p.grad = null;
+        }
+
+        var (slicedLogits, slicedLoss) = trainer.SlicedStep(images, labels);
+
+        Assert.Equal([20L, 8, 8, 4], counter.BatchSizes);
+        Assert.Equal(wholeLoss.item<float>(), slicedLoss.item<float>(), 1e-5);
+        Assert.True(slicedLogits.allclose(wholeLogits.detach(), rtol: 1e-5, atol: 1e-6));
+        for (var i = 0; i < parameters.Count; i++)
+        {
+            var expected = wholeGradients[i];
+            var actual = parameters[i].grad!;
+            var error = (actual - expected).abs().max().item<float>() / Math.Max(1e-6f, expected.abs().max().item<float>());
+            Assert.True(error < 1e-4, $"parameter {i}: relative gradient error {error}");
+        }
     }
 }
