@@ -14,6 +14,14 @@ public class SlicingTests
         return rand([count, 3, size, size], generator: generator);
     }
 
+    /// <summary><see cref="TestBackbones.Tiny"/> with a <see cref="CountingModule"/> that records every forward call's batch size.</summary>
+    private static Backbone CountedTiny(out CountingModule counter)
+    {
+        var tiny = TestBackbones.Tiny();
+        counter = new CountingModule(tiny.Module);
+        return new Backbone(TestBackbones.TinySource, counter, 8, tiny.InputSpec);
+    }
+
     [Theory]
     [InlineData(224, 224, 8)]
     [InlineData(32, 32, 8)]
@@ -27,9 +35,7 @@ public class SlicingTests
     public void Forward_InferenceBatchOfTwenty_RunsInSlicesWithTheSameFeatures()
     {
         using var scope = NewDisposeScope();
-        var tiny = TestBackbones.Tiny();
-        var counter = new CountingModule(tiny.Module);
-        using var backbone = new Backbone(TestBackbones.TinySource, counter, 8, tiny.InputSpec);
+        using var backbone = CountedTiny(out var counter);
         backbone.SetTrainingMode(false);
         var images = Images(20, 32);
 
@@ -49,9 +55,7 @@ public class SlicingTests
     public void Forward_TrainingModeWithoutGradients_RunsTheWholeBatch()
     {
         using var scope = NewDisposeScope();
-        var tiny = TestBackbones.Tiny();
-        var counter = new CountingModule(tiny.Module);
-        using var backbone = new Backbone(TestBackbones.TinySource, counter, 8, tiny.InputSpec);
+        using var backbone = CountedTiny(out var counter);
         backbone.SetTrainingMode(true); // BatchNorm uses the batch's statistics: slices would change the features
         using (no_grad())
         {
@@ -65,9 +69,7 @@ public class SlicingTests
     public void SlicedStep_ClassWeightsAndLabelSmoothing_SameLossAndGradientsAsOneBatch()
     {
         using var scope = NewDisposeScope();
-        var tiny = TestBackbones.Tiny();
-        var counter = new CountingModule(tiny.Module);
-        using var backbone = new Backbone(TestBackbones.TinySource, counter, 8, tiny.InputSpec);
+        using var backbone = CountedTiny(out var counter);
         backbone.Unfreeze();
         backbone.SetTrainingMode(false);
         using var head = HeadFactory.Create(8, 3, new HeadOptions());
