@@ -149,6 +149,31 @@ internal static class ExportTestSupport
         }
     }
 
+    /// <summary>
+    /// Draws every convolution's and Linear layer's weights again from a private generator, as torchvision initialises
+    /// them (convolutions: normal with standard deviation √(2 / fan-out); Linear: 0.01; biases zero): a network made
+    /// with the global generator would depend on which tests ran before it.
+    /// </summary>
+    public static void ReinitializeWeights(nn.Module module, int seed)
+    {
+        using var generator = new Generator((ulong)seed, CPU);
+        using var noGrad = no_grad();
+        foreach (var conv in module.modules().OfType<TorchSharp.Modules.Conv2d>())
+        {
+            var w = conv.weight!;
+            using var values = randn(w.shape, generator: generator);
+            w.copy_(values.mul_(Math.Sqrt(2.0 / (w.shape[0] * w.shape[2] * w.shape[3]))));
+            conv.bias?.zero_();
+        }
+
+        foreach (var linear in module.modules().OfType<TorchSharp.Modules.Linear>())
+        {
+            using var values = randn(linear.weight!.shape, generator: generator);
+            linear.weight.copy_(values.mul_(0.01));
+            linear.bias?.zero_();
+        }
+    }
+
     /// <summary>Multiplies the head's last Linear layer by <paramref name="factor"/> (sharper probabilities).</summary>
     public static void Scale(TrainedModel model, double factor)
     {

@@ -56,6 +56,7 @@ public sealed class OnnxExportParityTests(ITestOutputHelper output)
     {
         // Random weights with non-trivial BatchNorm statistics, then changed as fine-tuning would, at 96×96 and center crop.
         var module = TorchVisionBackbones.Cut(TorchVisionBackbones.Create(architecture));
+        ExportTestSupport.ReinitializeWeights(module, seed: 3);
         ExportTestSupport.RandomizeBatchNorm(module, seed: 5);
         var spec = InputSpec.ImageNet(96).WithResizeMode(ResizeMode.CenterCrop);
         var backbone = new Backbone(architecture + ".pth", module, Backbones.Onnx.OnnxBackboneLoader.FeatureSize(module, spec), spec);
