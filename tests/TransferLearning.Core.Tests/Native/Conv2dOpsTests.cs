@@ -194,7 +194,7 @@ public class Conv2dOpsTests(ITestOutputHelper output)
     /// against the same block written out in float64 with plain NCHW convolutions.
     /// </summary>
     /// <remarks>
-    /// In full test runs the float32 gradients were now and then off by 1–7 % (2 of 4 full runs on 2026-12-01, at
+    /// In full test runs the float32 gradients were now and then off by 1–7 % (3 of 5 runs of the Core tests on 2026-12-01, at
     /// LibTorch's default ISA cap), while the same block alone matched in 16 of 16 runs: an error that does not repeat
     /// (see the README, "AMD CPUs with AVX-512"). So the block runs up to three times with the same weights and inputs
     /// and one matching run passes; an error in the routing would repeat and fail all three.
