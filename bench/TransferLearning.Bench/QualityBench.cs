@@ -13,7 +13,8 @@ namespace TransferLearning.Bench;
 /// memory. Each recipe runs in its own process (so peak memory is its own). A recipe is a name with settings:
 /// <c>frozen:epochs=6</c>, <c>frozen:epochs=30,ls=0.1,wd=1e-4</c>, <c>frozen:views=2</c>, <c>finetune:epochs=4,from=0.5</c>;
 /// settings: epochs, lr, wd, ls (label smoothing), disc (lowest block rate factor), views (cached augmented views),
-/// from (first trained block as a share of the blocks), freeze (head epochs before fine-tuning), bn=update, int8, bf16, tta.
+/// from (first trained block as a share of the blocks), freeze (head epochs before fine-tuning), bn=update, int8, bf16, tta,
+/// hidden (units of one hidden head layer), dropout (head dropout).
 /// Options: --data DIR, --model SOURCE (default resnet18), --recipes "r1;r2;…", --json FILE, --limit N (per class).
 /// </summary>
 internal static class QualityBench
@@ -118,7 +119,18 @@ internal static class QualityBench
             }
         });
 
-        using var learner = TransferLearner.From(Arg("--model", "resnet18")).AddHead(data.Classes);
+        var head = new Heads.HeadOptions();
+        if (settings.TryGetValue("hidden", out var hidden))
+        {
+            head.HiddenUnits = [int.Parse(hidden, CultureInfo.InvariantCulture)];
+        }
+
+        if (settings.TryGetValue("dropout", out var dropout))
+        {
+            head.Dropout = double.Parse(dropout, CultureInfo.InvariantCulture);
+        }
+
+        using var learner = TransferLearner.From(Arg("--model", "resnet18")).AddHead(data.Classes, head);
         var blocks = learner.Backbone.Blocks.Count;
         Apply(learner, settings);
         if (settings.ContainsKey("int8"))
