@@ -324,10 +324,11 @@ public sealed class Backbone : IDisposable
             return ForwardWhole(images);
         }
 
+        var parts = images.split(slice);
         var features = new List<Tensor>();
         try
         {
-            foreach (var part in images.split(slice))
+            foreach (var part in parts)
             {
                 using var scope = NewDisposeScope();
                 features.Add(ForwardWhole(part).MoveToOuterDisposeScope());
@@ -337,9 +338,9 @@ public sealed class Backbone : IDisposable
         }
         finally
         {
-            foreach (var f in features)
+            foreach (var t in features.Concat(parts))
             {
-                f.Dispose();
+                t.Dispose();
             }
         }
     }
