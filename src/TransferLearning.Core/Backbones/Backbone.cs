@@ -352,8 +352,9 @@ public sealed class Backbone : IDisposable
     /// <remarks>
     /// glibc serves blocks above 32 MB (its largest mmap threshold) with fresh mappings that are unmapped again when
     /// freed, so each later batch page-faults them in anew, and a thread-pool thread's heap cannot hold blocks above
-    /// 64 MB at all. A ResNet's first activation is 3.2 MB per 224 × 224 image (102 MB for a batch of 32), a
-    /// MobileNetV2's largest 4.8 MB. Measured on flowers (fit bench, <c>--limit 200</c>, 1,000 photos, ResNet18, Zen 5,
+    /// 64 MB at all. A ResNet's first activation is 3.2 MB per 224 × 224 image (102 MB for a batch of 32). A
+    /// MobileNetV2's largest is 4.8 MB, so 8 of them (38 MB) are still above the threshold: in its fine-tuning step,
+    /// slices of 6 had about a quarter fewer page faults but no measurable gain in time (one noisy run). Measured on flowers (fit bench, <c>--limit 200</c>, 1,000 photos, ResNet18, Zen 5,
     /// 2 threads): featurizing in slices of 8 took 28.9 s with 0.36 million minor page faults, in whole batches of 32
     /// 45.5 s with 2.3 million; slices of 4 took 30.1 s.
     /// </remarks>
@@ -362,7 +363,6 @@ public sealed class Backbone : IDisposable
 
     private Tensor ForwardWhole(Tensor images)
     {
-
         // Channels-last memory layout (same values, NHWC strides): LibTorch's CPU convolutions run it ~1.2–1.7× faster.
         using var nhwc = images.permute(0, 2, 3, 1).contiguous();
         var channelsLast = nhwc.permute(0, 3, 1, 2);
