@@ -209,7 +209,7 @@ internal sealed class Trainer
     {
         var count = inputs.shape[0];
         var slice = Backbone.InferenceSliceSize(inputs.shape[2], inputs.shape[3]);
-        using var normaliser = _classWeights is null ? tensor((float)count) : _classWeights.index_select(0, labels).sum();
+        using var normaliser = _classWeights is null ? tensor((float)count, device: _device) : _classWeights.index_select(0, labels).sum();
         var logits = new List<Tensor>();
         var loss = zeros(1, device: _device);
         try
@@ -219,8 +219,7 @@ internal sealed class Trainer
                 using var scope = NewDisposeScope();
                 var length = Math.Min(slice, count - start);
                 var sliceLogits = _head.forward(_backbone.Forward(inputs.narrow(0, start, length)));
-                var sliceLoss = nn.functional.cross_entropy(sliceLogits, labels.narrow(0, start, length), _classWeights,
-                    reduction: nn.Reduction.Sum, label_smoothing: _options.LabelSmoothing).div(normaliser);
+                var sliceLoss = Loss(sliceLogits, labels.narrow(0, start, length), nn.Reduction.Sum).div(normaliser);
                 sliceLoss.backward();
                 logits.Add(sliceLogits.detach().MoveToOuterDisposeScope());
                 loss.add_(sliceLoss.detach());
@@ -343,9 +342,9 @@ internal sealed class Trainer
         return groups;
     }
 
-    /// <summary>The training loss: cross-entropy with the class weights and label smoothing in force.</summary>
-    internal Tensor Loss(Tensor logits, Tensor labels) =>
-        nn.functional.cross_entropy(logits, labels, _classWeights, label_smoothing: _options.LabelSmoothing);
+    /// <summary>The training loss: cross-entropy with the class weights and label smoothing in force (mean over the batch, or summed).</summary>
+    internal Tensor Loss(Tensor logits, Tensor labels, nn.Reduction reduction = nn.Reduction.Mean) =>
+        nn.functional.cross_entropy(logits, labels, _classWeights, reduction: reduction, label_smoothing: _options.LabelSmoothing);
 
     /// <summary>
     /// The optimizer over <paramref name="groups"/> (from <see cref="ParameterGroups"/>: the head and the backbone's
