@@ -24,13 +24,6 @@ internal static class NativeHeap
     /// <summary>Whether <see cref="TrimThrottled"/> trims (benchmarks switch it off to measure what trimming costs).</summary>
     internal static bool Enabled { get; set; } = true;
 
-    /// <summary>The growth of the resident size since the last trim that makes the next call trim (bytes).</summary>
-    internal static long GrowthMargin
-    {
-        get => Shared.GrowthMargin;
-        set => Shared.GrowthMargin = value;
-    }
-
     /// <summary>Trims the native heap when the process has grown enough since the last trim (cheap to call after every batch).</summary>
     public static void TrimThrottled()
     {
@@ -87,7 +80,7 @@ internal static class NativeHeap
 
 /// <summary>
 /// When to trim: at most once per interval, and only when the resident size exceeds the one measured after the last trim
-/// by <see cref="GrowthMargin"/> (or when it cannot be read).
+/// by the growth margin (or when it cannot be read).
 /// </summary>
 internal sealed class HeapTrimmer(long growthMargin, TimeSpan interval, Func<long> residentBytes, Func<bool> trim)
 {
@@ -103,9 +96,6 @@ internal sealed class HeapTrimmer(long growthMargin, TimeSpan interval, Func<lon
     private long _lastCheck = long.MinValue / 2;
     private long _residentAfterTrim = -1;
 
-    /// <summary>The growth of the resident size since the last trim that makes <see cref="TrimIfGrown"/> trim (bytes).</summary>
-    public long GrowthMargin { get; set; } = growthMargin;
-
     /// <summary>Trims if the interval has passed since the last check and the process has grown by the margin; returns whether it trimmed.</summary>
     public bool TrimIfGrown()
     {
@@ -118,7 +108,7 @@ internal sealed class HeapTrimmer(long growthMargin, TimeSpan interval, Func<lon
 
         var resident = residentBytes();
         var baseline = Volatile.Read(ref _residentAfterTrim);
-        if (resident >= 0 && baseline >= 0 && resident - baseline < GrowthMargin)
+        if (resident >= 0 && baseline >= 0 && resident - baseline < growthMargin)
         {
             return false;
         }
