@@ -339,6 +339,14 @@ public sealed class TransferLearner : IDisposable
     public TransferLearner WithoutFeatureCache() => Set(o => o.CacheFeatures = false);
 
     /// <summary>
+    /// Trains the head on standardised cached features (zero mean and unit variance over the training images, folded
+    /// into the head afterwards; see <see cref="TrainingOptions.StandardizeFeatures"/>). It helps when features differ in
+    /// scale, as <see cref="BackboneFeatures.MultiStage"/> ones do. Needs a frozen backbone with the feature cache on;
+    /// in <see cref="FineTune"/> it applies to the head phase.
+    /// </summary>
+    public TransferLearner WithStandardizedFeatures() => Set(o => o.StandardizeFeatures = true);
+
+    /// <summary>
     /// Sets what the fit does with an image that cannot be read or decoded. Default <see cref="BadImagePolicy.Skip"/>:
     /// it is left out and listed in <see cref="FitResult.SkippedImages"/> (an unreadable photo is found only while the
     /// backbone runs, possibly minutes into a fit, and one among thousands should not cost the run; a fit whose every

@@ -8,6 +8,7 @@ public sealed class BackboneLoadOptions
 {
     private string? _sha256;
     private DownloadOptions _download = new();
+    private BackboneFeatures _features = BackboneFeatures.Pooled;
 
     /// <summary>torchvision architecture of a PyTorch state dict (e.g. <c>resnet50</c>); null (default) infers it from the file name.</summary>
     public string? Architecture { get; set; }
@@ -41,6 +42,16 @@ public sealed class BackboneLoadOptions
     {
         get => _download;
         set => _download = value?.Clone() ?? throw new ArgumentNullException(nameof(value));
+    }
+
+    /// <summary>
+    /// Which features the backbone gives the head. Default <see cref="BackboneFeatures.Pooled"/>, the network's own feature
+    /// vector; <see cref="BackboneFeatures.MultiStage"/> is for ONNX backbones only, and loading another format with it fails.
+    /// </summary>
+    public BackboneFeatures Features
+    {
+        get => _features;
+        set => _features = Enum.IsDefined(value) ? value : throw new ArgumentOutOfRangeException(nameof(value), value, $"Unknown {nameof(BackboneFeatures)} value.");
     }
 
     /// <summary>Overrides the input spec the loader would declare; null (default) keeps it.</summary>

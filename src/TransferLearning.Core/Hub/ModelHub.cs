@@ -49,7 +49,7 @@ public static class ModelHub
         if (source.Trim().Equals("resnet18", StringComparison.OrdinalIgnoreCase))
         {
             var (prep, net) = OfflineModels.LocateResNet18();
-            return OnnxBackboneLoader.LoadResNet18(prep, net, "resnet18", options.InputSpec);
+            return OnnxBackboneLoader.LoadResNet18(prep, net, "resnet18", options.InputSpec, options.Features);
         }
 
         var path = await ResolveAsync(source, options, progress, cancellationToken).ConfigureAwait(false);
@@ -57,6 +57,12 @@ public static class ModelHub
         var downloaded = Uri.TryCreate(source, UriKind.Absolute, out var uri) && !uri.IsFile;
         var name = downloaded ? Uri.UnescapeDataString(uri!.Segments[^1]) : Path.GetFileName(path);
         var format = BackboneFormats.For(source, name, options);
+        if (options.Features != BackboneFeatures.Pooled && format is not OnnxFormat)
+        {
+            throw new NotSupportedException(
+                $"BackboneLoadOptions.Features = {options.Features} works with ONNX backbones (and the offline 'resnet18'); '{source}' is {format.Description}. " +
+                $"Leave Features at {nameof(BackboneFeatures.Pooled)} for this backbone.");
+        }
         var siblingOptions = new BackboneLoadOptions { CacheDirectory = options.CacheDirectory, Download = options.Download };
         var directory = Path.GetDirectoryName(path) ?? ".";
         Func<string, CancellationToken, Task<string>> fetchSibling = downloaded

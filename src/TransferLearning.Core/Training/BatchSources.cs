@@ -58,6 +58,9 @@ internal sealed class TensorBatchSource : IBatchSource, IDisposable
 
     public int Count => (int)_inputs.shape[0];
 
+    /// <summary>The held inputs, [N, …] (owned by this source).</summary>
+    public Tensor Inputs => _inputs;
+
     public IReadOnlyList<SkippedImage> Skipped => [];
 
     public IEnumerable<LabeledBatch> Batches(int epoch, CancellationToken cancellationToken)
@@ -100,6 +103,9 @@ internal sealed class CachedViewsSource(IReadOnlyList<TensorBatchSource> views) 
     public int Count => views[0].Count;
 
     public int ViewCount => views.Count;
+
+    /// <summary>The cached features of each view.</summary>
+    public IReadOnlyList<TensorBatchSource> Views => views;
 
     public IReadOnlyList<SkippedImage> Skipped => [];
 

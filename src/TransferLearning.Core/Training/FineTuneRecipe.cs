@@ -47,6 +47,7 @@ public static class FineTuneRecipe
     {
         var options = learner.Clone();
         options.Int8Backbone = false; // trained weights run in float
+        options.StandardizeFeatures = false; // the head phase folded it into the head
         options.Bf16Backbone = false;
         if (!explicitSettings.Contains(nameof(TransferLearner.WithOptimizer)))
         {

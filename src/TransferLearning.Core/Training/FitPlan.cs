@@ -122,6 +122,13 @@ internal sealed class FitPlan
                 "Int8Backbone needs a frozen backbone: call Freeze() before Fit (fine-tuning trains unfrozen layers in float).");
         }
 
+        if (options.StandardizeFeatures && !UsesCachedFeatures(options, frozen))
+        {
+            throw new InvalidOperationException(
+                "StandardizeFeatures works on cached features: freeze the backbone, keep the feature cache on and use no augmentation " +
+                "other than cached views, or remove WithStandardizedFeatures().");
+        }
+
         if (options.Bf16Backbone)
         {
             if (options.Int8Backbone)
@@ -150,6 +157,10 @@ internal sealed class FitPlan
         var weights = ResolveClassWeights(classes, train, options);
         return new FitPlan(backbone, continued, classes, headOptions, trainability, options.Clone(), train, validation, epochs, spec, device, weights);
     }
+
+    /// <summary>Whether the head trains on features cached once per image (or per cached view) instead of running the backbone every epoch.</summary>
+    internal static bool UsesCachedFeatures(TrainingOptions options, bool backboneFrozen) =>
+        options.CacheFeatures && backboneFrozen && (!options.Augmentation.IsEnabled || options.Augmentation.CachedViews > 0);
 
     private static InputSpec ResolveInputSpec(Backbone backbone, TrainedModel? continued, TrainingOptions options)
     {

@@ -68,8 +68,7 @@ internal static class FitRun
 
             ValidationPass? pass;
             var augmentation = options.Augmentation;
-            var cachedViews = augmentation.IsEnabled ? augmentation.CachedViews : 1;
-            if (!(options.CacheFeatures && backbone.IsFrozen && cachedViews > 0))
+            if (!FitPlan.UsesCachedFeatures(options, backbone.IsFrozen))
             {
                 pass = trainer.Fit(trainImages, validationImages, inputsAreFeatures: false, plan.Epochs, model.History, progress, cancellationToken);
             }
@@ -85,7 +84,17 @@ internal static class FitRun
                 }
 
                 using var validationFeatures = validationImages is null ? null : trainer.Featurize(validationImages, shuffle: false, progress, cancellationToken);
-                pass = trainer.Fit(trainFeatures, validationFeatures, inputsAreFeatures: true, plan.Epochs, model.History, progress, cancellationToken);
+                using var standardization = options.StandardizeFeatures
+                    ? Standardize(trainFeatures, validationFeatures, model.Head, newHead: plan.Continued is null)
+                    : null;
+                try
+                {
+                    pass = trainer.Fit(trainFeatures, validationFeatures, inputsAreFeatures: true, plan.Epochs, model.History, progress, cancellationToken);
+                }
+                finally
+                {
+                    standardization?.FoldInto(model.Head);
+                }
             }
 
             var evaluation = pass is null || validationLoader is null ? null : Evaluation.FromConfusion(model.Classes, pass.Confusion, pass.LossSum, validationLoader.Skipped);
@@ -99,6 +108,41 @@ internal static class FitRun
         catch
         {
             newHead?.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// Standardises the cached training and validation features in place with the training features' statistics. A
+    /// continued model's head is rewritten to take standardised features first, so it computes what it did before.
+    /// </summary>
+    private static FeatureStandardization Standardize(IBatchSource train, TensorBatchSource? validation, nn.Module head, bool newHead)
+    {
+        var trainInputs = train switch
+        {
+            CachedViewsSource views => views.Views.Select(v => v.Inputs).ToList(),
+            TensorBatchSource cached => [cached.Inputs],
+            _ => throw new InvalidOperationException("Feature standardisation needs cached features."),
+        };
+        var standardization = FeatureStandardization.Of(trainInputs);
+        try
+        {
+            if (!newHead)
+            {
+                standardization.UnfoldFrom(head);
+            }
+
+            trainInputs.ForEach(standardization.Apply);
+            if (validation is not null)
+            {
+                standardization.Apply(validation.Inputs);
+            }
+
+            return standardization;
+        }
+        catch
+        {
+            standardization.Dispose();
             throw;
         }
     }

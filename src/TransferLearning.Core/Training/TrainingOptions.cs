@@ -511,6 +511,14 @@ internal sealed class TrainingOptions
     /// </summary>
     public bool CacheFeatures { get; set; } = true;
 
+    /// <summary>
+    /// Train the head on standardised cached features: each feature has the training images' mean subtracted and is
+    /// divided by their standard deviation (a feature that is constant on them is only centred). After training the transform is folded into the head's first Dense layer, so the model takes raw
+    /// features and a saved or exported model has no extra layer. Needs cached features (a frozen backbone with
+    /// <see cref="CacheFeatures"/> on). Default false (the tutorial trains on raw features).
+    /// </summary>
+    public bool StandardizeFeatures { get; set; }
+
     /// <summary>Device name: <c>cpu</c> (default), <c>cuda</c> or <c>cuda:N</c> (needs a CUDA LibTorch runtime).</summary>
     public string Device
     {

@@ -27,6 +27,14 @@ public sealed class OnnxExportParityTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void ExportOnnx_ResNet18MultiStage_MatchesOnnxRuntimeOnPhotos()
+    {
+        using var model = ExportTestSupport.Model(ModelHub.LoadBackbone("resnet18", new BackboneLoadOptions { Features = BackboneFeatures.MultiStage }));
+        Assert.Equal(1536, model.Backbone.FeatureSize);
+        ExportTestSupport.AssertParity(model, ExportTestSupport.Photos(3), "resnet18_multistage", output);
+    }
+
+    [Fact]
     public void ExportOnnx_ResNet18FineTuned_WritesTheChangedWeights()
     {
         using var model = ExportTestSupport.Model(ModelHub.LoadBackbone("resnet18"));

@@ -1,5 +1,6 @@
 using Onnx;
 using TransferLearning.Datasets;
+using TransferLearning.Hub;
 using static TorchSharp.torch;
 
 namespace TransferLearning.Backbones.Onnx;
@@ -130,12 +131,67 @@ internal static class OnnxBackboneLoader
     }
 
     /// <summary>Loads an ONNX classification or feature model as a backbone.</summary>
-    public static Backbone Load(string path, string source, string? featureNode, InputSpec? inputSpec) =>
-        ReleasingParse(() => LoadCore(path, source, featureNode, inputSpec));
+    public static Backbone Load(string path, string source, string? featureNode, InputSpec? inputSpec, BackboneFeatures features = BackboneFeatures.Pooled) =>
+        ReleasingParse(() => LoadCore(path, source, featureNode, inputSpec, features));
 
     /// <summary>Loads the preprocessing graph and the ResNet18 graph of ML.NET's DnnImageFeaturizer as one backbone.</summary>
-    public static Backbone LoadResNet18(string preprocessPath, string resnetPath, string source, InputSpec? inputSpec) =>
-        ReleasingParse(() => LoadResNet18Core(preprocessPath, resnetPath, source, inputSpec));
+    public static Backbone LoadResNet18(string preprocessPath, string resnetPath, string source, InputSpec? inputSpec, BackboneFeatures features = BackboneFeatures.Pooled) =>
+        ReleasingParse(() => LoadResNet18Core(preprocessPath, resnetPath, source, inputSpec, features));
+
+    /// <summary>
+    /// Makes <paramref name="model"/>'s single output the <see cref="BackboneFeatures.MultiStage"/> vector: the graph is
+    /// run once on a zero image (cut at <paramref name="featureOutput"/>) to find its last feature map (the last 4-D value
+    /// larger than 1 × 1) and the previous stage's map (the last 4-D value of a larger height and width); then
+    /// GlobalAveragePool and GlobalMaxPool of each are concatenated, last stage first. The nodes are added to the graph,
+    /// so a saved model and the ONNX export carry them.
+    /// </summary>
+    /// <returns>The name of the new output value ([N, 2 × (C_last + C_previous), 1, 1]).</returns>
+    internal static string AddMultiStageOutput(ModelProto model, string featureOutput, string source, InputSpec? inputSpec, IReadOnlySet<string>? constants)
+    {
+        List<(string Name, long[] Shape)> maps;
+        using (var probe = new OnnxGraphModule(model, source, outputName: featureOutput, constantInitializers: constants))
+        {
+            var spec = inputSpec ?? DefaultSpec(probe.InputShape);
+            maps = probe.MapShapes(spec.Height, spec.Width);
+        }
+
+        var last = maps.LastOrDefault(m => m.Shape[2] * m.Shape[3] > 1);
+        if (last.Name is null)
+        {
+            throw new NotSupportedException(
+                $"Multi-stage features need feature maps larger than 1 × 1 before '{featureOutput}', and the ONNX model '{source}' has none. Load it with BackboneFeatures.Pooled.");
+        }
+
+        var previous = maps.LastOrDefault(m => m.Shape[2] > last.Shape[2] && m.Shape[3] > last.Shape[3]);
+        if (previous.Name is null)
+        {
+            throw new NotSupportedException(
+                $"Multi-stage features need a feature map of a larger resolution before '{last.Name}' ({last.Shape[2]} × {last.Shape[3]}), and the ONNX model '{source}' has none. Load it with BackboneFeatures.Pooled.");
+        }
+
+        const string Prefix = "multistage_";
+        var pooled = new List<string>();
+        foreach (var (map, stage) in new[] { (last.Name, "last"), (previous.Name, "previous") })
+        {
+            foreach (var op in new[] { "GlobalAveragePool", "GlobalMaxPool" })
+            {
+                var name = $"{Prefix}{stage}_{(op == "GlobalAveragePool" ? "avg" : "max")}";
+                var node = new NodeProto { Name = name, OpType = op, Output = { name } };
+                node.Input.Add(map);
+                model.Graph.Node.Add(node);
+                pooled.Add(name);
+            }
+        }
+
+        const string Output = Prefix + "features";
+        var concat = new NodeProto { Name = Output, OpType = "Concat", Output = { Output } };
+        concat.Input.AddRange(pooled);
+        concat.Attribute.Add(new AttributeProto { Name = "axis", Type = AttributeProto.Types.AttributeType.Int, I = 1 });
+        model.Graph.Node.Add(concat);
+        model.Graph.Output.Clear();
+        model.Graph.Output.Add(new ValueInfoProto { Name = Output });
+        return Output;
+    }
 
     /// <summary>
     /// Runs an import, then returns the parse's managed memory to the OS: loading ResNet18 allocates ~0.35 GB of
@@ -150,10 +206,15 @@ internal static class OnnxBackboneLoader
         return backbone;
     }
 
-    private static Backbone LoadCore(string path, string source, string? featureNode, InputSpec? inputSpec)
+    private static Backbone LoadCore(string path, string source, string? featureNode, InputSpec? inputSpec, BackboneFeatures features)
     {
         var model = Read(path);
         var output = featureNode is null ? FindFeatureOutput(model.Graph) : ResolveNodeOutput(model.Graph, featureNode, path);
+        if (features == BackboneFeatures.MultiStage)
+        {
+            output = AddMultiStageOutput(model, output, Path.GetFileName(path), inputSpec, constants: null);
+        }
+
         var module = new OnnxGraphModule(model, Path.GetFileName(path), outputName: output) { FlattenOutput = true };
         try
         {
@@ -167,15 +228,20 @@ internal static class OnnxBackboneLoader
         }
     }
 
-    private static Backbone LoadResNet18Core(string preprocessPath, string resnetPath, string source, InputSpec? inputSpec)
+    private static Backbone LoadResNet18Core(string preprocessPath, string resnetPath, string source, InputSpec? inputSpec, BackboneFeatures features)
     {
         var prep = Read(preprocessPath);
         var net = Read(resnetPath);
         var merged = Chain(prep, net, out var frozen);
+        var spec = inputSpec ?? new InputSpec(224, 224, 0f, 255f, ChannelOrder.Rgb);
+        if (features == BackboneFeatures.MultiStage)
+        {
+            AddMultiStageOutput(merged, merged.Graph.Output[0].Name, Path.GetFileName(resnetPath), spec, frozen);
+        }
+
         var module = new OnnxGraphModule(merged, Path.GetFileName(resnetPath), constantInitializers: frozen) { FlattenOutput = true };
         try
         {
-            var spec = inputSpec ?? new InputSpec(224, 224, 0f, 255f, ChannelOrder.Rgb);
             // The preprocessing subtracts a 224×224 mean image, so no other size fits.
             return new Backbone(source, module, FeatureSize(module, spec), spec) { FixedInputSize = true };
         }

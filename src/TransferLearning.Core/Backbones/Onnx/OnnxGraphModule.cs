@@ -201,6 +201,41 @@ internal sealed partial class OnnxGraphModule : nn.Module<Tensor, Tensor>, IOnnx
 
     private readonly Dictionary<string, Tensor> _weights;
     private readonly bool[] _foldsWithNext;
+    private Action<string, Tensor>? _valueProbe;
+
+    /// <summary>
+    /// The 4-D values (feature maps) one zero image of <paramref name="height"/> × <paramref name="width"/> produces, with
+    /// their shapes, in the order the graph computes them; the graph input is left out.
+    /// </summary>
+    internal List<(string Name, long[] Shape)> MapShapes(int height, int width)
+    {
+        var maps = new List<(string Name, long[] Shape)>();
+        _valueProbe = (name, value) =>
+        {
+            if (value.dim() == 4 && name != _input)
+            {
+                maps.Add((name, value.shape));
+            }
+        };
+        var wasTraining = training;
+        try
+        {
+            using var scope = NewDisposeScope();
+            using var noGrad = no_grad();
+            eval();
+            forward(zeros(1, 3, height, width));
+        }
+        finally
+        {
+            _valueProbe = null;
+            if (wasTraining)
+            {
+                train();
+            }
+        }
+
+        return maps;
+    }
     private readonly bool[] _inPlace;
 
     /// <summary>Names of the Relu/Add nodes that overwrite their first input when no gradient is recorded.</summary>

@@ -369,6 +369,7 @@ internal sealed partial class OnnxGraphModule : IInt8Module
 
     private void Observe(string name, Tensor value)
     {
+        _valueProbe?.Invoke(name, value);
         if (_observer is null || _observed?.Contains(name) != true)
         {
             return;
