@@ -9,6 +9,7 @@ internal static class Program
         // Each benchmark registers one line here: ["name"] = ("what it measures", args => Xxx.RunAsync(args)),
         ["mlnet"] = ("ours vs ML.NET ResNet18 featurizer + LbfgsMaximumEntropy: same data, same split (--data DIR [--limit N])", args => MlNetComparison.RunAsync(args)),
         ["fit"] = ("the reference recipe on a folder: frozen fit, optional fine-tune (val acc, time, memory)", args => FitBench.RunAsync(args)),
+        ["feature-probe"] = ("experiment: linear heads on pooled layer3/layer4 ResNet18 features (--data DIR)", args => FeatureProbe.RunAsync(args)),
         ["forward"] = ("imported ONNX ResNet18 forward vs ONNX Runtime (img/s)", args => ForwardBench.RunAsync(args)),
         ["decode"] = ("decode+resize+normalise a photo folder: parallel ImageLoader vs single thread", args => DecodeBench.RunAsync(args)),
         ["torch-forward"] = ("torchvision arch (--arch resnet18|mobilenet_v2) frozen eval forward: ours vs PyTorch channels_last, same run (img/s, ratio)", args => TorchForwardBench.RunAsync(args)),

@@ -14,7 +14,8 @@ namespace TransferLearning.Bench;
 /// <c>frozen:epochs=6</c>, <c>frozen:epochs=30,ls=0.1,wd=1e-4</c>, <c>frozen:views=2</c>, <c>finetune:epochs=4,from=0.5</c>;
 /// settings: epochs, lr, wd, ls (label smoothing), disc (lowest block rate factor), views (cached augmented views),
 /// from (first trained block as a share of the blocks), freeze (head epochs before fine-tuning), bn=update, int8, bf16, tta,
-/// hidden (units of one hidden head layer), dropout (head dropout).
+/// hidden (units of one hidden head layer), dropout (head dropout), multistage (BackboneFeatures.MultiStage), std
+/// (WithStandardizedFeatures), resize=center|stretch, seed (WithSeed: head initialisation and shuffling; the split stays).
 /// Options: --data DIR, --model SOURCE (default resnet18), --recipes "r1;r2;…", --json FILE, --limit N (per class).
 /// </summary>
 internal static class QualityBench
@@ -130,7 +131,8 @@ internal static class QualityBench
             head.Dropout = double.Parse(dropout, CultureInfo.InvariantCulture);
         }
 
-        using var learner = TransferLearner.From(Arg("--model", "resnet18")).AddHead(data.Classes, head);
+        var load = new Hub.BackboneLoadOptions { Features = settings.ContainsKey("multistage") ? Hub.BackboneFeatures.MultiStage : Hub.BackboneFeatures.Pooled };
+        using var learner = TransferLearner.From(Arg("--model", "resnet18"), load).AddHead(data.Classes, head);
         var blocks = learner.Backbone.Blocks.Count;
         Apply(learner, settings);
         if (settings.ContainsKey("int8"))
@@ -246,6 +248,21 @@ internal static class QualityBench
         if (s.ContainsKey("bf16"))
         {
             learner.WithBf16Backbone();
+        }
+
+        if (s.TryGetValue("seed", out var seed))
+        {
+            learner.WithSeed(int.Parse(seed, CultureInfo.InvariantCulture));
+        }
+
+        if (s.ContainsKey("std"))
+        {
+            learner.WithStandardizedFeatures();
+        }
+
+        if (s.TryGetValue("resize", out var resize))
+        {
+            learner.WithResizeMode(resize == "center" ? ResizeMode.CenterCrop : ResizeMode.Stretch);
         }
 
         if (s.TryGetValue("batch", out var batch))
