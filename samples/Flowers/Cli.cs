@@ -38,6 +38,12 @@ internal static class Cli
                 "on compute-heavy networks (resnet18 on flowers: featurizing 2.7x faster, validation accuracy 0.002 lower); thin MobileNets gain " +
                 "little or nothing. Calibration on 64 training images takes seconds to a minute. Fine-tuning (--fine-tune-epochs) trains in float.",
         };
+        var multiStage = new Option<bool>("--multi-stage")
+        {
+            Description = "Give the head average- and max-pooled features of the backbone's last two stages (1,536 for resnet18 instead of 512), " +
+                "standardized over the training images. ONNX backbones only (resnet18 included). Costs no extra backbone pass; on flowers it " +
+                "raised the frozen head's validation accuracy by about 0.01.",
+        };
         var validationSplit = new Option<double>("--validation-split") { Description = "Share of each class held out for validation (between 0 and 1).", DefaultValueFactory = _ => 0.3 };
         var seed = new Option<int>("--seed") { Description = "Seed of the split, initialisation and shuffling.", DefaultValueFactory = _ => 42 };
         var batchSize = new Option<int>("--batch-size") { Description = $"Images per batch (1–{TrainSettings.MaxBatchSize}).", DefaultValueFactory = _ => 32 };
@@ -46,7 +52,7 @@ internal static class Cli
 
         var train = new Command("train", "Train a classifier on a folder of class folders.")
         {
-            data, model, architecture, epochs, fineTune, augment, tta, int8, validationSplit, seed, batchSize, output, json,
+            data, model, architecture, epochs, fineTune, augment, tta, int8, multiStage, validationSplit, seed, batchSize, output, json,
         };
         train.SetAction((r, _) => TrainCommand.RunAsync(
             new TrainSettings(
@@ -65,6 +71,7 @@ internal static class Cli
                 Augment = r.GetValue(augment),
                 Tta = r.GetValue(tta),
                 Int8 = r.GetValue(int8),
+                MultiStage = r.GetValue(multiStage),
             },
             session));
 

@@ -51,6 +51,9 @@ internal sealed record TrainSettings(
     /// <summary>--int8: the frozen backbone runs in int8.</summary>
     public bool Int8 { get; init; }
 
+    /// <summary>--multi-stage: multi-stage features (ONNX backbones), standardized for the head.</summary>
+    public bool MultiStage { get; init; }
+
     /// <summary>
     /// Epochs of the head on the frozen backbone's cached features: each costs milliseconds, and 20 let a head trained on
     /// a few hundred photos converge (6 epochs of 9 batches left it underfitting: 0.88 on the shipped photos, rising to
@@ -207,6 +210,11 @@ internal static class TrainCommand
                 learner.WithInt8Backbone();
             }
 
+            if (settings.MultiStage)
+            {
+                learner.WithStandardizedFeatures();
+            }
+
             var monitor = new FitMonitor(split.Train.Count, split.Validation.Count);
             result = await FitView.RunAsync(
                 console,
@@ -330,7 +338,10 @@ internal static class TrainCommand
         {
             try
             {
-                learner = await TransferLearner.FromAsync(settings.Model, new BackboneLoadOptions { Architecture = settings.Architecture }, cancellationToken: cancellationToken);
+                learner = await TransferLearner.FromAsync(
+                    settings.Model,
+                    new BackboneLoadOptions { Architecture = settings.Architecture, Features = settings.MultiStage ? BackboneFeatures.MultiStage : BackboneFeatures.Pooled },
+                    cancellationToken: cancellationToken);
             }
             catch (HttpRequestException e)
             {

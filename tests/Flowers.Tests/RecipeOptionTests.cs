@@ -3,7 +3,7 @@ using Flowers.Tests.Support;
 
 namespace Flowers.Tests;
 
-/// <summary>train --fine-tune-epochs/--augment/--tta/--int8 and evaluate --tta: what they run and what the JSON says.</summary>
+/// <summary>train --fine-tune-epochs/--augment/--tta/--int8/--multi-stage and evaluate --tta: what they run and what the JSON says.</summary>
 public sealed class RecipeOptionTests : IDisposable
 {
     private readonly GeneratedImages _images = new();
@@ -89,6 +89,28 @@ public sealed class RecipeOptionTests : IDisposable
         var summary = JsonNode.Parse(File.ReadAllText(withTta))!;
         Assert.InRange((double)summary["accuracy_tta"]!, 0, 1);
         Assert.Contains("Accuracy with test-time augmentation (image and mirror): ", second.Output, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Train_MultiStageOnResNet18_HeadGets1536FeaturesAndJsonSaysSo()
+    {
+        var run = await FlowersCli.RunAsync("train", "--data", _images.Root, "--model", "resnet18", "--out", Model, "--epochs", "1", "--multi-stage", "--json", Json);
+
+        Assert.True(run.ExitCode == 0, run.Error + run.Output);
+        Assert.Contains("(1536 features)", run.Output, StringComparison.Ordinal);
+        var summary = JsonNode.Parse(File.ReadAllText(Json))!;
+        Assert.True((bool)summary["multi_stage"]!);
+        Assert.InRange((double)summary["val_accuracy"]!, 0, 1);
+    }
+
+    [Fact]
+    public async Task Train_MultiStageOnTfjsBackbone_FailsSayingWhichBackbonesHaveIt()
+    {
+        var run = await FlowersCli.RunAsync(TestData.Train(_images.Root, Model, "--multi-stage"));
+
+        Assert.Equal(1, run.ExitCode);
+        Assert.Contains("BackboneLoadOptions.Features = MultiStage works with ONNX backbones (and the offline 'resnet18')", run.Error, StringComparison.Ordinal);
+        Assert.False(File.Exists(Model));
     }
 
     [Fact]
