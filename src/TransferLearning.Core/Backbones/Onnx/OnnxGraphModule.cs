@@ -201,6 +201,7 @@ internal sealed partial class OnnxGraphModule : nn.Module<Tensor, Tensor>, IOnnx
 
     private readonly Dictionary<string, Tensor> _weights;
     private readonly bool[] _foldsWithNext;
+    private readonly bool[] _inPlace;
     private Action<string, Tensor>? _valueProbe;
 
     /// <summary>
@@ -236,7 +237,6 @@ internal sealed partial class OnnxGraphModule : nn.Module<Tensor, Tensor>, IOnnx
 
         return maps;
     }
-    private readonly bool[] _inPlace;
 
     /// <summary>Names of the Relu/Add nodes that overwrite their first input when no gradient is recorded.</summary>
     internal IEnumerable<string> InPlaceNodeNames => _steps.Where((_, i) => _inPlace[i]).Select(s => s.Node.Name);
