@@ -185,7 +185,9 @@ public sealed class TfFlowersTests : IDisposable
             await LoopbackServer.ServeAsync(ctx, archive);
         });
         var options = Options(server.UrlOf("flower_photos.tgz"), Sha(archive));
-        options.Download.StallTimeout = TimeSpan.FromMilliseconds(300);
+        // 1.5 s: long enough for the first half to arrive even on a loaded machine (with 300 ms a clean-clone CI run once
+        // gave up before any byte was written, so the retry rightly started from 0 without a Range header).
+        options.Download.StallTimeout = TimeSpan.FromMilliseconds(1500);
         var folder = await TfFlowers.LoadAsync(options);
         Assert.Equal(4, folder.Count);
         Assert.Matches(@"^bytes=\d+-$", server.RangeHeaders[1]);
