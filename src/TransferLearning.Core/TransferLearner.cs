@@ -339,10 +339,11 @@ public sealed class TransferLearner : IDisposable
     public TransferLearner WithoutFeatureCache() => Set(o => o.CacheFeatures = false);
 
     /// <summary>
-    /// Trains the head on standardised cached features (zero mean and unit variance over the training images, folded
-    /// into the head afterwards; see <see cref="TrainingOptions.StandardizeFeatures"/>). It helps when features differ in
-    /// scale, as <see cref="BackboneFeatures.MultiStage"/> ones do. Needs a frozen backbone with the feature cache on;
-    /// in <see cref="FineTune"/> it applies to the head phase.
+    /// Trains the head on standardised cached features: each feature gets zero mean and unit variance over the training
+    /// images (a feature constant on them is only centred), and after the fit the transform is folded into the head's
+    /// first Dense layer, so the model takes raw features and saves and exports as usual. It helps when features differ
+    /// in scale, as <see cref="BackboneFeatures.MultiStage"/> ones do. Needs cached features: a frozen backbone, the
+    /// feature cache on and no augmentation other than cached views; in <see cref="FineTune"/> it applies to the head phase.
     /// </summary>
     public TransferLearner WithStandardizedFeatures() => Set(o => o.StandardizeFeatures = true);
 

@@ -4,7 +4,8 @@ namespace TransferLearning.Training;
 
 /// <summary>
 /// Per-feature standardisation of cached features, <c>(x − mean) · scale</c> with <c>scale = 1 / √var</c> over the
-/// training features (1 for a feature that is constant on them: it is only centred), and its fold into a head's first Dense layer: <c>W' = W · diag(scale)</c>, <c>b' = b − W' · mean</c>.
+/// training features (1 for a feature that is constant on them: it is only centred), and its fold into a head's first
+/// Dense layer: <c>W' = W · diag(scale)</c>, <c>b' = b − W' · mean</c>.
 /// </summary>
 internal sealed class FeatureStandardization : IDisposable
 {
@@ -43,6 +44,7 @@ internal sealed class FeatureStandardization : IDisposable
     /// <summary>Standardises <paramref name="features"/> in place.</summary>
     public void Apply(Tensor features)
     {
+        using var scope = NewDisposeScope();
         using var noGrad = no_grad();
         features.sub_(Mean.to(features.device)).mul_(Scale.to(features.device));
     }

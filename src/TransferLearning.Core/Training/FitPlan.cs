@@ -125,7 +125,7 @@ internal sealed class FitPlan
         if (options.StandardizeFeatures && !UsesCachedFeatures(options, frozen))
         {
             throw new InvalidOperationException(
-                "StandardizeFeatures works on cached features: freeze the backbone, keep the feature cache on and use no augmentation " +
+                "WithStandardizedFeatures() needs cached features: freeze the backbone, keep the feature cache on and use no augmentation " +
                 "other than cached views, or remove WithStandardizedFeatures().");
         }
 

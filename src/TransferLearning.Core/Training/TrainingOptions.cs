@@ -513,9 +513,10 @@ internal sealed class TrainingOptions
 
     /// <summary>
     /// Train the head on standardised cached features: each feature has the training images' mean subtracted and is
-    /// divided by their standard deviation (a feature that is constant on them is only centred). After training the transform is folded into the head's first Dense layer, so the model takes raw
-    /// features and a saved or exported model has no extra layer. Needs cached features (a frozen backbone with
-    /// <see cref="CacheFeatures"/> on). Default false (the tutorial trains on raw features).
+    /// divided by their standard deviation (a feature that is constant on them is only centred). After training the
+    /// transform is folded into the head's first Dense layer, so the model takes raw features and a saved or exported
+    /// model has no extra layer. Needs cached features: a frozen backbone, <see cref="CacheFeatures"/> on, and no
+    /// augmentation other than cached views. Default false (the tutorial trains on raw features).
     /// </summary>
     public bool StandardizeFeatures { get; set; }
 

@@ -129,7 +129,7 @@ public sealed class FeatureStandardizationTests : IClassFixture<GeneratedImages>
         var e = Assert.Throws<InvalidOperationException>(() => learner.Fit(_data, 1));
 
         Assert.Equal(
-            "StandardizeFeatures works on cached features: freeze the backbone, keep the feature cache on and use no augmentation " +
+            "WithStandardizedFeatures() needs cached features: freeze the backbone, keep the feature cache on and use no augmentation " +
             "other than cached views, or remove WithStandardizedFeatures().",
             e.Message);
     }
