@@ -18,9 +18,14 @@ namespace TransferLearning.Bench;
 /// heads on l4avg, l4avg+l3avg and all four, with no normalisation, standardisation, or a BatchNorm (with or without
 /// affine) in front. <c>--configs "224:Stretch;224:CenterCrop;256:Stretch"</c> chooses sizes and resize modes.</item>
 /// <item><c>--library</c>: the library's own multi-stage resnet18 at 224, center crop, standardised, with head variants
-/// (weight decay, label smoothing, dropout, a lower rate).</item>
+/// (weight decay, label smoothing, dropout, a lower rate). <c>--cache DIR</c> keeps its features in files for the next
+/// run. With <c>--flip</c>: heads that also use the training photos' mirrored features (concatenated, alternating by
+/// epoch, averaged). With <c>--transforms</c>: ten seeds each of features averaged with the mirror's (training and
+/// validation, or validation only), square-rooted, or both. With <c>--trainer</c>: the library's own trainer, head
+/// factory and standardisation on the same features (cached in a shuffled order, as the library's loader yields them),
+/// next to the probe's head, ten seeds.</item>
 /// </list>
-/// Usage: feature-probe --data DIR [--configs LIST | --library]
+/// Usage: feature-probe --data DIR [--configs LIST | --library [--cache DIR] [--flip | --transforms | --trainer]]
 /// </summary>
 internal static class FeatureProbe
 {
@@ -39,8 +44,92 @@ internal static class FeatureProbe
             backbone.Freeze();
             backbone.SetTrainingMode(false);
             var spec = backbone.InputSpec.WithResizeMode(ResizeMode.CenterCrop);
-            var (train, trainY) = Featurize(split.Train, spec, backbone.Forward);
-            var (val, valY) = Featurize(split.Validation, spec, backbone.Forward);
+            var cache = Arg("--cache", string.Empty);
+            (Tensor, Tensor) Cached(string name, ImageDataset data, Func<Tensor, Tensor> forward)
+            {
+                var (file, labelFile) = (Path.Combine(cache, name + ".pt"), Path.Combine(cache, name + ".labels.pt"));
+                if (cache.Length > 0 && File.Exists(file))
+                {
+                    return (Tensor.Load(file), Tensor.Load(labelFile));
+                }
+
+                var (f, l) = Featurize(data, spec, forward);
+                if (cache.Length > 0)
+                {
+                    Directory.CreateDirectory(cache);
+                    f.save(file);
+                    l.save(labelFile);
+                }
+
+                return (f, l);
+            }
+
+            var (train, trainY) = Cached("train", split.Train, backbone.Forward);
+            var (val, valY) = Cached("val", split.Validation, backbone.Forward);
+            if (args.Contains("--transforms"))
+            {
+                var (trainM, _) = Cached("train-mirror", split.Train, x => backbone.Forward(x.flip(3)));
+                var (valM, _) = Cached("val-mirror", split.Validation, x => backbone.Forward(x.flip(3)));
+                var variants = new (string Name, Tensor Train, Tensor Val, Tensor? Mirror)[]
+                {
+                    ("base", train, val, null),
+                    ("sqrt", train.clamp_min(0).sqrt(), val.clamp_min(0).sqrt(), null),
+                    ("flipmean", (train + trainM) / 2, (val + valM) / 2, null),
+                    ("flipmean sqrt", ((train + trainM) / 2).clamp_min(0).sqrt(), ((val + valM) / 2).clamp_min(0).sqrt(), null),
+                    ("concat, val flipmean", train, (val + valM) / 2, trainM),
+                    ("valtta only", train, (val + valM) / 2, null),
+                };
+                foreach (var (name, tr, va, mi) in variants)
+                {
+                    var head = mi is null ? Std("std") : Std("std concat") with { Flip = FlipUse.Concat };
+                    Report("library center " + name, head, Enumerable.Range(0, 10).Select(seed => Train(tr, trainY, va, valY, head, classes, seed, mi)).ToList());
+                }
+
+                return Task.FromResult(0);
+            }
+
+            if (args.Contains("--trainer"))
+            {
+                // The same features through the library's own trainer, head factory and standardization.
+                foreach (var seed in Enumerable.Range(0, 10))
+                {
+                    using var scope = NewDisposeScope();
+                    // Cached in a shuffled order, as the library's loader yields them.
+                    var shuffled = randperm(train.shape[0], generator: new Generator((ulong)(seed + 1000)));
+                    var (tr, va, trY) = (train.index_select(0, shuffled), val.clone(), trainY.index_select(0, shuffled));
+                    using (var standardization = Training.FeatureStandardization.Of([tr]))
+                    {
+                        standardization.Apply(tr);
+                        standardization.Apply(va);
+                    }
+
+                    var options = new Training.TrainingOptions { Seed = seed };
+                    var head = Heads.HeadFactory.Create((int)tr.shape[1], classes, new Heads.HeadOptions(), seed);
+                    var trainer = new Training.Trainer(backbone, head, CPU, options, null);
+                    var pass = trainer.Fit(new Training.TensorBatchSource(tr, trY, 32, true, seed), new Training.TensorBatchSource(va, valY.clone(), 32, false, seed),
+                        inputsAreFeatures: true, 6, new Training.History(), null, default);
+                    Console.WriteLine($"library trainer seed {seed}: val {pass!.Accuracy:F4}; probe head seed {seed}: {Train(train, trainY, val, valY, Std("base"), classes, seed):F4}");
+                }
+
+                return Task.FromResult(0);
+            }
+
+            if (args.Contains("--flip"))
+            {
+                var (mirrored, _) = Featurize(split.Train, spec, x => backbone.Forward(x.flip(3)));
+                foreach (var v in new[]
+                {
+                    Std("base"), Std("flip-concat") with { Flip = FlipUse.Concat }, Std("flip-concat-3ep") with { Flip = FlipUse.Concat, Epochs = 3 },
+                    Std("flip-alternate") with { Flip = FlipUse.Alternate }, Std("flip-concat-10ep") with { Flip = FlipUse.Concat, Epochs = 10 },
+                    Std("flip-mean") with { Flip = FlipUse.Mean },
+                })
+                {
+                    Report("library center flip", v, Enumerable.Range(0, 4).Select(seed => Train(train, trainY, val, valY, v, classes, seed, mirrored)).ToList());
+                }
+
+                return Task.FromResult(0);
+            }
+
             foreach (var v in new[]
             {
                 Std("base"), Std("wd0.01") with { Wd = 0.01 }, Std("wd0.05") with { Wd = 0.05 }, Std("wd0.2") with { Wd = 0.2 },
@@ -147,15 +236,25 @@ internal static class FeatureProbe
     }
 
     /// <summary>Trains one linear head (PyTorch's default initialisation from a seeded generator, AdamW, batch 32) and returns its validation accuracy.</summary>
-    private static double Train(Tensor train, Tensor trainY, Tensor val, Tensor valY, Head h, int classes, int seed)
+    private static double Train(Tensor train, Tensor trainY, Tensor val, Tensor valY, Head h, int classes, int seed, Tensor? mirrored = null)
     {
         using var scope = NewDisposeScope();
-        var (tr, va) = (train, val);
+        var (tr, va, mi) = (train, val, mirrored);
         if (h.Norm == Norm.Standardize)
         {
             var mean = train.mean([0], keepdim: true);
             var sd = train.std(0, keepdim: true) + 1e-6;
-            (tr, va) = ((train - mean) / sd, (val - mean) / sd);
+            (tr, va, mi) = ((train - mean) / sd, (val - mean) / sd, mirrored is null ? null : (mirrored - mean) / sd);
+        }
+
+        var trY = trainY;
+        if (mi is not null && h.Flip == FlipUse.Concat)
+        {
+            (tr, trY) = (cat([tr, mi], 0), cat([trainY, trainY], 0));
+        }
+        else if (mi is not null && h.Flip == FlipUse.Mean)
+        {
+            tr = (tr + mi) / 2;
         }
 
         var generator = new Generator((ulong)seed);
@@ -177,15 +276,17 @@ internal static class FeatureProbe
         manual_seed(seed); // dropout
         var optimizer = optim.AdamW(model.parameters(), h.Lr, weight_decay: h.Wd);
         var n = tr.shape[0];
+        var views = mi is not null && h.Flip == FlipUse.Alternate ? new[] { tr, mi } : [tr];
         for (var epoch = 0; epoch < h.Epochs; epoch++)
         {
+            var x = views[epoch % views.Length];
             var order = randperm(n, generator: generator);
             for (long s = 0; s < n; s += 32)
             {
                 using var step = NewDisposeScope();
                 var batch = order.narrow(0, s, Math.Min(32, n - s));
                 optimizer.zero_grad();
-                nn.functional.cross_entropy(model.forward(tr.index_select(0, batch)), trainY.index_select(0, batch), label_smoothing: h.Ls).backward();
+                nn.functional.cross_entropy(model.forward(x.index_select(0, batch)), trY.index_select(0, batch), label_smoothing: h.Ls).backward();
                 optimizer.step();
             }
         }
@@ -209,5 +310,16 @@ internal static class FeatureProbe
         public double Ls { get; init; }
 
         public double Dropout { get; init; }
+
+        public FlipUse Flip { get; init; }
+    }
+
+    /// <summary>How a head uses the mirrored training features.</summary>
+    private enum FlipUse
+    {
+        None,
+        Concat,
+        Alternate,
+        Mean,
     }
 }

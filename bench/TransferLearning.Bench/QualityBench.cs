@@ -14,8 +14,9 @@ namespace TransferLearning.Bench;
 /// <c>frozen:epochs=6</c>, <c>frozen:epochs=30,ls=0.1,wd=1e-4</c>, <c>frozen:views=2</c>, <c>finetune:epochs=4,from=0.5</c>;
 /// settings: epochs, lr, wd, ls (label smoothing), disc (lowest block rate factor), views (cached augmented views),
 /// from (first trained block as a share of the blocks), freeze (head epochs before fine-tuning), bn=update, int8, bf16, tta,
-/// hidden (units of one hidden head layer), dropout (head dropout), multistage (BackboneFeatures.MultiStage), std
-/// (WithStandardizedFeatures), resize=center|stretch, seed (WithSeed: head initialisation and shuffling; the split stays).
+/// hidden (units of one hidden head layer), dropout (head dropout), multistage (BackboneFeatures.MultiStage), mirror
+/// (BackboneLoadOptions.MirrorAveraged), std (WithStandardizedFeatures), resize=center|stretch, seed (WithSeed: head
+/// initialisation and shuffling; the split stays).
 /// Options: --data DIR, --model SOURCE (default resnet18), --recipes "r1;r2;…", --json FILE, --limit N (per class).
 /// </summary>
 internal static class QualityBench
@@ -131,7 +132,11 @@ internal static class QualityBench
             head.Dropout = double.Parse(dropout, CultureInfo.InvariantCulture);
         }
 
-        var load = new Hub.BackboneLoadOptions { Features = settings.ContainsKey("multistage") ? Hub.BackboneFeatures.MultiStage : Hub.BackboneFeatures.Pooled };
+        var load = new Hub.BackboneLoadOptions
+        {
+            Features = settings.ContainsKey("multistage") ? Hub.BackboneFeatures.MultiStage : Hub.BackboneFeatures.Pooled,
+            MirrorAveraged = settings.ContainsKey("mirror"),
+        };
         using var learner = TransferLearner.From(Arg("--model", "resnet18"), load).AddHead(data.Classes, head);
         var blocks = learner.Backbone.Blocks.Count;
         Apply(learner, settings);

@@ -44,6 +44,12 @@ internal static class Cli
                 "standardized over the training images. ONNX backbones only (resnet18 included). Costs no extra backbone pass; on flowers it " +
                 "raised the frozen head's validation accuracy by about 0.01.",
         };
+        var mirror = new Option<bool>("--mirror")
+        {
+            Description = "Average each image's features with its left-right mirror's, in training and in the saved model. ONNX backbones only " +
+                "(resnet18 included). Every image runs through the backbone twice, so featurizing and prediction take about twice as long " +
+                "(with --int8 still less than one float pass); on flowers, with --multi-stage, it raised the frozen head's validation accuracy by about 0.006.",
+        };
         var validationSplit = new Option<double>("--validation-split") { Description = "Share of each class held out for validation (between 0 and 1).", DefaultValueFactory = _ => 0.3 };
         var seed = new Option<int>("--seed") { Description = "Seed of the split, initialisation and shuffling.", DefaultValueFactory = _ => 42 };
         var batchSize = new Option<int>("--batch-size") { Description = $"Images per batch (1–{TrainSettings.MaxBatchSize}).", DefaultValueFactory = _ => 32 };
@@ -52,7 +58,7 @@ internal static class Cli
 
         var train = new Command("train", "Train a classifier on a folder of class folders.")
         {
-            data, model, architecture, epochs, fineTune, augment, tta, int8, multiStage, validationSplit, seed, batchSize, output, json,
+            data, model, architecture, epochs, fineTune, augment, tta, int8, multiStage, mirror, validationSplit, seed, batchSize, output, json,
         };
         train.SetAction((r, _) => TrainCommand.RunAsync(
             new TrainSettings(
@@ -72,6 +78,7 @@ internal static class Cli
                 Tta = r.GetValue(tta),
                 Int8 = r.GetValue(int8),
                 MultiStage = r.GetValue(multiStage),
+                Mirror = r.GetValue(mirror),
             },
             session));
 

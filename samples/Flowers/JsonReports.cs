@@ -58,6 +58,7 @@ internal static class JsonReports
             ["tta"] = settings.Tta,
             ["int8"] = settings.Int8,
             ["multi_stage"] = settings.MultiStage,
+            ["mirror"] = settings.Mirror,
             ["validation_split"] = settings.ValidationSplit,
             ["seed"] = settings.Seed,
             ["batch_size"] = settings.BatchSize,

@@ -54,6 +54,9 @@ internal sealed record TrainSettings(
     /// <summary>--multi-stage: multi-stage features (ONNX backbones), standardized for the head.</summary>
     public bool MultiStage { get; init; }
 
+    /// <summary>--mirror: features averaged over each image and its mirror (ONNX backbones).</summary>
+    public bool Mirror { get; init; }
+
     /// <summary>
     /// Epochs of the head on the frozen backbone's cached features: each costs milliseconds, and 20 let a head trained on
     /// a few hundred photos converge (6 epochs of 9 batches left it underfitting: 0.88 on the shipped photos, rising to
@@ -340,7 +343,12 @@ internal static class TrainCommand
             {
                 learner = await TransferLearner.FromAsync(
                     settings.Model,
-                    new BackboneLoadOptions { Architecture = settings.Architecture, Features = settings.MultiStage ? BackboneFeatures.MultiStage : BackboneFeatures.Pooled },
+                    new BackboneLoadOptions
+                    {
+                        Architecture = settings.Architecture,
+                        Features = settings.MultiStage ? BackboneFeatures.MultiStage : BackboneFeatures.Pooled,
+                        MirrorAveraged = settings.Mirror,
+                    },
                     cancellationToken: cancellationToken);
             }
             catch (HttpRequestException e)

@@ -3,7 +3,7 @@ using Flowers.Tests.Support;
 
 namespace Flowers.Tests;
 
-/// <summary>train --fine-tune-epochs/--augment/--tta/--int8/--multi-stage and evaluate --tta: what they run and what the JSON says.</summary>
+/// <summary>train --fine-tune-epochs/--augment/--tta/--int8/--multi-stage/--mirror and evaluate --tta: what they run and what the JSON says.</summary>
 public sealed class RecipeOptionTests : IDisposable
 {
     private readonly GeneratedImages _images = new();
@@ -110,6 +110,34 @@ public sealed class RecipeOptionTests : IDisposable
 
         Assert.Equal(1, run.ExitCode);
         Assert.Contains("BackboneLoadOptions.Features = MultiStage works with ONNX backbones (and the offline 'resnet18')", run.Error, StringComparison.Ordinal);
+        Assert.False(File.Exists(Model));
+    }
+
+    [Fact]
+    public async Task Train_MirrorOnResNet18_SavedModelAveragesMirrorAndJsonSaysSo()
+    {
+        var run = await FlowersCli.RunAsync("train", "--data", _images.Root, "--model", "resnet18", "--out", Model, "--epochs", "1", "--mirror", "--json", Json);
+
+        Assert.True(run.ExitCode == 0, run.Error + run.Output);
+        var summary = JsonNode.Parse(File.ReadAllText(Json))!;
+        Assert.True((bool)summary["mirror"]!);
+        Assert.False((bool)summary["multi_stage"]!);
+        using var model = TransferLearning.Models.TrainedModel.Load(Model);
+        using var scope = TorchSharp.torch.NewDisposeScope();
+        using var noGrad = TorchSharp.torch.no_grad();
+        model.Backbone.SetTrainingMode(false);
+        var images = TorchSharp.torch.rand([1, 3, 224, 224], generator: new TorchSharp.torch.Generator(3)) * 255;
+        var difference = (model.Backbone.Forward(images) - model.Backbone.Forward(images.flip(3))).abs().max().item<float>();
+        Assert.True(difference < 1e-3f, $"an image and its mirror differ by {difference} in the saved model's features");
+    }
+
+    [Fact]
+    public async Task Train_MirrorOnTfjsBackbone_FailsSayingWhichBackbonesHaveIt()
+    {
+        var run = await FlowersCli.RunAsync(TestData.Train(_images.Root, Model, "--mirror"));
+
+        Assert.Equal(1, run.ExitCode);
+        Assert.Contains("BackboneLoadOptions.MirrorAveraged works with ONNX backbones (and the offline 'resnet18')", run.Error, StringComparison.Ordinal);
         Assert.False(File.Exists(Model));
     }
 

@@ -54,6 +54,15 @@ public sealed class BackboneLoadOptions
         set => _features = Enum.IsDefined(value) ? value : throw new ArgumentOutOfRangeException(nameof(value), value, $"Unknown {nameof(BackboneFeatures)} value.");
     }
 
+    /// <summary>
+    /// When true, the backbone's features are the mean of the features of each image and of its left-right mirror, so
+    /// the head sees the same features whichever way a photo faces. Every image then runs through the network twice:
+    /// featurizing, fine-tuning and prediction cost about twice as much. The mirroring and the mean are added to the
+    /// imported graph, so saved models and the ONNX export carry them. ONNX backbones only (the offline <c>resnet18</c>
+    /// included); loading another format with it fails. Default false.
+    /// </summary>
+    public bool MirrorAveraged { get; set; }
+
     /// <summary>Overrides the input spec the loader would declare; null (default) keeps it.</summary>
     public InputSpec? InputSpec { get; set; }
 }

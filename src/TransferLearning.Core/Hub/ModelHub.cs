@@ -49,7 +49,7 @@ public static class ModelHub
         if (source.Trim().Equals("resnet18", StringComparison.OrdinalIgnoreCase))
         {
             var (prep, net) = OfflineModels.LocateResNet18();
-            return OnnxBackboneLoader.LoadResNet18(prep, net, "resnet18", options.InputSpec, options.Features);
+            return OnnxBackboneLoader.LoadResNet18(prep, net, "resnet18", options.InputSpec, options.Features, options.MirrorAveraged);
         }
 
         var path = await ResolveAsync(source, options, progress, cancellationToken).ConfigureAwait(false);
@@ -62,6 +62,13 @@ public static class ModelHub
             throw new NotSupportedException(
                 $"BackboneLoadOptions.Features = {options.Features} works with ONNX backbones (and the offline 'resnet18'); '{source}' is {format.Description}. " +
                 $"Leave Features at {nameof(BackboneFeatures.Pooled)} for this backbone.");
+        }
+
+        if (options.MirrorAveraged && format is not OnnxFormat)
+        {
+            throw new NotSupportedException(
+                $"BackboneLoadOptions.MirrorAveraged works with ONNX backbones (and the offline 'resnet18'); '{source}' is {format.Description}. " +
+                "Leave MirrorAveraged false for this backbone.");
         }
         var siblingOptions = new BackboneLoadOptions { CacheDirectory = options.CacheDirectory, Download = options.Download };
         var directory = Path.GetDirectoryName(path) ?? ".";

@@ -35,6 +35,13 @@ public sealed class OnnxExportParityTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void ExportOnnx_ResNet18MirrorAveraged_MatchesOnnxRuntimeOnPhotos()
+    {
+        using var model = ExportTestSupport.Model(ModelHub.LoadBackbone("resnet18", new BackboneLoadOptions { MirrorAveraged = true }));
+        ExportTestSupport.AssertParity(model, ExportTestSupport.Photos(3), "resnet18_mirror", output);
+    }
+
+    [Fact]
     public void ExportOnnx_ResNet18FineTuned_WritesTheChangedWeights()
     {
         using var model = ExportTestSupport.Model(ModelHub.LoadBackbone("resnet18"));

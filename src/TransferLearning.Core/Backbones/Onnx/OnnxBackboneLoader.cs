@@ -131,12 +131,12 @@ internal static class OnnxBackboneLoader
     }
 
     /// <summary>Loads an ONNX classification or feature model as a backbone.</summary>
-    public static Backbone Load(string path, string source, string? featureNode, InputSpec? inputSpec, BackboneFeatures features = BackboneFeatures.Pooled) =>
-        ReleasingParse(() => LoadCore(path, source, featureNode, inputSpec, features));
+    public static Backbone Load(string path, string source, string? featureNode, InputSpec? inputSpec, BackboneFeatures features = BackboneFeatures.Pooled, bool mirrorAveraged = false) =>
+        ReleasingParse(() => LoadCore(path, source, featureNode, inputSpec, features, mirrorAveraged));
 
     /// <summary>Loads the preprocessing graph and the ResNet18 graph of ML.NET's DnnImageFeaturizer as one backbone.</summary>
-    public static Backbone LoadResNet18(string preprocessPath, string resnetPath, string source, InputSpec? inputSpec, BackboneFeatures features = BackboneFeatures.Pooled) =>
-        ReleasingParse(() => LoadResNet18Core(preprocessPath, resnetPath, source, inputSpec, features));
+    public static Backbone LoadResNet18(string preprocessPath, string resnetPath, string source, InputSpec? inputSpec, BackboneFeatures features = BackboneFeatures.Pooled, bool mirrorAveraged = false) =>
+        ReleasingParse(() => LoadResNet18Core(preprocessPath, resnetPath, source, inputSpec, features, mirrorAveraged));
 
     /// <summary>
     /// Makes <paramref name="model"/>'s single output the <see cref="BackboneFeatures.MultiStage"/> vector: the graph is
@@ -194,6 +194,103 @@ internal static class OnnxBackboneLoader
     }
 
     /// <summary>
+    /// Makes <paramref name="model"/>'s single output the average of the features of each image and of its left-right
+    /// mirror: the graph's image input and its mirror are stacked along the batch axis before the first node (Slice with
+    /// step −1 from opset 10, a Gather over <paramref name="width"/> columns before), and the output
+    /// <paramref name="featureOutput"/>, flattened to [2N, F], is folded back to [N, F] by a mean over the two halves
+    /// (Transpose, Reshape [F, 2, N], ReduceMean, Transpose: no node needs N or F). The nodes are part of the graph, so
+    /// a saved model and the ONNX export carry them.
+    /// </summary>
+    /// <returns>The new output's name, and whether the mirror only works at <paramref name="width"/>.</returns>
+    internal static (string Output, bool WidthBound) AddMirrorAveraging(ModelProto model, string featureOutput, string source, long width)
+    {
+        var opset = model.DefaultOpset();
+        if (opset < 5)
+        {
+            throw new NotSupportedException(
+                $"Mirror-averaged features need ONNX opset 5 or later (Reshape with a shape input), and the ONNX model '{source}' uses opset {opset}. " +
+                $"Load it with {nameof(BackboneLoadOptions)}.{nameof(BackboneLoadOptions.MirrorAveraged)} = false.");
+        }
+
+        var graph = model.Graph;
+        var initializers = graph.Initializer.Select(t => t.Name).ToHashSet(StringComparer.Ordinal);
+        var input = graph.Input.First(i => !initializers.Contains(i.Name)).Name;
+        const string Prefix = "mirror_";
+        TensorProto Longs(string name, params long[] values)
+        {
+            var t = OnnxProtoExtensions.FromInt64s(Prefix + name, [values.Length], values);
+            graph.Initializer.Add(t);
+            return t;
+        }
+
+        NodeProto Node(string name, string op, params string[] inputs)
+        {
+            var node = new NodeProto { Name = Prefix + name, OpType = op, Output = { Prefix + name } };
+            node.Input.AddRange(inputs);
+            return node;
+        }
+
+        AttributeProto Int(string name, long value) => new() { Name = name, Type = AttributeProto.Types.AttributeType.Int, I = value };
+        AttributeProto Ints(string name, params long[] values)
+        {
+            var a = new AttributeProto { Name = name, Type = AttributeProto.Types.AttributeType.Ints };
+            a.Ints.AddRange(values);
+            return a;
+        }
+
+        NodeProto mirror;
+        var widthBound = opset < 10;
+        if (widthBound)
+        {
+            mirror = Node("image", "Gather", input, Longs("columns", [.. Enumerable.Range(0, (int)width).Select(c => width - 1 - c)]).Name);
+            mirror.Attribute.Add(Int("axis", 3));
+        }
+        else
+        {
+            mirror = Node("image", "Slice", input, Longs("starts", -1).Name, Longs("ends", long.MinValue + 1).Name, Longs("axes", 3).Name, Longs("steps", -1).Name);
+        }
+
+        var pair = Node("pair", "Concat", input, mirror.Output[0]);
+        pair.Attribute.Add(Int("axis", 0));
+        foreach (var node in graph.Node)
+        {
+            for (var i = 0; i < node.Input.Count; i++)
+            {
+                if (node.Input[i] == input)
+                {
+                    node.Input[i] = pair.Output[0];
+                }
+            }
+        }
+
+        graph.Node.Insert(0, pair);
+        graph.Node.Insert(0, mirror);
+
+        var flat = Node("flat", "Flatten", featureOutput);
+        flat.Attribute.Add(Int("axis", 1));
+        var byFeature = Node("by_feature", "Transpose", flat.Output[0]);
+        byFeature.Attribute.Add(Ints("perm", 1, 0));
+        var halves = Node("halves", "Reshape", byFeature.Output[0], Longs("halves_shape", 0, 2, -1).Name);
+        var mean = opset >= 18 ? Node("mean", "ReduceMean", halves.Output[0], Longs("mean_axes", 1).Name) : Node("mean", "ReduceMean", halves.Output[0]);
+        if (opset < 18)
+        {
+            mean.Attribute.Add(Ints("axes", 1));
+        }
+
+        mean.Attribute.Add(Int("keepdims", 0));
+        var output = Node("features", "Transpose", mean.Output[0]);
+        output.Attribute.Add(Ints("perm", 1, 0));
+        graph.Node.Add(flat);
+        graph.Node.Add(byFeature);
+        graph.Node.Add(halves);
+        graph.Node.Add(mean);
+        graph.Node.Add(output);
+        graph.Output.Clear();
+        graph.Output.Add(new ValueInfoProto { Name = output.Output[0] });
+        return (output.Output[0], widthBound);
+    }
+
+    /// <summary>
     /// Runs an import, then returns the parse's managed memory to the OS: loading ResNet18 allocates ~0.35 GB of
     /// short-lived arrays (parsed weights, float copies) that the GC would otherwise keep committed for the whole run
     /// (fit bench, 100 images per class, with the earlier hand-written parser that allocated ~0.6 GB: peak 1043 MiB
@@ -206,7 +303,7 @@ internal static class OnnxBackboneLoader
         return backbone;
     }
 
-    private static Backbone LoadCore(string path, string source, string? featureNode, InputSpec? inputSpec, BackboneFeatures features)
+    private static Backbone LoadCore(string path, string source, string? featureNode, InputSpec? inputSpec, BackboneFeatures features, bool mirrorAveraged)
     {
         var model = Read(path);
         var output = featureNode is null ? FindFeatureOutput(model.Graph) : ResolveNodeOutput(model.Graph, featureNode, path);
@@ -215,11 +312,20 @@ internal static class OnnxBackboneLoader
             output = AddMultiStageOutput(model, output, Path.GetFileName(path), inputSpec, constants: null);
         }
 
+        var widthBound = false;
+        if (mirrorAveraged)
+        {
+            // Without Slice steps (opset < 10) the mirror is a Gather over this width, which ties the backbone to it.
+            var initializers = model.Graph.Initializer.Select(t => t.Name).ToHashSet(StringComparer.Ordinal);
+            var width = inputSpec?.Width ?? DefaultSpec(model.Graph.Input.First(i => !initializers.Contains(i.Name)).Shape()).Width;
+            (output, widthBound) = AddMirrorAveraging(model, output, Path.GetFileName(path), width);
+        }
+
         var module = new OnnxGraphModule(model, Path.GetFileName(path), outputName: output) { FlattenOutput = true };
         try
         {
             var spec = inputSpec ?? DefaultSpec(module.InputShape);
-            return new Backbone(source, module, FeatureSize(module, spec), spec);
+            return new Backbone(source, module, FeatureSize(module, spec), spec) { FixedInputSize = widthBound };
         }
         catch
         {
@@ -228,7 +334,7 @@ internal static class OnnxBackboneLoader
         }
     }
 
-    private static Backbone LoadResNet18Core(string preprocessPath, string resnetPath, string source, InputSpec? inputSpec, BackboneFeatures features)
+    private static Backbone LoadResNet18Core(string preprocessPath, string resnetPath, string source, InputSpec? inputSpec, BackboneFeatures features, bool mirrorAveraged)
     {
         var prep = Read(preprocessPath);
         var net = Read(resnetPath);
@@ -237,6 +343,11 @@ internal static class OnnxBackboneLoader
         if (features == BackboneFeatures.MultiStage)
         {
             AddMultiStageOutput(merged, merged.Graph.Output[0].Name, Path.GetFileName(resnetPath), spec, frozen);
+        }
+
+        if (mirrorAveraged)
+        {
+            AddMirrorAveraging(merged, merged.Graph.Output[0].Name, Path.GetFileName(resnetPath), spec.Width);
         }
 
         var module = new OnnxGraphModule(merged, Path.GetFileName(resnetPath), constantInitializers: frozen) { FlattenOutput = true };

@@ -25,7 +25,7 @@ internal sealed class OnnxFormat : IBackboneFormat
         fileName.EndsWith(".onnx", StringComparison.OrdinalIgnoreCase);
 
     public Task<Backbone> LoadAsync(BackboneFile file, BackboneLoadOptions options, CancellationToken cancellationToken) =>
-        Task.FromResult(OnnxBackboneLoader.Load(file.LocalPath, file.Source, options.FeatureNode, options.InputSpec, options.Features));
+        Task.FromResult(OnnxBackboneLoader.Load(file.LocalPath, file.Source, options.FeatureNode, options.InputSpec, options.Features, options.MirrorAveraged));
 
     public Backbone Rebuild(BackboneArchitecture architecture, string source, InputSpec inputSpec)
     {
