@@ -17,7 +17,9 @@ namespace TransferLearning.Bench;
 /// includes the trainer's whole loop (batch fetch, forward, loss, backward, Adam, loss/accuracy read-back).
 /// Usage: finetune-step [--arch resnet18] [--from all,layer4] [--reps 5] [--steps 2] [--batch 32] [--threads 2]
 ///        [--python-isa default[,AVX2]] [--no-python] [--unfolded (also ours with BatchNorm unfolded)]
-///        [--no-trim (no native heap trimming between steps)] [--trim-ab (also ours with the other trim setting)] [--cl-weights (also ours with conv weights stored channels-last)]
+///        [--no-trim (no native heap trimming between steps)] [--trim-ab (also ours with the other trim setting)]
+///        [--cl-weights (also ours with conv weights stored channels-last)]
+///        [--slices 16,32 (also ours with these training slice sizes; the default is Backbone.InferenceSliceSize)]
 /// </summary>
 internal static class FineTuneStepBench
 {
@@ -46,25 +48,30 @@ internal static class FineTuneStepBench
         {
             foreach (var from in froms)
             {
-                var variants = new List<(string Suffix, bool Fold, bool ChannelsLast, bool Trim)> { (string.Empty, true, false, NativeHeap.Enabled) };
+                var variants = new List<(string Suffix, bool Fold, bool ChannelsLast, bool Trim, int? Slice)> { (string.Empty, true, false, NativeHeap.Enabled, null) };
+                foreach (var size in BenchSupport.Arg(args, "--slices", string.Empty).Split(',', StringSplitOptions.RemoveEmptyEntries))
+                {
+                    variants.Add(($", slices of {size}", true, false, NativeHeap.Enabled, int.Parse(size, System.Globalization.CultureInfo.InvariantCulture)));
+                }
+
                 if (args.Contains("--unfolded"))
                 {
-                    variants.Add((", BN unfolded", false, false, NativeHeap.Enabled));
+                    variants.Add((", BN unfolded", false, false, NativeHeap.Enabled, null));
                 }
 
                 if (args.Contains("--cl-weights"))
                 {
-                    variants.Add((", cl weights", true, true, NativeHeap.Enabled));
+                    variants.Add((", cl weights", true, true, NativeHeap.Enabled, null));
                 }
 
                 if (args.Contains("--trim-ab"))
                 {
-                    variants.Add((", heap trim " + (NativeHeap.Enabled ? "off" : "on"), true, false, !NativeHeap.Enabled));
+                    variants.Add((", heap trim " + (NativeHeap.Enabled ? "off" : "on"), true, false, !NativeHeap.Enabled, null));
                 }
 
-                foreach (var (suffix, fold, channelsLast, trim) in variants)
+                foreach (var (suffix, fold, channelsLast, trim, slice) in variants)
                 {
-                    var ours = new TrainerRunner(arch, from, batch, threads, steps, 1 + reps, fold, channelsLast, trim);
+                    var ours = new TrainerRunner(arch, from, batch, threads, steps, 1 + reps, fold, channelsLast, trim, slice);
                     disposables.Add(ours);
                     var name = $"ours, from {from}{suffix}";
                     Console.WriteLine($"  {name}: {ours.TrainableParameters:N0} trainable parameters");
@@ -151,7 +158,7 @@ internal static class FineTuneStepBench
         private Exception? _error;
         private bool _finished;
 
-        public TrainerRunner(string arch, string from, int batch, int threads, int steps, int repetitions, bool fold, bool channelsLastWeights, bool trim)
+        public TrainerRunner(string arch, string from, int batch, int threads, int steps, int repetitions, bool fold, bool channelsLastWeights, bool trim, int? slice)
         {
             _steps = steps;
             _trim = trim;
@@ -174,7 +181,7 @@ internal static class FineTuneStepBench
             var head = HeadFactory.Create(backbone.FeatureSize, Classes, new HeadOptions(), 42);
             TrainableParameters = backbone.Module.parameters().Where(p => p.requires_grad).Sum(p => p.numel())
                 + head.parameters().Sum(p => p.numel());
-            var options = new TrainingOptions { LearningRate = 1e-5, BatchSize = batch };
+            var options = new TrainingOptions { LearningRate = 1e-5, BatchSize = batch, TrainingSliceSize = slice };
             var source = new RepeatedBatch(batch, steps * repetitions);
             _thread = new Thread(() =>
             {

@@ -12,7 +12,7 @@ namespace TransferLearning.Bench;
 /// --fine-tune-epochs, --lr, --fine-tune-lr, --seed, --resize, --trace-memory (a memory line every 2 s),
 /// --gc-after-load (an aggressive full GC once the backbone is loaded, to see what the import's garbage costs), --int8,
 /// --no-trim (no native heap trimming between batches), --mallopt arena=N,mmap=BYTES,trim=BYTES (glibc mallopt calls at start,
-/// an experiment on page-fault churn).
+/// after the library's own NativeHeap settings: an experiment on page-fault churn).
 /// </summary>
 internal static class FitBench
 {
@@ -33,6 +33,7 @@ internal static class FitBench
         NativeHeap.Enabled = !args.Contains("--no-trim");
         if (Arg("--mallopt", string.Empty) is { Length: > 0 } mallopt)
         {
+            NativeHeap.ConfigureAllocator(); // the library's settings first, so these calls override them
             foreach (var kv in mallopt.Split(','))
             {
                 var parts = kv.Split('=');

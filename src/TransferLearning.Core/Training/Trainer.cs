@@ -138,7 +138,8 @@ internal sealed class Trainer
         double lossSum = 0;
         long correct = 0;
         var seen = 0;
-        foreach (var batch in InScopes(source, epochIndex, cancellationToken))
+        var backboneTraining = !inputsAreFeatures && !backboneFrozen;
+        foreach (var batch in InScopes(source, epochIndex, cancellationToken, backboneTraining))
         {
             rates.Apply((double)seen / Math.Max(1, source.Count));
             var inputs = batch.Inputs.to(_device);
@@ -208,7 +209,7 @@ internal sealed class Trainer
     internal (Tensor Logits, Tensor Loss) SlicedStep(Tensor inputs, Tensor labels)
     {
         var count = inputs.shape[0];
-        var slice = Backbone.InferenceSliceSize(inputs.shape[2], inputs.shape[3]);
+        var slice = _options.TrainingSliceSize ?? Backbone.InferenceSliceSize(inputs.shape[2], inputs.shape[3]);
         using var normaliser = _classWeights is null ? tensor((float)count, device: _device) : _classWeights.index_select(0, labels).sum();
         var logits = new List<Tensor>();
         var loss = zeros(1, device: _device);
@@ -379,7 +380,7 @@ internal sealed class Trainer
     /// Yields the batches of an epoch, each made and used inside its own dispose scope: every tensor created while
     /// fetching or processing a batch is freed when the caller moves to the next one.
     /// </summary>
-    private static IEnumerable<LabeledBatch> InScopes(IBatchSource source, int epoch, CancellationToken cancellationToken)
+    private static IEnumerable<LabeledBatch> InScopes(IBatchSource source, int epoch, CancellationToken cancellationToken, bool backboneTraining = false)
     {
         using var batches = source.Batches(epoch, cancellationToken).GetEnumerator();
         while (true)
@@ -395,7 +396,7 @@ internal sealed class Trainer
                 yield return batches.Current;
             }
 
-            NativeHeap.TrimThrottled(); // the batch's tensors are freed: hand their pages back (see NativeHeap)
+            NativeHeap.TrimThrottled(backboneTraining); // the batch's tensors are freed: hand their pages back (see NativeHeap)
         }
     }
 

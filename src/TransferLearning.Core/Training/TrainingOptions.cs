@@ -589,6 +589,12 @@ internal sealed class TrainingOptions
         }
     }
 
+    /// <summary>
+    /// Images per forward/backward slice of a training step that runs the backbone with BatchNorm in inference mode;
+    /// null (default) uses <see cref="Backbones.Backbone.InferenceSliceSize"/>. For benchmarks of the slice size.
+    /// </summary>
+    internal int? TrainingSliceSize { get; set; }
+
     /// <summary>A copy of these options (its augmentation settings copied too).</summary>
     public TrainingOptions Clone()
     {

@@ -35,6 +35,21 @@ public class HeapTrimmerTests
     }
 
     [Fact]
+    public void TrimIfGrown_GrownByLessThanALargerMarginForThisCall_DoesNotTrim()
+    {
+        var resident = 600 * MB;
+        var trims = 0;
+        var trimmer = new HeapTrimmer(256 * MB, TimeSpan.Zero, () => resident, () => { trims++; return true; });
+        trimmer.TrimIfGrown();
+
+        resident = 1_500 * MB; // 900 MB more: above the default margin, below the training one
+        Assert.False(trimmer.TrimIfGrown(NativeHeap.TrainingGrowthMargin));
+        Assert.Equal(1, trims);
+        Assert.True(trimmer.TrimIfGrown());
+        Assert.Equal(2, trims);
+    }
+
+    [Fact]
     public void TrimIfGrown_WithinTheInterval_DoesNotReadOrTrim()
     {
         var reads = 0;
