@@ -170,6 +170,48 @@ public sealed class FineTuningTests : IClassFixture<GeneratedImages>
         }
     }
 
+    [Theory]
+    [InlineData("torchvision")]
+    [InlineData("tfjs")]
+    public void FineTune_TorchVisionAndTfjsBackbones_EveryBlockTrainedBatchNormStatisticsKept(string family)
+    {
+        using var backbone = family == "torchvision"
+            ? Backbones.TorchVision.TorchVisionBackbones.Load(RepoPaths.TestData("torchvision", "mobilenet_v2_w025_c10.pth"), "mobilenet_v2_w025_c10.pth",
+                "mobilenet_v2", null, numClasses: 10, widthMult: 0.25)
+            : Backbones.Tfjs.TfjsModel.Load(RepoPaths.TestData("tfjs", "bn_act", "model.json"), new Backbones.Tfjs.TfjsLoadOptions { Source = "bn_act/model.json" });
+        var blocks = backbone.BlockModules.Where(b => b.parameters().Any()).ToList();
+        Assert.True(blocks.Count >= 2, $"{family}: {blocks.Count} blocks with parameters");
+        var weightsBefore = blocks.Select(b => b.parameters().Select(p => p.detach().clone()).ToList()).ToList();
+        var statisticsBefore = RunningStatistics(backbone.Module);
+        Assert.NotEmpty(statisticsBefore);
+
+        var learner = TransferLearner.From(backbone).AddHead(_data.Classes).WithBatchSize(4).WithSeed(3);
+        if (family == "torchvision")
+        {
+            learner.WithImageSize(32);
+        }
+
+        var result = learner.FineTune(_data, epochs: 1, freezeEpochs: 1);
+        using (result.Model)
+        {
+            Assert.Equal([true, false], result.History.Epochs.Select(e => e.BackboneFrozen));
+            for (var i = 0; i < blocks.Count; i++)
+            {
+                var changed = blocks[i].parameters().Zip(weightsBefore[i]).Any(p => !p.First.detach().allclose(p.Second, 0, 0));
+                Assert.True(changed, $"{family}: block {i} of {blocks.Count} kept its weights");
+            }
+
+            // BatchNorm in inference mode (the recipe's default): running statistics are used, never updated.
+            var statisticsAfter = RunningStatistics(result.Model.Backbone.Module);
+            Assert.Equal(statisticsBefore.Keys, statisticsAfter.Keys);
+            Assert.All(statisticsBefore, s => Assert.True(s.Value.allclose(statisticsAfter[s.Key], 0, 0), $"{family}: {s.Key} changed"));
+        }
+
+        static Dictionary<string, Tensor> RunningStatistics(TorchSharp.torch.nn.Module module) =>
+            module.named_buffers().Where(b => b.name.EndsWith("running_mean", StringComparison.Ordinal) || b.name.EndsWith("running_var", StringComparison.Ordinal))
+                .ToDictionary(b => b.name, b => b.buffer.detach().clone());
+    }
+
     [Fact]
     public void BackbonePhase_ExplicitSettings_WinOverTheRecipe()
     {
