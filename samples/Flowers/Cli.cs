@@ -1,4 +1,5 @@
 using System.CommandLine;
+using TransferLearning.Training;
 
 namespace Flowers;
 
@@ -50,6 +51,17 @@ internal static class Cli
                 "(resnet18 included). Every image runs through the backbone twice, so featurizing and prediction take about twice as long " +
                 "(with --int8 still less than one float pass); on flowers, with --multi-stage, it raised the frozen head's validation accuracy by about 0.006.",
         };
+        var centerCrop = new Option<bool>("--center-crop")
+        {
+            Description = "Resize each image keeping its aspect ratio and take the square centre, instead of stretching it to the square " +
+                "(the tutorial's resize). Saved with the model, so prediction resizes the same way. On flowers it raised the frozen head's " +
+                "validation accuracy by about 0.007; with --crop-min 0.6 it is the fine-tuning recipe that took resnet18 to 0.95 (README).",
+        };
+        var cropMin = new Option<double?>("--crop-min")
+        {
+            Description = "Smallest share of an image's area that augmentation's random crops keep (above 0, at most 1; default " +
+                $"{Augmentation.Standard.CropScaleMin.ToString(System.Globalization.CultureInfo.InvariantCulture)}). Larger keeps more of each photo.",
+        };
         var validationSplit = new Option<double>("--validation-split") { Description = "Share of each class held out for validation (between 0 and 1).", DefaultValueFactory = _ => 0.3 };
         var seed = new Option<int>("--seed") { Description = "Seed of the split, initialisation and shuffling.", DefaultValueFactory = _ => 42 };
         var batchSize = new Option<int>("--batch-size") { Description = $"Images per batch (1–{TrainSettings.MaxBatchSize}).", DefaultValueFactory = _ => 32 };
@@ -58,7 +70,7 @@ internal static class Cli
 
         var train = new Command("train", "Train a classifier on a folder of class folders.")
         {
-            data, model, architecture, epochs, fineTune, augment, tta, int8, multiStage, mirror, validationSplit, seed, batchSize, output, json,
+            data, model, architecture, epochs, fineTune, augment, tta, int8, multiStage, mirror, centerCrop, cropMin, validationSplit, seed, batchSize, output, json,
         };
         train.SetAction((r, _) => TrainCommand.RunAsync(
             new TrainSettings(
@@ -79,6 +91,8 @@ internal static class Cli
                 Int8 = r.GetValue(int8),
                 MultiStage = r.GetValue(multiStage),
                 Mirror = r.GetValue(mirror),
+                CenterCrop = r.GetValue(centerCrop),
+                CropMin = r.GetValue(cropMin),
             },
             session));
 

@@ -59,6 +59,8 @@ internal static class JsonReports
             ["int8"] = settings.Int8,
             ["multi_stage"] = settings.MultiStage,
             ["mirror"] = settings.Mirror,
+            ["center_crop"] = settings.CenterCrop,
+            ["crop_min"] = (settings.FineTuneEpochs > 0 && settings.AugmentFineTuning) || settings.AugmentHead ? settings.Augmentation().CropScaleMin : null,
             ["validation_split"] = settings.ValidationSplit,
             ["seed"] = settings.Seed,
             ["batch_size"] = settings.BatchSize,

@@ -57,6 +57,24 @@ internal sealed record TrainSettings(
     /// <summary>--mirror: features averaged over each image and its mirror (ONNX backbones).</summary>
     public bool Mirror { get; init; }
 
+    /// <summary>--center-crop: images resized keeping their aspect ratio, then cropped to the square centre (not stretched).</summary>
+    public bool CenterCrop { get; init; }
+
+    /// <summary>--crop-min: the smallest share of an image's area a random crop keeps; null for the library's (Augmentation.Standard).</summary>
+    public double? CropMin { get; init; }
+
+    /// <summary>The augmentation of this run: <see cref="Augmentation.Standard"/>, with --crop-min's smallest crop when given.</summary>
+    public Augmentation Augmentation()
+    {
+        var augmentation = TransferLearning.Training.Augmentation.Standard;
+        if (CropMin is { } cropMin)
+        {
+            augmentation.CropScaleMin = cropMin;
+        }
+
+        return augmentation;
+    }
+
     /// <summary>
     /// Epochs of the head on the frozen backbone's cached features: each costs milliseconds, and 20 let a head trained on
     /// a few hundred photos converge (6 epochs of 9 batches left it underfitting: 0.88 on the shipped photos, rising to
@@ -108,6 +126,19 @@ internal sealed record TrainSettings(
         if (!(ValidationSplit > 0 && ValidationSplit < 1))
         {
             throw new UsageException($"--validation-split must be between 0 and 1, exclusive (got {ValidationSplit.ToString(CultureInfo.InvariantCulture)}).");
+        }
+
+        if (CropMin is { } cropMin)
+        {
+            if (!(cropMin > 0 && cropMin <= 1))
+            {
+                throw new UsageException($"--crop-min must be above 0 and at most 1 (got {cropMin.ToString(CultureInfo.InvariantCulture)}).");
+            }
+
+            if (!(FineTuneEpochs > 0 && AugmentFineTuning) && !AugmentHead)
+            {
+                throw new UsageException("--crop-min shapes the random crops of augmentation, which this run does not use: add --fine-tune-epochs N (augmented by default) or --augment.");
+            }
         }
 
         if (Architecture is not null && string.IsNullOrWhiteSpace(Architecture))
@@ -202,10 +233,15 @@ internal static class TrainCommand
                 .WithBadImages(BadImagePolicy.Skip);
             if (settings.AugmentHead)
             {
-                var views = Augmentation.Standard;
+                var views = settings.Augmentation();
                 views.CachedViews = TrainSettings.HeadViews;
                 learner.WithAugmentation(views);
                 console.MarkupLineInterpolated($"Augmentation: {TrainSettings.HeadViews} augmented views of each training image, featurized once and cached.");
+            }
+
+            if (settings.CenterCrop)
+            {
+                learner.WithResizeMode(ResizeMode.CenterCrop);
             }
 
             if (settings.Int8)
@@ -253,6 +289,10 @@ internal static class TrainCommand
                 if (!settings.AugmentFineTuning)
                 {
                     fineTuner.WithAugmentation(Augmentation.None);
+                }
+                else if (settings.CropMin is not null)
+                {
+                    fineTuner.WithAugmentation(settings.Augmentation());
                 }
 
                 var monitor = new FitMonitor(split.Train.Count, split.Validation.Count);

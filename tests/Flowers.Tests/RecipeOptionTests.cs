@@ -3,7 +3,7 @@ using Flowers.Tests.Support;
 
 namespace Flowers.Tests;
 
-/// <summary>train --fine-tune-epochs/--augment/--tta/--int8/--multi-stage/--mirror and evaluate --tta: what they run and what the JSON says.</summary>
+/// <summary>train --fine-tune-epochs/--augment/--tta/--int8/--multi-stage/--mirror/--center-crop/--crop-min and evaluate --tta: what they run and what the JSON says.</summary>
 public sealed class RecipeOptionTests : IDisposable
 {
     private readonly GeneratedImages _images = new();
@@ -138,6 +138,52 @@ public sealed class RecipeOptionTests : IDisposable
 
         Assert.Equal(1, run.ExitCode);
         Assert.Contains("BackboneLoadOptions.MirrorAveraged works with ONNX backbones (and the offline 'resnet18')", run.Error, StringComparison.Ordinal);
+        Assert.False(File.Exists(Model));
+    }
+
+    [Fact]
+    public async Task Train_CenterCropAndCropMin_SavedModelCropsAndJsonSaysSo()
+    {
+        var summary = await TrainAsync("--fine-tune-epochs", "1", "--center-crop", "--crop-min", "0.6");
+
+        Assert.True((bool)summary["center_crop"]!);
+        Assert.Equal(0.6, (double)summary["crop_min"]!);
+        Assert.True((bool)summary["augment"]!["fine_tune"]!);
+        using var model = TransferLearning.Models.TrainedModel.Load(Model);
+        Assert.Equal(TransferLearning.Datasets.ResizeMode.CenterCrop, model.InputSpec.ResizeMode);
+    }
+
+    [Fact]
+    public async Task Train_Defaults_JsonSaysStretchedAndNoCrops()
+    {
+        var summary = await TrainAsync();
+
+        Assert.False((bool)summary["center_crop"]!);
+        Assert.Null(summary["crop_min"]);
+        using var model = TransferLearning.Models.TrainedModel.Load(Model);
+        Assert.Equal(TransferLearning.Datasets.ResizeMode.Stretch, model.InputSpec.ResizeMode);
+    }
+
+    [Fact]
+    public async Task Train_CropMinWithoutAugmentation_FailsNamingTheOption()
+    {
+        var run = await FlowersCli.RunAsync(TestData.Train(_images.Root, Model, "--crop-min", "0.6"));
+
+        Assert.Equal(2, run.ExitCode);
+        Assert.Contains("--crop-min shapes the random crops of augmentation, which this run does not use: add --fine-tune-epochs N (augmented by default) or --augment.",
+            run.Error, StringComparison.Ordinal);
+        Assert.False(File.Exists(Model));
+    }
+
+    [Theory]
+    [InlineData("0")]
+    [InlineData("1.5")]
+    public async Task Train_CropMinOutOfRange_FailsSayingTheRange(string value)
+    {
+        var run = await FlowersCli.RunAsync(TestData.Train(_images.Root, Model, "--fine-tune-epochs", "1", "--crop-min", value));
+
+        Assert.Equal(2, run.ExitCode);
+        Assert.Contains($"--crop-min must be above 0 and at most 1 (got {value}).", run.Error, StringComparison.Ordinal);
         Assert.False(File.Exists(Model));
     }
 
