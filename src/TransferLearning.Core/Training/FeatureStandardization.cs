@@ -1,4 +1,5 @@
 using static TorchSharp.torch;
+using TransferLearning.Native;
 
 namespace TransferLearning.Training;
 
@@ -65,7 +66,7 @@ internal sealed class FeatureStandardization : IDisposable
         var (weight, bias) = FirstDense(head);
         using var scope = NewDisposeScope();
         using var noGrad = no_grad();
-        bias.add_(weight.matmul(Mean.to(weight.device)));
+        bias.add_(weight.matmul(Mean.to(weight.device)), KeptScalars.One);
         weight.div_(Scale.to(weight.device));
     }
 

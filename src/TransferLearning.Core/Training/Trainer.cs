@@ -4,6 +4,7 @@ using TransferLearning.Backbones;
 using TransferLearning.Datasets;
 using TransferLearning.Models;
 using static TorchSharp.torch;
+using TransferLearning.Native;
 
 namespace TransferLearning.Training;
 
@@ -223,7 +224,7 @@ internal sealed class Trainer
                 var sliceLoss = Loss(sliceLogits, labels.narrow(0, start, length), nn.Reduction.Sum).div(normaliser);
                 sliceLoss.backward();
                 logits.Add(sliceLogits.detach().MoveToOuterDisposeScope());
-                loss.add_(sliceLoss.detach());
+                loss.add_(sliceLoss.detach(), KeptScalars.One);
             }
 
             return (cat(logits, 0), loss);

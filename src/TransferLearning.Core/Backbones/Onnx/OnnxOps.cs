@@ -3,6 +3,7 @@ using TorchSharp;
 using static TorchSharp.torch;
 using DataType = Onnx.TensorProto.Types.DataType;
 using F = TorchSharp.torch.nn.functional;
+using TransferLearning.Native;
 
 namespace TransferLearning.Backbones.Onnx;
 
@@ -13,9 +14,6 @@ internal sealed partial class OnnxGraphModule
     /// The operators the importer executes, by ONNX op type: each entry compiles one node at load time (reading its
     /// attributes once) into the function that runs it. The keys are the supported list; adding an operator is one entry.
     /// </summary>
-    /// <summary>The alpha of Add, alive for the whole process (see there).</summary>
-    private static readonly Scalar One = 1.ToScalar();
-
     private static readonly Dictionary<string, OperatorCompiler> Operators = new(StringComparer.Ordinal)
     {
         ["Conv"] = (node, opset, constants) => (x, _) => [RunConv(node, x[0], x[1], Opt(x, 2))],
@@ -68,9 +66,8 @@ internal sealed partial class OnnxGraphModule
             };
         },
         ["HardSwish"] = (node, opset, constants) => (x, _) => [F.hardswish(x[0])],
-        // With an alpha this process keeps: TorchSharp's `a + b` passes a temporary Scalar 1 whose handle a garbage
-        // collection can free during the call (a full test run failed in `c10::Scalar::toFloat` inside Add once).
-        ["Add"] = (node, opset, constants) => (x, _) => [x[0].add(x[1], One)],
+        // With an alpha this process keeps (see KeptScalars): TorchSharp's `a + b` passes a temporary Scalar 1.
+        ["Add"] = (node, opset, constants) => (x, _) => [x[0].add(x[1], KeptScalars.One)],
         ["Sub"] = (node, opset, constants) => (x, _) => [x[0] - x[1]],
         ["Mul"] = (node, opset, constants) => (x, _) => [x[0] * x[1]],
         ["Div"] = (node, opset, constants) => (x, _) => [!torch.is_floating_point(x[0]) && !torch.is_floating_point(x[1]) ? x[0].div(x[1], RoundingMode.trunc) : x[0] / x[1]],

@@ -3,6 +3,7 @@ using System.Text;
 using System.Text.Json.Nodes;
 using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
+using TransferLearning.Native;
 
 namespace TransferLearning.Backbones.Tfjs;
 
@@ -259,7 +260,7 @@ internal static class TfjsLayerFactory
         return activation switch
         {
             "relu" => x => x.relu_(),
-            "relu6" => x => x.clamp_(0.0, 6.0),
+            "relu6" => x => x.clamp_(KeptScalars.Zero, KeptScalars.Six),
             _ => null,
         };
     }
@@ -303,7 +304,7 @@ internal static class TfjsLayerFactory
             }
 
             case "Add":
-                return (x, _) => Fold(x, (a, b) => a + b);
+                return (x, _) => Fold(x, (a, b) => a.add(b, KeptScalars.One));
             case "Subtract":
                 return (x, _) => x[0] - x[1];
             case "Multiply":
@@ -315,7 +316,7 @@ internal static class TfjsLayerFactory
             case "Average":
                 return (x, _) =>
                 {
-                    using var sum = Fold(x, (a, b) => a + b);
+                    using var sum = Fold(x, (a, b) => a.add(b, KeptScalars.One));
                     return sum / x.Length;
                 };
             case "Concatenate":

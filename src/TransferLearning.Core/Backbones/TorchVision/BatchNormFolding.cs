@@ -2,6 +2,7 @@ using TorchSharp;
 using TorchSharp.Modules;
 using TransferLearning.Backbones.Onnx.Export;
 using static TorchSharp.torch;
+using TransferLearning.Native;
 
 namespace TransferLearning.Backbones.TorchVision;
 
@@ -124,14 +125,15 @@ internal sealed class ConvBatchNorm : IDisposable
 
     private (Tensor Weight, Tensor Bias) Fold(Tensor w, Tensor? b, Tensor gamma, Tensor beta)
     {
-        using var std = _norm.running_var!.add(_eps);
+        using var eps = _eps.ToScalar(); // alive until the end of the method (see KeptScalars)
+        using var std = _norm.running_var!.add(eps);
         using var inv = std.rsqrt_();
         using var factor = gamma.mul(inv);
         using var factor4 = factor.reshape(-1, 1, 1, 1);
         var fw = w.mul(factor4);
         using var centred = b is null ? _norm.running_mean!.neg() : b.sub(_norm.running_mean!);
         using var scaled = centred.mul(factor);
-        var fb = scaled.add(beta);
+        var fb = scaled.add(beta, KeptScalars.One);
         return (fw, fb);
     }
 
@@ -217,7 +219,7 @@ internal sealed class FoldingPlan : IDisposable
             }
             else if (step.InPlace == Activation.Relu6)
             {
-                x.hardtanh_(0, 6);
+                x.hardtanh_(KeptScalars.Zero, KeptScalars.Six);
                 continue;
             }
             else

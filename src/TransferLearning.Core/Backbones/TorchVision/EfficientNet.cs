@@ -1,6 +1,7 @@
 using TorchSharp;
 using TransferLearning.Backbones.Onnx.Export;
 using static TorchSharp.torch;
+using TransferLearning.Native;
 
 namespace TransferLearning.Backbones.TorchVision;
 
@@ -125,7 +126,7 @@ internal sealed class EfficientNet : nn.Module<Tensor, Tensor>
                 result.mul_(keep);
             }
 
-            return result.add_(input);
+            return result.add_(input, KeptScalars.One);
         }
 
         /// <summary>Inference form: stochastic depth keeps every branch (identity), so the residual is a plain Add.</summary>

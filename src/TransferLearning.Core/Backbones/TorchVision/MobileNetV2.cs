@@ -1,6 +1,7 @@
 using TorchSharp.Utils;
 using TransferLearning.Backbones.Onnx.Export;
 using static TorchSharp.torch;
+using TransferLearning.Native;
 
 namespace TransferLearning.Backbones.TorchVision;
 
@@ -93,7 +94,7 @@ internal sealed class MobileNetV2 : nn.Module<Tensor, Tensor>
             var y = _conv.forward(input);
             if (_residual)
             {
-                y.add_(input);
+                y.add_(input, KeptScalars.One);
             }
 
             return y;

@@ -1,6 +1,7 @@
 using TorchSharp;
 using TransferLearning.Backbones.Onnx.Export;
 using static TorchSharp.torch;
+using TransferLearning.Native;
 
 namespace TransferLearning.Backbones.TorchVision;
 
@@ -135,7 +136,7 @@ internal sealed class MobileNetV3 : nn.Module<Tensor, Tensor>
         public override Tensor forward(Tensor input)
         {
             var result = _block.forward(input);
-            return _residual ? result.add_(input) : result;
+            return _residual ? result.add_(input, KeptScalars.One) : result;
         }
 
         public string Export(OnnxGraphBuilder builder, string input)

@@ -2,6 +2,7 @@ using TorchSharp.Modules;
 using TorchSharp.Utils;
 using TransferLearning.Backbones.Onnx.Export;
 using static TorchSharp.torch;
+using TransferLearning.Native;
 
 namespace TransferLearning.Backbones.TorchVision;
 
@@ -91,12 +92,12 @@ internal sealed class ResNet : nn.Module<Tensor, Tensor>, IBatchNormFolding
     {
         if (downsample is null)
         {
-            y.add_(input);
+            y.add_(input, KeptScalars.One);
         }
         else
         {
             using var identity = downsample.forward(input);
-            y.add_(identity);
+            y.add_(identity, KeptScalars.One);
         }
 
         y.relu_();
