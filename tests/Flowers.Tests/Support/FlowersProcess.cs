@@ -9,19 +9,32 @@ namespace Flowers.Tests.Support;
 /// <summary>A built sample (Flowers, QuickStart) run as a child process, for what needs a process: signals, the native-library start-up.</summary>
 internal sealed partial class FlowersProcess : IDisposable
 {
+    private const string EnvPath = "/usr/bin/env";
+
     private readonly Process _process;
     private readonly StringBuilder _output = new();
     private readonly StringBuilder _error = new();
 
     private FlowersProcess(string dll, IEnumerable<string> args, string? workingDirectory, IReadOnlyDictionary<string, string?>? environment)
     {
-        var start = new ProcessStartInfo("dotnet")
+        // A test run started in the background by a non-interactive shell (`cmd &`, nohup) inherits SIGINT ignored, and
+        // a child keeps an ignored signal through exec, so the sample would never see the Ctrl+C the signal tests send
+        // (seen: a clean-clone run of .ci/run in the background trained to the end and exited 0). coreutils' env resets
+        // SIGINT to its default before starting dotnet.
+        var resetSigint = OperatingSystem.IsLinux() && File.Exists(EnvPath);
+        var start = new ProcessStartInfo(resetSigint ? EnvPath : "dotnet")
         {
             RedirectStandardOutput = true,
             RedirectStandardError = true,
             UseShellExecute = false,
             WorkingDirectory = workingDirectory ?? Path.GetDirectoryName(dll)!,
         };
+        if (resetSigint)
+        {
+            start.ArgumentList.Add("--default-signal=INT");
+            start.ArgumentList.Add("dotnet");
+        }
+
         start.ArgumentList.Add(dll);
         foreach (var arg in args)
         {
