@@ -37,77 +37,10 @@ public class NativeHeapTests
     }
 
     [Fact]
-    public void ConfigureAllocator_TrainingSizedBlocksFreedAndTakenAgain_ReusedWithoutPageFaults()
-    {
-        Assert.True(OperatingSystem.IsLinux(), "the test machine runs glibc Linux; NativeHeap does nothing elsewhere");
-        NativeHeap.ConfigureAllocator(); // once per process: other tests may have called it first
-        long first = -1, later = -1;
-        Exception? error = null;
-        var thread = new Thread(() =>
-        {
-            try
-            {
-                Round();
-                var start = ThreadMinorFaults();
-                first = start;
-                for (var r = 0; r < 4; r++)
-                {
-                    Round();
-                }
-
-                later = ThreadMinorFaults() - start;
-            }
-            catch (Exception e)
-            {
-                error = e;
-            }
-        });
-        thread.Start();
-        thread.Join();
-
-        Assert.Null(error);
-        Assert.True(first > 0, "getrusage(RUSAGE_THREAD) reports page faults on Linux");
-        // Four rounds of two 24 MB blocks (activation-sized, below the 32 MB mmap threshold) touch 24,576 pages; kept in
-        // the heap (glibc's default gives a freed top above 64 MB, or a mapped block, back to the OS), they fault none in.
-        Assert.InRange(later, 0, 1_000);
-
-        static void Round()
-        {
-            const int size = 24 << 20;
-            var blocks = new[] { Marshal.AllocHGlobal(size), Marshal.AllocHGlobal(size) };
-            foreach (var block in blocks)
-            {
-                for (var page = 0; page < size; page += 4096)
-                {
-                    Marshal.WriteByte(block, page, 1);
-                }
-            }
-
-            foreach (var block in blocks)
-            {
-                Marshal.FreeHGlobal(block);
-            }
-        }
-    }
-
-    [Fact]
     public void ConfigureAllocator_SecondCall_DoesNothing()
     {
         NativeHeap.ConfigureAllocator();
 
         Assert.False(NativeHeap.ConfigureAllocator());
     }
-
-    /// <summary>Minor page faults of the calling thread (<c>getrusage(RUSAGE_THREAD)</c>).</summary>
-    private static long ThreadMinorFaults()
-    {
-        var usage = new long[18]; // struct rusage: two timevals, then 14 longs; ru_minflt is the 9th long
-        Assert.Equal(0, getrusage(1, usage));
-        return usage[8];
-    }
-
-#pragma warning disable SYSLIB1054 // a plain blittable import
-    [DllImport("libc", SetLastError = true)]
-    private static extern int getrusage(int who, [Out] long[] usage);
-#pragma warning restore SYSLIB1054
 }
