@@ -1,5 +1,5 @@
-using static TorchSharp.torch;
 using TransferLearning.Native;
+using static TorchSharp.torch;
 
 namespace TransferLearning.Training;
 

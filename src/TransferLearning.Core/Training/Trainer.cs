@@ -3,8 +3,8 @@ using TorchSharp.Modules;
 using TransferLearning.Backbones;
 using TransferLearning.Datasets;
 using TransferLearning.Models;
-using static TorchSharp.torch;
 using TransferLearning.Native;
+using static TorchSharp.torch;
 
 namespace TransferLearning.Training;
 

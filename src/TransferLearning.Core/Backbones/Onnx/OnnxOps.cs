@@ -1,9 +1,9 @@
 using Onnx;
 using TorchSharp;
+using TransferLearning.Native;
 using static TorchSharp.torch;
 using DataType = Onnx.TensorProto.Types.DataType;
 using F = TorchSharp.torch.nn.functional;
-using TransferLearning.Native;
 
 namespace TransferLearning.Backbones.Onnx;
 

@@ -1,9 +1,9 @@
 using System.Globalization;
 using System.Text;
 using System.Text.Json.Nodes;
+using TransferLearning.Native;
 using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
-using TransferLearning.Native;
 
 namespace TransferLearning.Backbones.Tfjs;
 

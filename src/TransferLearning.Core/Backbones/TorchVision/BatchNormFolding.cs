@@ -1,8 +1,8 @@
 using TorchSharp;
 using TorchSharp.Modules;
 using TransferLearning.Backbones.Onnx.Export;
-using static TorchSharp.torch;
 using TransferLearning.Native;
+using static TorchSharp.torch;
 
 namespace TransferLearning.Backbones.TorchVision;
 

@@ -1,7 +1,7 @@
 using TorchSharp;
 using TransferLearning.Backbones.Onnx.Export;
-using static TorchSharp.torch;
 using TransferLearning.Native;
+using static TorchSharp.torch;
 
 namespace TransferLearning.Backbones.TorchVision;
 
