@@ -60,7 +60,7 @@ internal static class JsonReports
             ["multi_stage"] = settings.MultiStage,
             ["mirror"] = settings.Mirror,
             ["center_crop"] = settings.CenterCrop,
-            ["crop_min"] = (settings.FineTuneEpochs > 0 && settings.AugmentFineTuning) || settings.AugmentHead ? settings.Augmentation().CropScaleMin : null,
+            ["crop_min"] = settings.UsesAugmentation ? settings.Augmentation().CropScaleMin : null,
             ["validation_split"] = settings.ValidationSplit,
             ["seed"] = settings.Seed,
             ["batch_size"] = settings.BatchSize,

@@ -45,6 +45,9 @@ internal sealed record TrainSettings(
     /// <summary>Whether the frozen head trains on cached augmented views (only when --augment is given explicitly).</summary>
     public bool AugmentHead => Augment ?? false;
 
+    /// <summary>Whether any part of the run augments: fine-tuning (by default) or the head's cached views.</summary>
+    public bool UsesAugmentation => (FineTuneEpochs > 0 && AugmentFineTuning) || AugmentHead;
+
     /// <summary>--tta: also report validation accuracy with test-time augmentation.</summary>
     public bool Tta { get; init; }
 
@@ -135,7 +138,7 @@ internal sealed record TrainSettings(
                 throw new UsageException($"--crop-min must be above 0 and at most 1 (got {cropMin.ToString(CultureInfo.InvariantCulture)}).");
             }
 
-            if (!(FineTuneEpochs > 0 && AugmentFineTuning) && !AugmentHead)
+            if (!UsesAugmentation)
             {
                 throw new UsageException("--crop-min shapes the random crops of augmentation, which this run does not use: add --fine-tune-epochs N (augmented by default) or --augment.");
             }

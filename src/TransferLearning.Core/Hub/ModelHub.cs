@@ -70,6 +70,7 @@ public static class ModelHub
                 $"BackboneLoadOptions.MirrorAveraged works with ONNX backbones (and the offline 'resnet18'); '{source}' is {format.Description}. " +
                 "Leave MirrorAveraged false for this backbone.");
         }
+
         var siblingOptions = new BackboneLoadOptions { CacheDirectory = options.CacheDirectory, Download = options.Download };
         var directory = Path.GetDirectoryName(path) ?? ".";
         Func<string, CancellationToken, Task<string>> fetchSibling = downloaded

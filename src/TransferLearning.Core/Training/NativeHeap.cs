@@ -61,14 +61,7 @@ internal static class NativeHeap
         ConfigureAllocator();
         if (Enabled && Volatile.Read(ref _unavailable) == 0)
         {
-            if (backboneTraining)
-            {
-                Shared.TrimIfGrown(TrainingGrowthMargin);
-            }
-            else
-            {
-                Shared.TrimIfGrown();
-            }
+            Shared.TrimIfGrown(backboneTraining ? TrainingGrowthMargin : HeapTrimmer.DefaultGrowthMargin);
         }
     }
 

@@ -77,6 +77,7 @@ public sealed class MirrorAveragedFeaturesTests : IClassFixture<ResNet18OnnxFixt
     }
 
     [Theory]
+    [InlineData(18, false)] // Slice with step −1, ReduceMean with an axes input
     [InlineData(17, false)] // Slice with step −1: any width
     [InlineData(9, true)] // Gather over the load's width: that width only
     public void LoadOnnx_MirrorAveraged_MeanOverMirrorAtEveryOpset(int opset, bool widthBound)

@@ -213,8 +213,7 @@ internal static class OnnxBackboneLoader
         }
 
         var graph = model.Graph;
-        var initializers = graph.Initializer.Select(t => t.Name).ToHashSet(StringComparer.Ordinal);
-        var input = graph.Input.First(i => !initializers.Contains(i.Name)).Name;
+        var input = graph.DataInput().Name;
         const string Prefix = "mirror_";
         TensorProto Longs(string name, params long[] values)
         {
@@ -316,8 +315,7 @@ internal static class OnnxBackboneLoader
         if (mirrorAveraged)
         {
             // Without Slice steps (opset < 10) the mirror is a Gather over this width, which ties the backbone to it.
-            var initializers = model.Graph.Initializer.Select(t => t.Name).ToHashSet(StringComparer.Ordinal);
-            var width = inputSpec?.Width ?? DefaultSpec(model.Graph.Input.First(i => !initializers.Contains(i.Name)).Shape()).Width;
+            var width = inputSpec?.Width ?? DefaultSpec(model.Graph.DataInput().Shape()).Width;
             (output, widthBound) = AddMirrorAveraging(model, output, Path.GetFileName(path), width);
         }
 
@@ -369,7 +367,7 @@ internal static class OnnxBackboneLoader
         const string P1 = "pre_";
         var merged = new ModelProto { IrVersion = Math.Max(first.IrVersion, second.IrVersion), Graph = new GraphProto { Name = second.Graph.Name } };
         merged.OpsetImport.Add(new OperatorSetIdProto { Domain = "", Version = Math.Max(first.DefaultOpset(), second.DefaultOpset()) });
-        var secondInput = second.Graph.Input.First(i => second.Graph.Initializer.All(t => t.Name != i.Name)).Name;
+        var secondInput = second.Graph.DataInput().Name;
         var firstOutput = P1 + first.Graph.Output[0].Name;
         string Rename1(string n) => n.Length == 0 ? n : P1 + n;
         string Rename2(string n) => n == secondInput ? firstOutput : n;

@@ -16,6 +16,13 @@ internal static class OnnxProtoExtensions
     public static long DefaultOpset(this ModelProto model) =>
         model.OpsetImport.Where(o => o.Domain is "" or "ai.onnx").Select(o => o.Version).DefaultIfEmpty(1).Max();
 
+    /// <summary>The graph's first input that is not an initializer: the image input of a backbone graph.</summary>
+    public static ValueInfoProto DataInput(this GraphProto graph)
+    {
+        var initializers = graph.Initializer.Select(t => t.Name).ToHashSet(StringComparer.Ordinal);
+        return graph.Input.First(i => !initializers.Contains(i.Name));
+    }
+
     /// <summary>The first attribute called <paramref name="name"/>, if any.</summary>
     public static AttributeProto? Attr(this NodeProto node, string name)
     {
