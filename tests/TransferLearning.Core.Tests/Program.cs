@@ -1,37 +1,31 @@
-using TransferLearning.Backbones;
-using TransferLearning.Datasets;
-using TransferLearning.Heads;
 using TransferLearning.Models;
-using TransferLearning.Training;
-using static TorchSharp.torch;
 
 namespace TransferLearning.Core.Tests;
 
 /// <summary>
 /// The test assembly is also a small program (the test host never calls it), so tests can run library code in a child
-/// process and send it signals: <c>dotnet TransferLearning.Core.Tests.dll save-loop DIR</c> saves a 64 MB model to
-/// DIR/m.tlmodel over and over, printing "saving N" before each save, until it is stopped. It installs no signal
-/// handler: SIGTERM gets .NET's default handling, as in any application using the library.
+/// process and kill it: <c>dotnet TransferLearning.Core.Tests.dll write-and-wait FILE [named]</c> starts an atomic write
+/// of FILE, writes 1 MB, prints "writing" and waits inside the write until it is killed. "named" forces the named
+/// temporary file that systems without unnamed files use. It installs no signal handler: since .NET 10, SIGTERM ends it
+/// at once, as it ends any application using the library that does not handle the signal itself.
 /// </summary>
 internal static class Program
 {
     public static int Main(string[] args)
     {
-        if (args is not ["save-loop", var directory])
+        if (args is not ["write-and-wait", var path, .. var rest] || rest is not ([] or ["named"]))
         {
-            Console.Error.WriteLine("usage: TransferLearning.Core.Tests save-loop DIR");
+            Console.Error.WriteLine("usage: TransferLearning.Core.Tests write-and-wait FILE [named]");
             return 2;
         }
 
-        var module = nn.Sequential(("pool", nn.AdaptiveAvgPool2d(1)), ("flatten", nn.Flatten()), ("wide", nn.Linear(3, 4096)), ("big", nn.Linear(4096, 4096)));
-        var backbone = new Backbone("test:big", module, 4096, new InputSpec(32, 32));
-        var head = HeadFactory.Create(4096, 2, new HeadOptions());
-        using var model = new TrainedModel(backbone, head, ["a", "b"], backbone.InputSpec, new HeadOptions(), new History(), CPU);
-        var path = Path.Combine(directory, "m.tlmodel");
-        for (var i = 0; ; i++)
+        AtomicFile.Write(path, stream =>
         {
-            Console.WriteLine($"saving {i}");
-            model.Save(path);
-        }
+            stream.Write(new byte[1 << 20]);
+            stream.Flush();
+            Console.WriteLine("writing");
+            Thread.Sleep(Timeout.Infinite);
+        }, allowUnnamed: rest is []);
+        return 0;
     }
 }

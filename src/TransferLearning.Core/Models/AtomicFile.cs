@@ -1,14 +1,21 @@
+using System.Globalization;
+using System.Runtime.InteropServices;
 using System.Text.RegularExpressions;
+using Microsoft.Win32.SafeHandles;
 
 namespace TransferLearning.Models;
 
 /// <summary>
-/// Writes a file whole or not at all: the bytes go to <c>.NAME.&lt;guid&gt;.tmp</c> beside the target, which is renamed
-/// over the target once complete. The temporary file never outlives the write: it is deleted when the write fails; when
-/// the process is asked to stop (SIGTERM raises <see cref="AppDomain.ProcessExit"/>), the exit handler stops writes in
-/// progress at their next write to the file, waits for them to delete their temporary files, and refuses new writes, so
-/// the targets keep their old content; and for a process that was killed outright (SIGKILL, power loss), the next write
-/// to the same target removes the leftovers that no other process holds open.
+/// Writes a file whole or not at all. On Linux the bytes go to an unnamed file in the target's directory (O_TMPFILE),
+/// which gets the name <c>.NAME.&lt;guid&gt;.tmp</c> only once it is complete and is renamed over the target at once: a
+/// process that dies during the write for any reason — an exception, SIGTERM (since .NET 10 the runtime no longer turns
+/// it into a graceful exit), SIGKILL, power loss — leaves no partial file, because an unnamed file disappears with the
+/// last descriptor. Where unnamed files are not available (other systems, file systems without O_TMPFILE) the bytes go
+/// to <c>.NAME.&lt;guid&gt;.tmp</c> from the start; it is deleted when the write fails, and the next write to the same
+/// target removes the leftovers of writers that were killed and that no other process holds open. When the process
+/// exits through <see cref="Environment.Exit(int)"/> (an application's own SIGTERM handler, a host), the exit handler stops
+/// writes in progress at their next write to the file, waits for them to clean up, and refuses new writes, so the
+/// targets keep their old content.
 /// </summary>
 internal static partial class AtomicFile
 {
@@ -32,7 +39,13 @@ internal static partial class AtomicFile
     /// <param name="path">The target.</param>
     /// <param name="write">Writes the content to the stream of the temporary file.</param>
     /// <exception cref="IOException">The write failed, or the process began to exit during it; the target is unchanged.</exception>
-    public static void Write(string path, Action<Stream> write)
+    public static void Write(string path, Action<Stream> write) => Write(path, write, allowUnnamed: true);
+
+    /// <summary>
+    /// <see cref="Write(string, Action{Stream})"/>, with the unnamed temporary file only when <paramref name="allowUnnamed"/>
+    /// (tests of the named fallback pass false).
+    /// </summary>
+    internal static void Write(string path, Action<Stream> write, bool allowUnnamed)
     {
         var full = Path.GetFullPath(path);
         var directory = Path.GetDirectoryName(full)!;
@@ -52,19 +65,26 @@ internal static partial class AtomicFile
 
         try
         {
+            var unnamed = allowUnnamed ? UnnamedFile.TryCreate(directory) : null;
+
             // FileShare.None: on Unix .NET also takes an exclusive advisory lock, which tells other processes' clean-up
-            // that this file is in use.
-            using (var file = new FileStream(temp, FileMode.CreateNew, FileAccess.Write, FileShare.None))
+            // that this file is in use (UnnamedFile takes the same lock for the moment it has a name).
+            using (var file = unnamed is null
+                ? new FileStream(temp, FileMode.CreateNew, FileAccess.Write, FileShare.None)
+                : new FileStream(unnamed, FileAccess.Write))
             {
                 write(new StoppableStream(file, ticket));
                 ticket.ThrowIfStopped();
                 file.Flush(flushToDisk: true);
+                if (unnamed is not null)
+                {
+                    Commit(ticket, unnamed, temp, full); // named and renamed while still open and locked
+                }
             }
 
-            lock (Gate)
+            if (unnamed is null)
             {
-                ticket.ThrowIfStopped();
-                File.Move(temp, full, overwrite: true);
+                Commit(ticket, null, temp, full); // closed first: Windows does not rename a file that is open
             }
         }
         finally
@@ -75,6 +95,27 @@ internal static partial class AtomicFile
                 Pending.Remove(temp);
                 Monitor.PulseAll(Gate);
             }
+        }
+    }
+
+    /// <summary>Whether writes to <paramref name="directory"/> use an unnamed temporary file (Linux, O_TMPFILE supported there).</summary>
+    internal static bool UsesUnnamedFiles(string directory)
+    {
+        using var probe = UnnamedFile.TryCreate(directory);
+        return probe is not null;
+    }
+
+    private static void Commit(Ticket ticket, SafeFileHandle? unnamed, string temp, string full)
+    {
+        lock (Gate)
+        {
+            ticket.ThrowIfStopped();
+            if (unnamed is not null)
+            {
+                UnnamedFile.Link(unnamed, temp);
+            }
+
+            File.Move(temp, full, overwrite: true);
         }
     }
 
@@ -181,6 +222,74 @@ internal static partial class AtomicFile
 
     [GeneratedRegex("^[0-9a-f]{32}\\.tmp$")]
     private static partial Regex TemporarySuffix();
+
+    /// <summary>
+    /// Linux's unnamed files: <c>open(directory, O_TMPFILE)</c> creates a file in the directory's file system that has no
+    /// name and vanishes with its last descriptor; <c>linkat</c> through <c>/proc/self/fd</c> names it once complete.
+    /// </summary>
+    private static class UnnamedFile
+    {
+        private const int WriteOnly = 0x1; // O_WRONLY
+        private const int CloseOnExec = 0x80000; // O_CLOEXEC, the same on x64 and arm64
+        private const int CurrentDirectory = -100; // AT_FDCWD
+        private const int FollowSymlink = 0x400; // AT_SYMLINK_FOLLOW: link the file /proc/self/fd/N points at
+        private const int ExclusiveLock = 2; // LOCK_EX
+        private const int NonBlocking = 4; // LOCK_NB
+        private const int ReadWriteForAll = 0x1B6; // 0666, less the umask, as FileStream creates files
+
+        /// <summary>O_TMPFILE (__O_TMPFILE | O_DIRECTORY), whose value depends on the architecture; 0 where unknown.</summary>
+        private static readonly int TmpFileFlag = RuntimeInformation.ProcessArchitecture switch
+        {
+            Architecture.X64 => 0x410000,
+            Architecture.Arm64 => 0x404000,
+            _ => 0,
+        };
+
+        /// <summary>An unnamed file in <paramref name="directory"/>, locked like FileShare.None; null where there are none.</summary>
+        public static SafeFileHandle? TryCreate(string directory)
+        {
+            if (!OperatingSystem.IsLinux() || TmpFileFlag == 0 || !Directory.Exists("/proc/self/fd"))
+            {
+                return null;
+            }
+
+            // Fails with EOPNOTSUPP on file systems without O_TMPFILE and EISDIR on kernels before 3.11: use a named file.
+            var fd = Open(directory, TmpFileFlag | WriteOnly | CloseOnExec, ReadWriteForAll);
+            if (fd < 0)
+            {
+                return null;
+            }
+
+            var handle = new SafeFileHandle(fd, ownsHandle: true);
+            _ = Flock(fd, ExclusiveLock | NonBlocking); // a new inode: nobody else can hold it
+            return handle;
+        }
+
+        /// <summary>Gives the unnamed file <paramref name="path"/>.</summary>
+        public static void Link(SafeFileHandle handle, string path)
+        {
+            var descriptor = "/proc/self/fd/" + handle.DangerousGetHandle().ToInt64().ToString(CultureInfo.InvariantCulture);
+            if (LinkAt(CurrentDirectory, descriptor, CurrentDirectory, path, FollowSymlink) != 0)
+            {
+                var error = Marshal.GetLastPInvokeError();
+                throw new IOException($"Could not name the written file '{path}': {Marshal.GetPInvokeErrorMessage(error)}.");
+            }
+        }
+
+#pragma warning disable SYSLIB1054 // LibraryImport needs unsafe code, which this assembly does not allow (.NET marshals Ansi as UTF-8 on Unix)
+        [DllImport("libc", EntryPoint = "open", SetLastError = true, ExactSpelling = true, CharSet = CharSet.Ansi, BestFitMapping = false, ThrowOnUnmappableChar = true)]
+        [DefaultDllImportSearchPaths(DllImportSearchPath.SafeDirectories)]
+        private static extern int Open(string path, int flags, int mode);
+
+        [DllImport("libc", EntryPoint = "flock", SetLastError = true, ExactSpelling = true)]
+        [DefaultDllImportSearchPaths(DllImportSearchPath.SafeDirectories)]
+        private static extern int Flock(int fd, int operation);
+
+        [DllImport("libc", EntryPoint = "linkat", SetLastError = true, ExactSpelling = true, CharSet = CharSet.Ansi, BestFitMapping = false, ThrowOnUnmappableChar = true)]
+        [DefaultDllImportSearchPaths(DllImportSearchPath.SafeDirectories)]
+        private static extern int LinkAt(int oldDirectory, string oldPath, int newDirectory, string newPath, int flags);
+#pragma warning restore SYSLIB1054
+    }
 
     /// <summary>One write: whether it was told to stop.</summary>
     private sealed class Ticket(string target)

@@ -80,30 +80,11 @@ internal static class OnnxExport
         return builder.ToModel("TransferLearning", version, doc, metadata);
     }
 
-    /// <summary>Serialises the model, then writes it to a temporary file beside <paramref name="path"/> and moves it into place.</summary>
+    /// <summary>Serialises the model, then writes it whole or not at all (<see cref="AtomicFile"/>).</summary>
     public static void Write(TrainedModel model, string path, OnnxExportOptions options)
     {
-        var full = Path.GetFullPath(path);
         var bytes = ToModel(model, options).ToByteArray(); // any failure happens before the file system is touched
-        var directory = Path.GetDirectoryName(full)!;
-        Directory.CreateDirectory(directory);
-        var temp = Path.Combine(directory, $".{Path.GetFileName(full)}.{Guid.NewGuid():N}.tmp");
-        try
-        {
-            using (var file = new FileStream(temp, FileMode.CreateNew, FileAccess.Write))
-            {
-                file.Write(bytes);
-            }
-
-            File.Move(temp, full, overwrite: true);
-        }
-        finally
-        {
-            if (File.Exists(temp))
-            {
-                File.Delete(temp);
-            }
-        }
+        AtomicFile.Write(path, file => file.Write(bytes));
     }
 
     /// <summary>The <c>resize</c> metadata value: <c>stretch</c> or <c>center-crop</c>.</summary>

@@ -3,9 +3,10 @@ using TransferLearning.Models;
 namespace TransferLearning.Core.Tests.Models;
 
 /// <summary>
-/// The write behind <c>TrainedModel.Save</c>. When the process is asked to stop in the middle of a save (SIGTERM raises
-/// <see cref="AppDomain.ProcessExit"/>), the exit handler stops the write, its temporary file is removed and the old
-/// model stays; the end-to-end case sends a real SIGTERM to a process that saves in a loop.
+/// The write behind <c>TrainedModel.Save</c> and <c>ExportOnnx</c>: a process killed inside a write (SIGTERM, SIGKILL)
+/// leaves no partial file where unnamed temporary files exist, and a named leftover is removed by the next write where
+/// they do not; when the process exits through <see cref="AppDomain.ProcessExit"/> (Environment.Exit) the exit handler
+/// stops the write and the old file stays; a writer that throws leaves the old file.
 /// </summary>
 public sealed class AtomicFileTests : IDisposable
 {
@@ -13,8 +14,10 @@ public sealed class AtomicFileTests : IDisposable
 
     public void Dispose() => _dir.Dispose();
 
-    [Fact]
-    public async Task Write_ProcessExitDuringWrite_TemporaryFileRemovedAndOldFileKept()
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public async Task Write_ProcessExitDuringWrite_TemporaryFileRemovedAndOldFileKept(bool allowUnnamed)
     {
         var path = _dir.Combine("m.tlmodel");
         File.WriteAllText(path, "old");
@@ -27,9 +30,10 @@ public sealed class AtomicFileTests : IDisposable
             writing.Release();
             resume.Wait();
             stream.Write(new byte[100_000]);
-        }));
+        }, allowUnnamed));
         await writing.WaitAsync();
-        var temporary = Assert.Single(Directory.GetFiles(_dir.Path, ".m.tlmodel.*.tmp"));
+        var temporaries = Directory.GetFiles(_dir.Path, ".m.tlmodel.*.tmp");
+        Assert.Equal(allowUnnamed ? 0 : 1, temporaries.Length); // an unnamed file has no name until it is complete
 
         // What the ProcessExit handler does, for this test's files only: stop the write at its next call and wait for it.
         var abandon = Task.Run(() => AtomicFile.Abandon(p => p.StartsWith(_dir.Path, StringComparison.Ordinal), TimeSpan.FromSeconds(30)));
@@ -37,38 +41,66 @@ public sealed class AtomicFileTests : IDisposable
         resume.Release();
         await abandon;
 
-        Assert.False(File.Exists(temporary));
+        Assert.All(temporaries, t => Assert.False(File.Exists(t)));
         var e = await Assert.ThrowsAsync<IOException>(() => save);
         Assert.Equal($"The process is exiting; '{path}' was not replaced.", e.Message);
         Assert.Equal("old", File.ReadAllText(path));
         Assert.Equal([path], Directory.GetFiles(_dir.Path));
     }
 
-    [Fact]
-    public async Task Save_SigTermDuringSaves_NoTemporaryFileLeft()
+    [Theory]
+    [InlineData(15)] // SIGTERM: since .NET 10 an application without its own handler ends at once, no ProcessExit
+    [InlineData(9)] // SIGKILL
+    public async Task Write_ProcessKilledDuringWrite_NoPartialFileAndOldFileKept(int signal)
     {
-        for (var attempt = 0; attempt < 3; attempt++)
+        // The library runs on Linux (LibTorch linux-x64); ext4, xfs, btrfs and tmpfs have unnamed files (O_TMPFILE).
+        Assert.True(AtomicFile.UsesUnnamedFiles(_dir.Path), $"the file system of '{_dir.Path}' has no unnamed files (O_TMPFILE); saves there use the named fallback tested below");
+        var path = _dir.Combine("m.tlmodel");
+        File.WriteAllText(path, "old");
+
+        var exitCode = await KillDuringWrite(path, named: false, signal);
+
+        Assert.Equal(128 + signal, exitCode); // killed by the signal
+        Assert.Equal(["m.tlmodel"], Directory.GetFiles(_dir.Path).Select(Path.GetFileName));
+        Assert.Equal("old", File.ReadAllText(path));
+    }
+
+    [Fact]
+    public async Task Write_NamedTemporaryOfKilledWriter_RemovedByNextWrite()
+    {
+        var path = _dir.Combine("m.tlmodel");
+        File.WriteAllText(path, "old");
+
+        Assert.Equal(128 + 9, await KillDuringWrite(path, named: true, signal: 9));
+        var leftover = Assert.Single(Directory.GetFiles(_dir.Path, ".m.tlmodel.*.tmp"));
+        Assert.Equal(1 << 20, new FileInfo(leftover).Length); // the partial file the named fallback leaves
+        Assert.Equal("old", File.ReadAllText(path));
+
+        AtomicFile.Write(path, stream => stream.Write("new"u8), allowUnnamed: false);
+
+        Assert.Equal(["m.tlmodel"], Directory.GetFiles(_dir.Path).Select(Path.GetFileName));
+        Assert.Equal("new", File.ReadAllText(path));
+    }
+
+    /// <summary>Starts a child that writes <paramref name="path"/> and waits inside the write, kills it there, and returns its exit code.</summary>
+    private static async Task<int> KillDuringWrite(string path, bool named, int signal)
+    {
+        var start = new System.Diagnostics.ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
+        start.ArgumentList.Add(typeof(AtomicFileTests).Assembly.Location);
+        start.ArgumentList.Add("write-and-wait");
+        start.ArgumentList.Add(path);
+        if (named)
         {
-            var start = new System.Diagnostics.ProcessStartInfo("dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
-            start.ArgumentList.Add(typeof(AtomicFileTests).Assembly.Location);
-            start.ArgumentList.Add("save-loop");
-            start.ArgumentList.Add(_dir.Path);
-            using var child = System.Diagnostics.Process.Start(start)!;
-            var error = child.StandardError.ReadToEndAsync();
-            string? line;
-            while ((line = await child.StandardOutput.ReadLineAsync()) is not null && line != $"saving {attempt + 2}")
-            {
-            }
-
-            Assert.NotNull(line); // the child is saving
-            await Task.Delay(10 * attempt);
-            Assert.Equal(0, Kill(child.Id, 15));
-            await child.WaitForExitAsync();
-
-            Assert.Equal(143, child.ExitCode); // .NET's default SIGTERM handling: graceful exit, 128 + 15
-            Assert.Equal(string.Empty, await error);
-            Assert.Equal(["m.tlmodel"], Directory.GetFiles(_dir.Path).Select(Path.GetFileName));
+            start.ArgumentList.Add("named");
         }
+
+        using var child = System.Diagnostics.Process.Start(start)!;
+        var error = child.StandardError.ReadToEndAsync();
+        Assert.Equal("writing", await child.StandardOutput.ReadLineAsync()); // the child is inside the write
+        Assert.Equal(0, Kill(child.Id, signal));
+        await child.WaitForExitAsync();
+        Assert.Equal(string.Empty, await error);
+        return child.ExitCode;
     }
 
     [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "kill", SetLastError = true)]
