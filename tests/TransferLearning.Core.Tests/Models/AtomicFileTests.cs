@@ -35,11 +35,21 @@ public sealed class AtomicFileTests : IDisposable
         var temporaries = Directory.GetFiles(_dir.Path, ".m.tlmodel.*.tmp");
         Assert.Equal(allowUnnamed ? 0 : 1, temporaries.Length); // an unnamed file has no name until it is complete
 
-        // What the ProcessExit handler does, for this test's files only: stop the write at its next call and wait for it.
-        var abandon = Task.Run(() => AtomicFile.Abandon(p => p.StartsWith(_dir.Path, StringComparison.Ordinal), TimeSpan.FromSeconds(30)));
-        await Task.Delay(100);
-        resume.Release();
-        await abandon;
+        // What the ProcessExit handler does, for this test's files only: stop the write and wait for it. The write resumes
+        // when Abandon picks it, while Abandon holds the lock the write needs to finish, so it is stopped first whatever the
+        // thread pool's timing (a fixed delay here once let the write finish first on a loaded machine).
+        await Task.Run(() => AtomicFile.Abandon(
+            p =>
+            {
+                var ours = p.StartsWith(_dir.Path, StringComparison.Ordinal);
+                if (ours)
+                {
+                    resume.Release();
+                }
+
+                return ours;
+            },
+            TimeSpan.FromSeconds(30)));
 
         Assert.All(temporaries, t => Assert.False(File.Exists(t)));
         var e = await Assert.ThrowsAsync<IOException>(() => save);
