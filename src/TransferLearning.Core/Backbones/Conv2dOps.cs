@@ -28,11 +28,12 @@ namespace TransferLearning.Backbones;
 /// depthwise convolutions were right in every shape tried, except grouped ones with a channel multiplier (4→8 in 4
 /// groups: forward and input gradient wrong) or a dilation (depthwise, dilation 2: input gradient wrong, at AVX2 as
 /// well), which were right on a contiguous NCHW input (oneDNN's gemm-based or depthwise kernels); every matrix product
-/// was right. So where <see cref="GuardsAvx512"/> holds (the user lifted the library's AVX2 cap), every 1×1 convolution
-/// is a matrix product, every grouped one with a channel multiplier or a dilation gets an NCHW input and every other one
-/// a channels-last input (copied when the input is not already laid out so); under the cap
-/// (<see cref="GuardsGrouped"/>) only the grouped rule applies. The cap stays the default because float32 backward
-/// passes on that VM were off now and then under load (at either level; a ResNet-50 block test too).
+/// was right. So where <see cref="GuardsAvx512"/> holds (the default there: no <c>ONEDNN_MAX_CPU_ISA</c>), every 1×1
+/// convolution is a matrix product, every grouped one with a channel multiplier or a dilation gets an NCHW input and every
+/// other one a channels-last input (copied when the input is not already laid out so); under a cap the user sets below
+/// AVX-512 (<see cref="GuardsGrouped"/>) only the grouped rule applies. Float32 backward passes that were off now and then
+/// under load, at either level, came from a temporary TorchSharp Scalar freed during the native call (KeptScalars), not
+/// from these kernels.
 /// </para>
 /// </remarks>
 internal static class Conv2dOps
@@ -42,8 +43,7 @@ internal static class Conv2dOps
 
     /// <summary>
     /// Whether this process routes around oneDNN's AVX-512 float kernels that are wrong on AMD CPUs with AVX-512: such a
-    /// CPU, and an <c>ONEDNN_MAX_CPU_ISA</c> the user set to an AVX-512 level (the library caps oneDNN at AVX2 there
-    /// otherwise). Then every 1×1 convolution without groups or padding runs as a matrix product and every other
+    /// CPU, and no <c>ONEDNN_MAX_CPU_ISA</c> (the default) or one at an AVX-512 level. Then every 1×1 convolution without groups or padding runs as a matrix product and every other
     /// ungrouped one reads a channels-last input.
     /// </summary>
     public static bool GuardsAvx512 => Avx512Guard.Value;

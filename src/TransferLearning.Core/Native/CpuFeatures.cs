@@ -2,8 +2,7 @@ namespace TransferLearning.Native;
 
 /// <summary>
 /// What this CPU offers the int8 and bf16 kernels, and what oneDNN is allowed to use of it: the flags Linux lists in
-/// <c>/proc/cpuinfo</c> (read once) and the <c>ONEDNN_MAX_CPU_ISA</c> cap in force (which <see cref="TorchNativeLoader"/>
-/// may set on AMD CPUs with AVX-512).
+/// <c>/proc/cpuinfo</c> (read once) and the <c>ONEDNN_MAX_CPU_ISA</c> cap the environment sets, if any.
 /// </summary>
 internal static class CpuFeatures
 {
@@ -34,7 +33,6 @@ internal static class CpuFeatures
     {
         get
         {
-            TorchNativeLoader.EnsureLoaded(); // the loader may set the cap; read it afterwards
             var cap = Environment.GetEnvironmentVariable(TorchNativeLoader.OneDnnIsaVariable);
             if (string.IsNullOrWhiteSpace(cap))
             {

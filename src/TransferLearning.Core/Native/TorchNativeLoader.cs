@@ -63,7 +63,7 @@ public static class TorchNativeLoader
     {
         try
         {
-            var isa = LimitOneDnnIsa();
+            var isa = DescribeOneDnnIsa();
             var loaded = LoadLibraries();
             return isa is null ? loaded : $"{loaded}; {isa}";
         }
@@ -74,44 +74,36 @@ public static class TorchNativeLoader
     }
 
     /// <summary>
-    /// On an AMD EPYC (Zen 5) with AVX-512, LibTorch 2.10's oneDNN AVX-512 convolution kernels give wrong results when
-    /// a channel count is not a multiple of 16 (a 1×1 convolution 144→40 channels-last off by 2–3, a 3×3 one 24→8 off by
-    /// 0.7, changing from run to run); capped at AVX2 they are right. Only Zen 5 was measured; the cap applies to every AMD
-    /// CPU with AVX-512 as a precaution. Where the CPU has AVX-VNNI (Zen 5 does) the cap is <c>AVX2_VNNI</c>: the same
-    /// float kernels (the conv and parity tests pass), and int8 convolutions that accumulate with <c>vpdpbusd</c>, which
-    /// does not saturate, so int8 backbones can use the full 8-bit activation range (see Backbones/Int8Kernels). The cap is an environment
-    /// variable oneDNN reads once, at its first primitive, so it is set in the native environment before LibTorch runs.
-    /// A value the user set for <c>ONEDNN_MAX_CPU_ISA</c> (or <c>DNNL_MAX_CPU_ISA</c>) is kept: with an AVX-512 level,
-    /// <c>Backbones.Conv2dOps</c> routes convolutions around the wrong kernels (measured right for forward passes; float32
-    /// backward passes were off now and then under load, with and without this cap, see the README).
+    /// On an AMD EPYC (Zen 5) with AVX-512, LibTorch 2.10's oneDNN AVX-512 float convolution kernels give wrong results
+    /// for some shapes (a channels-last 1×1 convolution 144→40 off by 70 %, a 3×3 one 24→8 on an NCHW input NaN; see the
+    /// README, "AMD CPUs with AVX-512"). The library's backbones send every convolution around them
+    /// (<c>Backbones.Conv2dOps</c>), so oneDNN keeps its AVX-512 kernels, which run a ResNet18 about twice as fast in float
+    /// as under an AVX2 cap and a fine-tuning step about 1.3× as fast. Until 2026-12-01 the library capped oneDNN at
+    /// <c>AVX2_VNNI</c> here because float32 gradients were off now and then; that was a temporary TorchSharp Scalar freed
+    /// during the native call (see <c>KeptScalars</c>), at either level. Convolutions outside the library's backbones (a
+    /// TorchSharp module of your own) are not routed: set <c>ONEDNN_MAX_CPU_ISA=AVX2_VNNI</c> (or <c>AVX2</c>) before the
+    /// process starts to cap oneDNN for everything. Nothing is set here; this only reports the state.
     /// </summary>
-    /// <returns>What was done, or null when nothing was needed.</returns>
-    internal static string? LimitOneDnnIsa()
+    /// <returns>What applies on this CPU, or null when nothing does.</returns>
+    internal static string? DescribeOneDnnIsa()
     {
         if (!IsAmdWithAvx512())
         {
             return null;
         }
 
-        if (!string.IsNullOrEmpty(Environment.GetEnvironmentVariable(OneDnnIsaVariable)) ||
-            !string.IsNullOrEmpty(Environment.GetEnvironmentVariable("DNNL_MAX_CPU_ISA")))
+        var cap = Environment.GetEnvironmentVariable(OneDnnIsaVariable);
+        if (string.IsNullOrEmpty(cap))
         {
-            return $"{OneDnnIsaVariable} left as the environment sets it";
+            cap = Environment.GetEnvironmentVariable("DNNL_MAX_CPU_ISA");
         }
 
-        if (OperatingSystem.IsWindows())
-        {
-            return null;
-        }
-
-        // .NET keeps its own copy of the environment on Unix; oneDNN reads the C library's.
-        var cap = System.Runtime.Intrinsics.X86.AvxVnni.IsSupported ? "AVX2_VNNI" : "AVX2";
-        _ = SetEnv(OneDnnIsaVariable, cap, 0);
-        Environment.SetEnvironmentVariable(OneDnnIsaVariable, cap);
-        return $"{OneDnnIsaVariable}={cap} (oneDNN's AVX-512 convolutions are wrong on this AMD CPU)";
+        return string.IsNullOrEmpty(cap)
+            ? $"{OneDnnIsaVariable} not set: AVX-512 kernels, convolutions routed around the ones wrong on this AMD CPU"
+            : $"{OneDnnIsaVariable} left as the environment sets it ({cap})";
     }
 
-    /// <summary>True on AMD processors with AVX-512 (Zen 4 and later), where oneDNN stays at AVX2 (AVX2_VNNI) unless the user lifts the cap.</summary>
+    /// <summary>True on AMD processors with AVX-512 (Zen 4 and later), where the library's convolutions avoid oneDNN's wrong AVX-512 kernels.</summary>
     internal static bool IsAmdWithAvx512()
     {
         if (!System.Runtime.Intrinsics.X86.X86Base.IsSupported || !System.Runtime.Intrinsics.X86.Avx512F.IsSupported)
@@ -123,9 +115,6 @@ public static class TorchNativeLoader
         Span<int> vendor = [ebx, edx, ecx];
         return System.Text.Encoding.ASCII.GetString(MemoryMarshal.AsBytes(vendor)) == "AuthenticAMD";
     }
-
-    [DllImport("libc", EntryPoint = "setenv", CharSet = CharSet.Ansi, BestFitMapping = false, ThrowOnUnmappableChar = true)]
-    private static extern int SetEnv(string name, string value, int overwrite);
 
     private static string LoadLibraries()
     {

@@ -106,7 +106,7 @@ public sealed class Bf16Tests : IClassFixture<GeneratedImages>
     [InlineData(null, "avx512_bf16 avx512_vnni", true)]
     [InlineData(null, "amx_bf16 amx_tile", true)]
     [InlineData("AVX512_CORE_BF16", "avx512_bf16", true)]
-    [InlineData("AVX2_VNNI", "avx512_bf16 avx_vnni", false)] // the native loader's cap on AMD: bf16 would be emulated
+    [InlineData("AVX2_VNNI", "avx512_bf16 avx_vnni", false)] // a cap set below AVX-512 (e.g. for custom modules on AMD): bf16 would be emulated
     [InlineData("AVX512_CORE_VNNI", "avx512_bf16", false)]
     [InlineData(null, "avx512_vnni avx2", false)]
     public void Detect_CpuFlagsAndOneDnnCap_SaysWhetherBf16IsNative(string? cap, string flags, bool available)

@@ -9,7 +9,7 @@ public sealed class Int8KernelsTests
     [Theory]
     [InlineData(true, null, "avx512_vnni avx_vnni", Int8Kernels.EightBit)]
     [InlineData(true, null, "avx512_vnni", Int8Kernels.EightBit)]
-    [InlineData(true, "AVX2_VNNI", "avx512_vnni avx_vnni", Int8Kernels.EightBit)] // what the native loader sets on AMD Zen 5
+    [InlineData(true, "AVX2_VNNI", "avx512_vnni avx_vnni", Int8Kernels.EightBit)] // the cap the library set on AMD Zen 5 until 2026-12-01
     [InlineData(true, "avx512_core_vnni", "avx512_vnni", Int8Kernels.EightBit)]
     [InlineData(true, "AVX2", "avx512_vnni avx_vnni", Int8Kernels.SevenBit)] // oneDNN capped below VNNI: vpmaddubsw saturates
     [InlineData(true, "AVX2_VNNI", "avx512_vnni", Int8Kernels.SevenBit)] // the cap names AVX-VNNI, which this CPU lacks

@@ -94,10 +94,9 @@ public class BatchNormFoldingTests(ITestOutputHelper output)
     [InlineData("mobilenet_v2")]
     public void FineTuneWithBatchNormInInferenceMode_FoldedGradients_EqualUnfolded(string arch)
     {
-        // In float64: LibTorch runs no float64 convolution on oneDNN, whose float32 weight gradients on the 2-core AMD
-        // EPYC VM were off by up to 3 % now and then under load (3 of 14 runs under `ONEDNN_MAX_CPU_ISA=AVX2_VNNI`, 5 of 32
-        // without a cap, one in a full suite run even with one intra-op thread). This test is about the folding's
-        // gradients, so both forms run where summation is exact enough to compare at 1e-8.
+        // In float64, where summation is exact enough to compare at 1e-8. (In float32 the folded gradients were off by up
+        // to 3 % now and then under load: the folding's temporary eps Scalar was freed during the native add, see
+        // KeptScalars.)
         var (folded, unfolded) = Pair(arch);
         using (folded)
         using (unfolded)
