@@ -29,8 +29,7 @@ internal static class Bf16Kernels
         if (!CpuFeatures.OneDnnHasBf16(oneDnnCap, cpuHas))
         {
             return $"this CPU has {(cpuHas("amx_bf16") ? "AMX" : "AVX-512 BF16 (avx512_bf16)")}, but oneDNN is capped at {oneDnnCap} ({TorchNativeLoader.OneDnnIsaVariable}), "
-                + "below AVX512_CORE_BF16, so bf16 would be emulated, slower than float. TransferLearning sets that cap on AMD CPUs with AVX-512, "
-                + "whose oneDNN AVX-512 float convolutions gave wrong results on Zen 5; to use bf16 anyway, set "
+                + "below AVX512_CORE_BF16, so bf16 would be emulated, slower than float. To use bf16, remove that variable or set "
                 + $"{TorchNativeLoader.OneDnnIsaVariable}=AVX512_CORE_BF16 in the environment before the process starts (and check your accuracy).";
         }
 

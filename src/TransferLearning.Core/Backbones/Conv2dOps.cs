@@ -43,8 +43,8 @@ internal static class Conv2dOps
 
     /// <summary>
     /// Whether this process routes around oneDNN's AVX-512 float kernels that are wrong on AMD CPUs with AVX-512: such a
-    /// CPU, and no <c>ONEDNN_MAX_CPU_ISA</c> (the default) or one at an AVX-512 level. Then every 1×1 convolution without groups or padding runs as a matrix product and every other
-    /// ungrouped one reads a channels-last input.
+    /// CPU, and no <c>ONEDNN_MAX_CPU_ISA</c> (the default) or one at an AVX-512 level. Then every 1×1 convolution without
+    /// groups or padding runs as a matrix product and every other ungrouped one reads a channels-last input.
     /// </summary>
     public static bool GuardsAvx512 => Avx512Guard.Value;
 
