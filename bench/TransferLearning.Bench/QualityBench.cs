@@ -16,7 +16,7 @@ namespace TransferLearning.Bench;
 /// from (first trained block as a share of the blocks), freeze (head epochs before fine-tuning), bn=update, int8, bf16, tta,
 /// hidden (units of one hidden head layer), dropout (head dropout), multistage (BackboneFeatures.MultiStage), mirror
 /// (BackboneLoadOptions.MirrorAveraged), std (WithStandardizedFeatures), resize=center|stretch, seed (WithSeed: head
-/// initialisation and shuffling; the split stays).
+/// initialisation and shuffling; the split stays), decode (WithDecodeThreads: images decoded in parallel).
 /// Options: --data DIR, --model SOURCE (default resnet18), --recipes "r1;r2;…", --json FILE, --limit N (per class).
 /// </summary>
 internal static class QualityBench
@@ -253,6 +253,11 @@ internal static class QualityBench
         if (s.ContainsKey("bf16"))
         {
             learner.WithBf16Backbone();
+        }
+
+        if (s.TryGetValue("decode", out var decode))
+        {
+            learner.WithDecodeThreads(int.Parse(decode, CultureInfo.InvariantCulture));
         }
 
         if (s.TryGetValue("seed", out var seed))
