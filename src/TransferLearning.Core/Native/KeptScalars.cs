@@ -7,7 +7,9 @@ namespace TransferLearning.Native;
 /// (and the implicit alpha 1 of <c>add</c>, <c>add_</c> and <c>a + b</c>) into a temporary <see cref="Scalar"/> and passes
 /// only its native handle on: a garbage collection during the call can finalize the temporary and free the handle while
 /// LibTorch still reads it. Seen twice: inside an imported ONNX Add (<c>c10::Scalar::toFloat</c>) and inside a torchvision
-/// MobileNetV2's ReLU6 (<c>hardtanh_</c>: "Expected false to be true" from <c>c10::Scalar::toDouble</c>) in full test runs.
+/// MobileNetV2's ReLU6 (<c>hardtanh_</c>: "Expected false to be true" from <c>c10::Scalar::toDouble</c>) in full test runs;
+/// float32 gradients off by a few percent now and then under load (BatchNorm folding's eps, the residual adds' alpha)
+/// fit the same mechanism, and they are what had kept oneDNN capped at AVX2 on AMD CPUs (see TorchNativeLoader).
 /// DisposeScopes do not track scalars, so these are never disposed.
 /// </summary>
 internal static class KeptScalars
