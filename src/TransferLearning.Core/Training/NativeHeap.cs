@@ -143,8 +143,10 @@ internal static class NativeHeap
 }
 
 /// <summary>
-/// When to trim: at most once per interval, and only when the resident size exceeds the one measured after the last trim
-/// by the growth margin (or when it cannot be read).
+/// When to trim: at most once per interval, and only when the resident size exceeds a reference by the growth margin
+/// (or when it cannot be read). The reference is the resident size at the first check after a trim, not right after
+/// it: a trim also hands back the memory that every batch needs again (its activations), and measuring from below
+/// that working set made each batch whose working set exceeds the margin trim again, and page-fault it all back in.
 /// </summary>
 internal sealed class HeapTrimmer(long growthMargin, TimeSpan interval, Func<long> residentBytes, Func<bool> trim)
 {
@@ -158,7 +160,9 @@ internal sealed class HeapTrimmer(long growthMargin, TimeSpan interval, Func<lon
 
     private readonly long _interval = (long)(interval.TotalSeconds * Stopwatch.Frequency);
     private long _lastCheck = long.MinValue / 2;
-    private long _residentAfterTrim = -1;
+    private readonly Lock _gate = new();
+    private long _reference = -1;
+    private bool _trimmed;
 
     /// <summary>Trims if the interval has passed since the last check and the process has grown by the margin; returns whether it trimmed.</summary>
     public bool TrimIfGrown() => TrimIfGrown(growthMargin);
@@ -173,15 +177,24 @@ internal sealed class HeapTrimmer(long growthMargin, TimeSpan interval, Func<lon
             return false;
         }
 
-        var resident = residentBytes();
-        var baseline = Volatile.Read(ref _residentAfterTrim);
-        if (resident >= 0 && baseline >= 0 && resident - baseline < margin)
+        lock (_gate)
         {
-            return false;
-        }
+            var resident = residentBytes();
+            if (resident >= 0 && _trimmed)
+            {
+                _trimmed = false;
+                _reference = resident; // with the working set of a batch, back in after the trim
+                return false;
+            }
 
-        trim();
-        Volatile.Write(ref _residentAfterTrim, residentBytes());
-        return true;
+            if (resident >= 0 && _reference >= 0 && resident - _reference < margin)
+            {
+                return false;
+            }
+
+            trim();
+            _trimmed = true;
+            return true;
+        }
     }
 }

@@ -7,7 +7,7 @@ public class HeapTrimmerTests
     private const long MB = 1 << 20;
 
     [Fact]
-    public void TrimIfGrown_FirstCall_TrimsAndRecordsTheSizeAfterIt()
+    public void TrimIfGrown_FirstCall_Trims()
     {
         var resident = 900 * MB;
         var trims = 0;
@@ -15,21 +15,34 @@ public class HeapTrimmerTests
 
         Assert.True(trimmer.TrimIfGrown());
         Assert.Equal(1, trims);
+    }
 
-        resident = 600 * MB + 255 * MB; // grown, but by less than the margin over the size after the trim
+    [Fact]
+    public void TrimIfGrown_BatchWorkingSetAboveTheMarginBackAfterATrim_DoesNotTrimAgain()
+    {
+        var resident = 900 * MB;
+        var trims = 0;
+        var trimmer = new HeapTrimmer(256 * MB, TimeSpan.Zero, () => resident, () => { trims++; resident = 600 * MB; return true; });
+        trimmer.TrimIfGrown();
+
+        resident = 900 * MB; // the next batch faults its 300 MB back in: the reference, not growth
+        Assert.False(trimmer.TrimIfGrown());
+        resident = 900 * MB + 255 * MB;
         Assert.False(trimmer.TrimIfGrown());
         Assert.Equal(1, trims);
     }
 
     [Fact]
-    public void TrimIfGrown_GrownByTheMargin_Trims()
+    public void TrimIfGrown_GrownByTheMarginOverTheFirstSizeAfterATrim_Trims()
     {
-        var resident = 600 * MB;
+        var resident = 900 * MB;
         var trims = 0;
-        var trimmer = new HeapTrimmer(256 * MB, TimeSpan.Zero, () => resident, () => { trims++; return true; });
+        var trimmer = new HeapTrimmer(256 * MB, TimeSpan.Zero, () => resident, () => { trims++; resident = 600 * MB; return true; });
+        trimmer.TrimIfGrown();
+        resident = 700 * MB;
         trimmer.TrimIfGrown();
 
-        resident = 856 * MB;
+        resident = 956 * MB;
         Assert.True(trimmer.TrimIfGrown());
         Assert.Equal(2, trims);
     }
@@ -41,6 +54,7 @@ public class HeapTrimmerTests
         var trims = 0;
         var trimmer = new HeapTrimmer(256 * MB, TimeSpan.Zero, () => resident, () => { trims++; return true; });
         trimmer.TrimIfGrown();
+        trimmer.TrimIfGrown(); // the reference: 600 MB
 
         resident = 1_500 * MB; // 900 MB more: above the default margin, below the training one
         Assert.False(trimmer.TrimIfGrown(NativeHeap.TrainingGrowthMargin));
