@@ -188,7 +188,31 @@ public sealed class Backbone : IDisposable
         var graph = Int8Graph();
         graph.DisableInt8();
         SetTrainingMode(false);
-        graph.EnableInt8(graph.Calibrate(calibrationBatches, ChannelsLast));
+        graph.EnableInt8(graph.Calibrate(InSlices(calibrationBatches), ChannelsLast));
+    }
+
+    /// <summary>
+    /// Each batch as views of <see cref="InferenceSliceSize"/> images: calibration runs the float graph, whose activations
+    /// for whole batches exceed the native heap's mmap threshold and were mapped, faulted in and unmapped for every
+    /// convolution (observing 64 images took 3.3 s, against about 1 s for a float pass).
+    /// </summary>
+    private static IEnumerable<Tensor> InSlices(IEnumerable<Tensor> batches)
+    {
+        foreach (var batch in batches)
+        {
+            var slice = batch.dim() == 4 ? InferenceSliceSize(batch.shape[2], batch.shape[3]) : int.MaxValue;
+            if (batch.shape[0] <= slice)
+            {
+                yield return batch;
+                continue;
+            }
+
+            for (long start = 0; start < batch.shape[0]; start += slice)
+            {
+                using var part = batch.narrow(0, start, Math.Min(slice, batch.shape[0] - start));
+                yield return part;
+            }
+        }
     }
 
     /// <summary>The int8 parameters in use (saved with a model), or null when running in float.</summary>
