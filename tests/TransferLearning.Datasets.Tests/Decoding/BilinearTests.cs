@@ -35,6 +35,52 @@ public sealed class BilinearTests
         Assert.Equal([10, 20], Reds(dst));
     }
 
+    [Theory]
+    [InlineData(320, 240, 0, 0, 320, 240, 224, 224)]
+    [InlineData(300, 200, 50, 0, 200, 200, 224, 224)]
+    [InlineData(97, 61, 3, 5, 90, 50, 31, 47)]
+    [InlineData(40, 30, 0, 0, 40, 30, 113, 77)]
+    [InlineData(5, 1, 1, 0, 3, 1, 7, 3)]
+    public void Resize_RandomImage_SameBytesAsInterpolatingTheFourNeighboursDirectly(int srcW, int srcH, int x0, int y0, int cropW, int cropH, int dstW, int dstH)
+    {
+        var src = new byte[srcW * srcH * 3];
+        new Random(srcW * 31 + dstH).NextBytes(src);
+        var dst = new byte[dstW * dstH * 3];
+
+        Bilinear.Resize(src, srcW, x0, y0, cropW, cropH, dst, dstW, dstH);
+
+        Assert.Equal(Direct(src, srcW, x0, y0, cropW, cropH, dstW, dstH), dst);
+    }
+
+    /// <summary>The textbook form: each output value from its four neighbours, across then down, in float.</summary>
+    private static byte[] Direct(byte[] src, int srcW, int x0, int y0, int cropW, int cropH, int dstW, int dstH)
+    {
+        var dst = new byte[dstW * dstH * 3];
+        double sx = (double)cropW / dstW, sy = (double)cropH / dstH;
+        for (var y = 0; y < dstH; y++)
+        {
+            var iny = ((y + 0.5) * sy) - 0.5;
+            var ly = (float)(iny - Math.Floor(iny));
+            int top = y0 + Math.Max((int)Math.Floor(iny), 0), bottom = y0 + Math.Min((int)Math.Ceiling(iny), cropH - 1);
+            for (var x = 0; x < dstW; x++)
+            {
+                var inx = ((x + 0.5) * sx) - 0.5;
+                var lx = (float)(inx - Math.Floor(inx));
+                int left = x0 + Math.Max((int)Math.Floor(inx), 0), right = x0 + Math.Min((int)Math.Ceiling(inx), cropW - 1);
+                for (var c = 0; c < 3; c++)
+                {
+                    float a = src[(((top * srcW) + left) * 3) + c], b = src[(((top * srcW) + right) * 3) + c];
+                    float d = src[(((bottom * srcW) + left) * 3) + c], e = src[(((bottom * srcW) + right) * 3) + c];
+                    var t = a + ((b - a) * lx);
+                    var u = d + ((e - d) * lx);
+                    dst[(((y * dstW) + x) * 3) + c] = (byte)(t + ((u - t) * ly) + 0.5f);
+                }
+            }
+        }
+
+        return dst;
+    }
+
     [Fact]
     public void ToChw_LargePhoto_IsReducedWithoutLosingSolidColour()
     {
