@@ -13,7 +13,8 @@ namespace TransferLearning.Bench;
 /// memory. Each recipe runs in its own process (so peak memory is its own). A recipe is a name with settings:
 /// <c>frozen:epochs=6</c>, <c>frozen:epochs=30,ls=0.1,wd=1e-4</c>, <c>frozen:views=2</c>, <c>finetune:epochs=4,from=0.5</c>;
 /// settings: epochs, lr, wd, ls (label smoothing), disc (lowest block rate factor), views (cached augmented views),
-/// from (first trained block as a share of the blocks), freeze (head epochs before fine-tuning), bn=update, int8, bf16, tta,
+/// from (first trained block as a share of the blocks), freeze (head epochs before fine-tuning), bn=update, int8, calib
+/// (int8 calibration images), bf16, tta,
 /// hidden (units of one hidden head layer), dropout (head dropout), multistage (BackboneFeatures.MultiStage), mirror
 /// (BackboneLoadOptions.MirrorAveraged), std (WithStandardizedFeatures), resize=center|stretch, seed (WithSeed: head
 /// initialisation and shuffling; the split stays), decode (WithDecodeThreads: images decoded in parallel).
@@ -247,7 +248,7 @@ internal static class QualityBench
 
         if (s.ContainsKey("int8"))
         {
-            learner.WithInt8Backbone();
+            learner.WithInt8Backbone(s.ContainsKey("calib") ? (int)D("calib") : TrainingOptions.DefaultInt8CalibrationImages);
         }
 
         if (s.ContainsKey("bf16"))
