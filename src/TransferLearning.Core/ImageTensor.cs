@@ -53,13 +53,22 @@ public static class ImageTensor
         return ToTensor(spec, (chw, state) => ImagePixels.FromImage(state.image, state.spec, chw, state.options), (image, spec, options));
     }
 
-    /// <summary>Copies a batch's pixels into a new float32 tensor [N, 3, Height, Width].</summary>
+    /// <summary>
+    /// Copies a batch's pixels into a new float32 tensor [N, 3, Height, Width]; a <see cref="ImageBatch.ChannelsLast"/>
+    /// batch gives that shape with channels-last strides (the memory holds N × Height × Width × 3).
+    /// </summary>
     /// <param name="batch">A batch from an <see cref="ImageLoader"/>.</param>
     /// <returns>A new tensor the caller owns; the batch keeps its own pixels.</returns>
     public static torch.Tensor FromBatch(ImageBatch batch)
     {
         ArgumentNullException.ThrowIfNull(batch);
-        return FromPixels(batch.Pixels, [batch.Count, 3, batch.Height, batch.Width]);
+        if (!batch.ChannelsLast)
+        {
+            return FromPixels(batch.Pixels, [batch.Count, 3, batch.Height, batch.Width]);
+        }
+
+        using var nhwc = FromPixels(batch.Pixels, [batch.Count, batch.Height, batch.Width, 3]);
+        return nhwc.permute(0, 3, 1, 2);
     }
 
     /// <summary>A batch's class indices as an int64 tensor [N].</summary>

@@ -72,4 +72,39 @@ public sealed class ImageTensorTests : IDisposable
             Assert.Equal(Pixels(batch.Paths[k], spec), images[k].data<float>().ToArray());
         }
     }
+
+    [Fact]
+    public void FromBatch_ChannelsLastBatch_SameValuesWithChannelsLastStrides()
+    {
+        for (var i = 0; i < 3; i++)
+        {
+            using var image = new Image<Rgb24>(7, 5);
+            for (var y = 0; y < 5; y++)
+            {
+                for (var x = 0; x < 7; x++)
+                {
+                    image[x, y] = new Rgb24((byte)(30 * x + i), (byte)(40 * y), (byte)(11 * x * y));
+                }
+            }
+
+            var file = _dir.Combine(i % 2 == 0 ? "a" : "b", $"{i}.png");
+            Directory.CreateDirectory(Path.GetDirectoryName(file)!);
+            image.SaveAsPng(file);
+        }
+
+        var spec = InputSpec.ImageNet(6).WithSize(6, 5);
+        var folder = ImageFolder.Load(_dir.Path);
+        using var planar = new ImageLoader(folder, spec, new ImageLoaderOptions { BatchSize = 8 });
+        using var interleaved = new ImageLoader(folder, spec, new ImageLoaderOptions { BatchSize = 8, ChannelsLast = true });
+        using var planarBatch = planar.Batches().Single();
+        using var interleavedBatch = interleaved.Batches().Single();
+        using var expected = ImageTensor.FromBatch(planarBatch);
+        using var actual = ImageTensor.FromBatch(interleavedBatch);
+
+        Assert.True(interleavedBatch.ChannelsLast);
+        Assert.Equal([3L, 3, 5, 6], actual.shape);
+        Assert.Equal([3L * 5 * 6, 1, 6 * 3, 3], actual.stride());
+        using var values = actual.contiguous();
+        Assert.Equal(expected.data<float>().ToArray(), values.data<float>().ToArray());
+    }
 }

@@ -47,10 +47,11 @@ internal static class FitRun
                 Seed = options.Seed,
                 DegreeOfParallelism = options.DegreeOfParallelism,
                 BadImages = options.BadImages,
+                ChannelsLast = true, // the backbone runs channels-last: no reordering copy per batch
             };
             using var trainLoader = new ImageLoader(plan.Train, plan.Spec, loaderOptions);
             using var validationLoader = plan.Validation is { } validation
-                ? new ImageLoader(validation, plan.Spec, new ImageLoaderOptions { BatchSize = options.BatchSize, DegreeOfParallelism = options.DegreeOfParallelism, BadImages = options.BadImages })
+                ? new ImageLoader(validation, plan.Spec, new ImageLoaderOptions { BatchSize = options.BatchSize, DegreeOfParallelism = options.DegreeOfParallelism, BadImages = options.BadImages, ChannelsLast = true })
                 : null;
             IBatchSource trainImages = new ImageBatchSource(trainLoader, plan.Train.Count);
             IBatchSource? validationImages = validationLoader is null ? null : new ImageBatchSource(validationLoader, plan.Validation!.Count);
@@ -182,7 +183,7 @@ internal static class FitRun
         var options = plan.Options;
         var count = Math.Min(options.Int8CalibrationImages, plan.Train.Count);
         var calibration = new ImageDataset(plan.Train.Classes, [.. CalibrationSamples(plan.Train.Samples, count)]);
-        using var loader = new ImageLoader(calibration, plan.Spec, new ImageLoaderOptions { BatchSize = options.BatchSize, DegreeOfParallelism = options.DegreeOfParallelism, BadImages = options.BadImages });
+        using var loader = new ImageLoader(calibration, plan.Spec, new ImageLoaderOptions { BatchSize = options.BatchSize, DegreeOfParallelism = options.DegreeOfParallelism, BadImages = options.BadImages, ChannelsLast = true });
         plan.Backbone.QuantizeInt8(Images(loader, cancellationToken));
         return loader.Skipped;
 

@@ -248,6 +248,43 @@ public static class ImagePixels
         }
     }
 
+    /// <summary>
+    /// As <see cref="Normalize"/>, into Height × Width × 3 values (pixel by pixel, the channels of each pixel together:
+    /// channels-last), with the same values.
+    /// </summary>
+    internal static void NormalizeChannelsLast(ReadOnlySpan<byte> rgb, InputSpec spec, Span<float> destination)
+    {
+        var plane = spec.Width * spec.Height;
+        if (rgb.Length != plane * 3 || destination.Length < plane * 3)
+        {
+            throw new ArgumentException($"Expected {plane * 3} RGB bytes and room for {plane * 3} floats; got {rgb.Length} and {destination.Length}.");
+        }
+
+        Span<float> lut = stackalloc float[3 * 256];
+        var scale = ((double)spec.RangeMax - spec.RangeMin) / 255.0;
+        for (var c = 0; c < 3; c++)
+        {
+            double mean = spec.Mean[c], std = spec.Std[c];
+            for (var p = 0; p < 256; p++)
+            {
+                lut[(c * 256) + p] = (float)(((spec.RangeMin + (p * scale)) - mean) / std);
+            }
+        }
+
+        var l0 = lut[..256];
+        var l1 = lut.Slice(256, 256);
+        var l2 = lut.Slice(512, 256);
+        var bgr = spec.ChannelOrder == ChannelOrder.Bgr;
+        var d = destination[..(plane * 3)];
+        for (var j = 0; j < d.Length; j += 3)
+        {
+            byte r = rgb[j], g = rgb[j + 1], b = rgb[j + 2];
+            d[j] = l0[bgr ? b : r];
+            d[j + 1] = l1[g];
+            d[j + 2] = l2[bgr ? r : b];
+        }
+    }
+
     /// <summary>Runs <paramref name="decode"/> into a pooled RGB buffer, then normalises it into <paramref name="chw"/>.</summary>
     private static void WithRgb<TState>(InputSpec spec, Span<float> chw, RgbAction<TState> decode, TState state)
     {

@@ -4,14 +4,15 @@ namespace TransferLearning.Datasets.Pipeline;
 
 /// <summary>
 /// One batch of decoded images as normalised float pixels <c>[N, 3, Height, Width]</c> (channel, row, column order per
-/// image). The pixels live in a pooled buffer: dispose the batch to return it; do not keep <see cref="Pixels"/> after that.
+/// image), or <c>[N, Height, Width, 3]</c> when <see cref="ChannelsLast"/>. The pixels live in a pooled buffer: dispose the batch to return it; do not keep <see cref="Pixels"/> after that.
 /// </summary>
 public sealed class ImageBatch : IDisposable
 {
     private float[]? _buffer;
 
-    internal ImageBatch(int index, float[] buffer, int count, int width, int height, IReadOnlyList<string> paths, IReadOnlyList<int> labels)
+    internal ImageBatch(int index, float[] buffer, int count, int width, int height, IReadOnlyList<string> paths, IReadOnlyList<int> labels, bool channelsLast = false)
     {
+        ChannelsLast = channelsLast;
         Index = index;
         _buffer = buffer;
         Count = count;
@@ -33,7 +34,16 @@ public sealed class ImageBatch : IDisposable
     /// <summary>Image height in pixels.</summary>
     public int Height { get; }
 
-    /// <summary>The images, N × 3 × Height × Width floats normalised as the <see cref="InputSpec"/> declares.</summary>
+    /// <summary>
+    /// Whether <see cref="Pixels"/> holds each image as Height × Width × 3 values (row, column, channel order:
+    /// <see cref="ImageLoaderOptions.ChannelsLast"/>) rather than 3 × Height × Width.
+    /// </summary>
+    public bool ChannelsLast { get; }
+
+    /// <summary>
+    /// The images, N × 3 × Height × Width floats normalised as the <see cref="InputSpec"/> declares (N × Height × Width × 3
+    /// when <see cref="ChannelsLast"/>).
+    /// </summary>
     /// <exception cref="ObjectDisposedException">The batch was disposed.</exception>
     public ReadOnlySpan<float> Pixels
     {

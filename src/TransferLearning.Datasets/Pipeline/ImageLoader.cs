@@ -178,7 +178,7 @@ public sealed class ImageLoader : IDisposable
     {
         if (_cache.TryGetValue(sampleIndex, out var cached))
         {
-            ImagePixels.Normalize(cached, Spec, destination);
+            Normalize(cached, destination);
             return;
         }
 
@@ -188,12 +188,39 @@ public sealed class ImageLoader : IDisposable
         {
             var rgb = new byte[size];
             ImagePixels.DecodeFile(path, Spec, rgb, _decodeOptions);
-            ImagePixels.Normalize(rgb, Spec, destination);
+            Normalize(rgb, destination);
             _cache.TryAdd(sampleIndex, rgb);
             return;
         }
 
-        ImagePixels.DecodeFile(path, Spec, destination, _decodeOptions);
+        if (!_options.ChannelsLast)
+        {
+            ImagePixels.DecodeFile(path, Spec, destination, _decodeOptions);
+            return;
+        }
+
+        var pooled = ArrayPool<byte>.Shared.Rent(size);
+        try
+        {
+            ImagePixels.DecodeFile(path, Spec, pooled.AsSpan(0, size), _decodeOptions);
+            ImagePixels.NormalizeChannelsLast(pooled.AsSpan(0, size), Spec, destination);
+        }
+        finally
+        {
+            ArrayPool<byte>.Shared.Return(pooled);
+        }
+    }
+
+    private void Normalize(ReadOnlySpan<byte> rgb, Span<float> destination)
+    {
+        if (_options.ChannelsLast)
+        {
+            ImagePixels.NormalizeChannelsLast(rgb, Spec, destination);
+        }
+        else
+        {
+            ImagePixels.Normalize(rgb, Spec, destination);
+        }
     }
 
     private sealed class Slot(int start, int count, int chw)
@@ -338,7 +365,7 @@ public sealed class ImageLoader : IDisposable
                 }
 
                 _deliveredBatches++;
-                var batch = new ImageBatch(b, slot.DetachBuffer(), kept, _owner.Spec.Width, _owner.Spec.Height, paths, labels);
+                var batch = new ImageBatch(b, slot.DetachBuffer(), kept, _owner.Spec.Width, _owner.Spec.Height, paths, labels, _owner._options.ChannelsLast);
                 progress?.Report(new LoaderProgress(_epoch, _deliveredBatches, _delivered, Total, _skipped));
                 return batch;
             }

@@ -205,6 +205,51 @@ public sealed class ImageLoaderTests : IDisposable
         });
     }
 
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void Batches_ChannelsLast_EachPixelsChannelsTogetherWithThePlanarValues(bool cacheDecoded)
+    {
+        for (var n = 0; n < 3; n++)
+        {
+            using var image = new SixLabors.ImageSharp.Image<Rgb24>(4, 4);
+            for (var y = 0; y < 4; y++)
+            {
+                for (var x = 0; x < 4; x++)
+                {
+                    image[x, y] = new Rgb24((byte)((50 * x) + n), (byte)(60 * y), (byte)((x * y) + 100));
+                }
+            }
+
+            var file = _dir.Combine($"c{n % 2}", $"img{n:D3}.png");
+            Directory.CreateDirectory(Path.GetDirectoryName(file)!);
+            SixLabors.ImageSharp.ImageExtensions.SaveAsPng(image, file);
+        }
+
+        var folder = ImageFolder.Load(_dir.Path);
+        var spec = new InputSpec(4, 4, 0f, 1f, ChannelOrder.Bgr, [0.1f, 0.2f, 0.3f], [0.5f, 0.25f, 2f]);
+        using var planar = new ImageLoader(folder, spec, new ImageLoaderOptions { BatchSize = 3 });
+        using var interleaved = new ImageLoader(folder, spec, new ImageLoaderOptions { BatchSize = 3, ChannelsLast = true, CacheDecoded = cacheDecoded });
+        using var expected = planar.Batches().Single();
+        foreach (var epoch in new[] { 0, 1 }) // with the cache, the second epoch normalises cached pixels
+        {
+            using var actual = interleaved.Batches(epoch).Single();
+            Assert.False(expected.ChannelsLast);
+            Assert.True(actual.ChannelsLast);
+            var (p, q) = (expected.Pixels.ToArray(), actual.Pixels.ToArray());
+            for (var k = 0; k < 3; k++)
+            {
+                for (var c = 0; c < 3; c++)
+                {
+                    for (var i = 0; i < 16; i++)
+                    {
+                        Assert.Equal(p[(k * 48) + (c * 16) + i], q[(k * 48) + (i * 3) + c]);
+                    }
+                }
+            }
+        }
+    }
+
     [Fact]
     public void CacheDecoded_SecondEpochReadsNoFiles()
     {
