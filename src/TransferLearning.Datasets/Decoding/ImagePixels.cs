@@ -215,23 +215,9 @@ public static class ImagePixels
     public static void Normalize(ReadOnlySpan<byte> rgb, InputSpec spec, Span<float> destination)
     {
         ArgumentNullException.ThrowIfNull(spec);
-        var plane = spec.Width * spec.Height;
-        if (rgb.Length != plane * 3 || destination.Length < plane * 3)
-        {
-            throw new ArgumentException($"Expected {plane * 3} RGB bytes and room for {plane * 3} floats; got {rgb.Length} and {destination.Length}.");
-        }
-
+        var plane = NormalizedPlane(spec, rgb.Length, destination.Length);
         Span<float> lut = stackalloc float[3 * 256];
-        var scale = ((double)spec.RangeMax - spec.RangeMin) / 255.0;
-        for (var c = 0; c < 3; c++)
-        {
-            double mean = spec.Mean[c], std = spec.Std[c];
-            for (var p = 0; p < 256; p++)
-            {
-                lut[(c * 256) + p] = (float)(((spec.RangeMin + (p * scale)) - mean) / std);
-            }
-        }
-
+        FillLookup(spec, lut);
         var d0 = destination[..plane];
         var d1 = destination.Slice(plane, plane);
         var d2 = destination.Slice(2 * plane, plane);
@@ -254,23 +240,9 @@ public static class ImagePixels
     /// </summary>
     internal static void NormalizeChannelsLast(ReadOnlySpan<byte> rgb, InputSpec spec, Span<float> destination)
     {
-        var plane = spec.Width * spec.Height;
-        if (rgb.Length != plane * 3 || destination.Length < plane * 3)
-        {
-            throw new ArgumentException($"Expected {plane * 3} RGB bytes and room for {plane * 3} floats; got {rgb.Length} and {destination.Length}.");
-        }
-
+        var plane = NormalizedPlane(spec, rgb.Length, destination.Length);
         Span<float> lut = stackalloc float[3 * 256];
-        var scale = ((double)spec.RangeMax - spec.RangeMin) / 255.0;
-        for (var c = 0; c < 3; c++)
-        {
-            double mean = spec.Mean[c], std = spec.Std[c];
-            for (var p = 0; p < 256; p++)
-            {
-                lut[(c * 256) + p] = (float)(((spec.RangeMin + (p * scale)) - mean) / std);
-            }
-        }
-
+        FillLookup(spec, lut);
         var l0 = lut[..256];
         var l1 = lut.Slice(256, 256);
         var l2 = lut.Slice(512, 256);
@@ -282,6 +254,32 @@ public static class ImagePixels
             d[j] = l0[bgr ? b : r];
             d[j + 1] = l1[g];
             d[j + 2] = l2[bgr ? r : b];
+        }
+    }
+
+    /// <summary>Pixels per image; throws unless <paramref name="rgb"/> bytes and room for <paramref name="room"/> floats fit the spec.</summary>
+    private static int NormalizedPlane(InputSpec spec, int rgb, int room)
+    {
+        var plane = spec.Width * spec.Height;
+        if (rgb != plane * 3 || room < plane * 3)
+        {
+            throw new ArgumentException($"Expected {plane * 3} RGB bytes and room for {plane * 3} floats; got {rgb} and {room}.");
+        }
+
+        return plane;
+    }
+
+    /// <summary>The normalised value of each byte value per channel (channel c at [256·c, 256·c + 255]).</summary>
+    private static void FillLookup(InputSpec spec, Span<float> lut)
+    {
+        var scale = ((double)spec.RangeMax - spec.RangeMin) / 255.0;
+        for (var c = 0; c < 3; c++)
+        {
+            double mean = spec.Mean[c], std = spec.Std[c];
+            for (var p = 0; p < 256; p++)
+            {
+                lut[(c * 256) + p] = (float)(((spec.RangeMin + (p * scale)) - mean) / std);
+            }
         }
     }
 
