@@ -43,7 +43,7 @@ internal static class MlNetComparison
         if (options is null)
         {
             Console.Error.WriteLine(
-                "usage: mlnet --data DIR [--limit N (images per class)] [--epochs 6] [--fine-tune-epochs N (ours only, e.g. 2; default 0)] [--seed 42]");
+                "usage: mlnet --data DIR [--limit N (images per class)] [--epochs 6] [--fine-tune-epochs N (ours only, e.g. 2; default 0)] [--seed 42] [--rounds N (each side N times in turn; medians; default 1)]");
             return 2;
         }
 
@@ -84,19 +84,57 @@ internal static class MlNetComparison
 
         try
         {
-            Console.WriteLine("running ML.NET side …");
-            var mlnet = await RunChildAsync(["--side", "mlnet", "--split", splitFile]);
-            Console.WriteLine("running our side …");
-            var ours = await RunChildAsync(["--side", "ours", "--split", splitFile, "--epochs", Str(options.Epochs), "--fine-tune-epochs", Str(options.FineTuneEpochs)]);
-            Console.WriteLine("running our side with the int8 backbone …");
-            var int8 = await RunChildAsync(["--side", "ours-int8", "--split", splitFile, "--epochs", Str(options.Epochs)]);
-            PrintTable(mlnet, ours, int8, options);
+            // Each round runs the three sides in turn; with several rounds the table shows each side's median, and each
+            // round's own ratios are printed (this VM's speed drifts by tens of percent within minutes).
+            var rounds = new List<(SideResult MlNet, SideResult Ours, SideResult Int8)>();
+            for (var round = 1; round <= options.Rounds; round++)
+            {
+                var of = options.Rounds > 1 ? $" (round {round} of {options.Rounds})" : string.Empty;
+                Console.WriteLine($"running ML.NET side{of} …");
+                var mlnet = await RunChildAsync(["--side", "mlnet", "--split", splitFile]);
+                Console.WriteLine($"running our side{of} …");
+                var ours = await RunChildAsync(["--side", "ours", "--split", splitFile, "--epochs", Str(options.Epochs), "--fine-tune-epochs", Str(options.FineTuneEpochs)]);
+                Console.WriteLine($"running our side with the int8 backbone{of} …");
+                var int8 = await RunChildAsync(["--side", "ours-int8", "--split", splitFile, "--epochs", Str(options.Epochs)]);
+                rounds.Add((mlnet, ours, int8));
+            }
+
+            if (rounds.Count > 1)
+            {
+                Console.WriteLine();
+                for (var r = 0; r < rounds.Count; r++)
+                {
+                    var (m, o, q) = rounds[r];
+                    Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                        $"round {r + 1}: ML.NET {m.WallSeconds:F1} s, ours {o.WallSeconds:F1} s ({o.WallSeconds / m.WallSeconds:F2}×), int8 {q.WallSeconds:F1} s ({q.WallSeconds / m.WallSeconds:F2}×)"));
+                }
+
+                Console.WriteLine($"table: the median of the {rounds.Count} rounds for each side and row");
+            }
+
+            PrintTable(Median(rounds.Select(r => r.MlNet)), Median(rounds.Select(r => r.Ours)), Median(rounds.Select(r => r.Int8)), options);
             return 0;
         }
         finally
         {
             File.Delete(splitFile);
         }
+    }
+
+    /// <summary>Each number's median over the rounds (the mean of the middle two for an even count).</summary>
+    private static SideResult Median(IEnumerable<SideResult> results)
+    {
+        var all = results.ToList();
+        double M(Func<SideResult, double> value)
+        {
+            var sorted = all.Select(value).Order().ToList();
+            return (sorted[(sorted.Count - 1) / 2] + sorted[sorted.Count / 2]) / 2;
+        }
+
+        double? N(Func<SideResult, double?> value) => all.Any(r => value(r) is null) ? null : M(r => value(r)!.Value);
+        return new SideResult(
+            M(r => r.FeaturizeImagesPerSecond), M(r => r.WallSeconds), M(r => r.ValAccuracy), M(r => r.PeakWorkingSetMb),
+            N(r => r.FineTuneValAccuracy), N(r => r.FineTuneSeconds), N(r => r.FineTunePeakWorkingSetMb));
     }
 
     private static void PrintTable(SideResult mlnet, SideResult ours, SideResult int8, Options options)
@@ -301,13 +339,14 @@ internal static class MlNetComparison
                 case "--epochs": o.Epochs = int.Parse(Next(), CultureInfo.InvariantCulture); break;
                 case "--fine-tune-epochs": o.FineTuneEpochs = int.Parse(Next(), CultureInfo.InvariantCulture); break;
                 case "--seed": o.Seed = int.Parse(Next(), CultureInfo.InvariantCulture); break;
+                case "--rounds": o.Rounds = int.Parse(Next(), CultureInfo.InvariantCulture); break;
                 case "--side": o.Side = Next(); break;
                 case "--split": o.SplitFile = Next(); break;
                 default: return null;
             }
         }
 
-        return o.Side is not null ? (o.SplitFile is null ? null : o) : (o.Data is null ? null : o);
+        return o.Rounds < 1 ? null : o.Side is not null ? (o.SplitFile is null ? null : o) : (o.Data is null ? null : o);
     }
 
     private sealed class Options
@@ -317,6 +356,7 @@ internal static class MlNetComparison
         public int Epochs { get; set; } = 6;
         public int FineTuneEpochs { get; set; }
         public int Seed { get; set; } = 42;
+        public int Rounds { get; set; } = 1;
         public string? Side { get; set; }
         public string? SplitFile { get; set; }
     }
