@@ -309,16 +309,19 @@ internal sealed class Trainer
             }
 
             allFeatures ??= zeros(images.Count, _backbone.FeatureSize, device: _device);
-            var result = seen == images.Count
-                ? new TensorBatchSource(allFeatures, allLabels, _options.BatchSize, shuffle, _options.Seed)
-                : new TensorBatchSource(allFeatures.narrow(0, 0, seen).clone(), allLabels.narrow(0, 0, seen).clone(), _options.BatchSize, shuffle, _options.Seed);
-            if (seen != images.Count)
+            if (seen == images.Count)
             {
-                allFeatures.Dispose();
-                allLabels.Dispose();
+                return new TensorBatchSource(allFeatures, allLabels, _options.BatchSize, shuffle, _options.Seed);
             }
 
-            return result;
+            // Skipped images: keep only the rows filled.
+            using (allFeatures)
+            using (allLabels)
+            using (var keptFeatures = allFeatures.narrow(0, 0, seen))
+            using (var keptLabels = allLabels.narrow(0, 0, seen))
+            {
+                return new TensorBatchSource(keptFeatures.clone(), keptLabels.clone(), _options.BatchSize, shuffle, _options.Seed);
+            }
         }
         catch
         {
