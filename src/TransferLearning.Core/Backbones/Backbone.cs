@@ -194,7 +194,7 @@ public sealed class Backbone : IDisposable
     /// <summary>
     /// Each batch as views of <see cref="InferenceSliceSize"/> images: calibration runs the float graph, whose activations
     /// for whole batches exceed the native heap's mmap threshold and were mapped, faulted in and unmapped for every
-    /// convolution (observing 64 images took 3.3 s, against about 1 s for a float pass).
+    /// convolution (observing 64 flower photos in a fit took 3.8 s in batches of 32, 2.7 s in slices of 8).
     /// </summary>
     private static IEnumerable<Tensor> InSlices(IEnumerable<Tensor> batches)
     {

@@ -4,7 +4,8 @@ namespace TransferLearning.Datasets.Pipeline;
 
 /// <summary>
 /// One batch of decoded images as normalised float pixels <c>[N, 3, Height, Width]</c> (channel, row, column order per
-/// image), or <c>[N, Height, Width, 3]</c> when <see cref="ChannelsLast"/>. The pixels live in a pooled buffer: dispose the batch to return it; do not keep <see cref="Pixels"/> after that.
+/// image), or <c>[N, Height, Width, 3]</c> when <see cref="ChannelsLast"/>. The pixels live in a pooled buffer: dispose
+/// the batch to return it; do not keep <see cref="Pixels"/> after that.
 /// </summary>
 public sealed class ImageBatch : IDisposable
 {
