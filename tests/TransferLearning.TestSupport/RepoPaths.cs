@@ -1,6 +1,6 @@
 namespace TransferLearning.TestSupport;
 
-/// <summary>Paths in the repository. Tests use only files committed in it; <c>../shared</c> is for benchmarks.</summary>
+/// <summary>Paths in the repository. Tests use only files committed in it; data outside it is for benchmarks only.</summary>
 public static class RepoPaths
 {
     /// <summary>The folder holding TransferLearning.sln, found by walking up from the test binaries.</summary>

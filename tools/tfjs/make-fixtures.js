@@ -237,7 +237,7 @@ function nested() {
 }
 
 // Shared layers: one Conv2D and one nested functional model each called twice (several inbound nodes).
-function shared() {
+function reusedLayers() {
   const subIn = tf.input({ shape: [6, 6, 4], name: 'sh_sub_in' });
   const subOut = L.conv2d({ filters: 4, kernelSize: 3, padding: 'same', activation: 'tanh', name: 'sh_sub_conv' }).apply(subIn);
   const sub = tf.model({ inputs: subIn, outputs: subOut, name: 'sh_sub' });
@@ -329,7 +329,7 @@ async function main() {
   await fixture('bn_act', bnAct(), [2, 7, 6, 3]); // no training-mode reference: tfjs 4.22 crashes in training BN without center/scale
   await fixture('merge_reshape', mergeReshape(), [2, 6, 5, 2], { featureLayer: 'm_cat_out' });
   await fixture('nested', nested(), [2, 8, 8, 3], { training: true });
-  await fixture('shared', shared(), [2, 6, 6, 4]);
+  await fixture('reused_layers', reusedLayers(), [2, 6, 6, 4]);
   await fixture('views', views(), [2, 4, 4, 3]);
   await fixture('seq_flatten_old', seqFlatten(), [2, 5, 6, 2], { mutate: oldStyle });
   await fixture('quantized_uint8', seqFlatten(), [2, 5, 6, 2], { quantize: true });

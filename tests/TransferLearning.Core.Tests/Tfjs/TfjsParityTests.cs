@@ -18,7 +18,7 @@ public sealed class TfjsParityTests(ITestOutputHelper output)
     [InlineData("bn_act")]
     [InlineData("merge_reshape")]
     [InlineData("nested")]
-    [InlineData("shared")]
+    [InlineData("reused_layers")]
     [InlineData("views")]
     [InlineData("seq_flatten_old")]
     [InlineData("quantized_uint8")]
