@@ -78,6 +78,10 @@ public static class ImagePixels
         WithRgb(spec, chw, (rgb, state) => DecodeFile(state.path, state.spec, rgb, state.options), (path, spec, options));
     }
 
+    /// <summary>As <see cref="DecodeFile(string, InputSpec, Span{float}, ImageDecodeOptions?)"/>, into Height × Width × 3 values (channels-last).</summary>
+    internal static void DecodeFileChannelsLast(string path, InputSpec spec, Span<float> hwc, ImageDecodeOptions? options = null) =>
+        WithRgb(spec, hwc, (rgb, state) => DecodeFile(state.path, state.spec, rgb, state.options), (path, spec, options), channelsLast: true);
+
     /// <summary>Decodes an encoded image from a stream into normalised float CHW values.</summary>
     /// <param name="stream">Stream positioned at the start of the encoded image; read to its end, not disposed.</param>
     /// <param name="spec">What the network expects.</param>
@@ -283,8 +287,8 @@ public static class ImagePixels
         }
     }
 
-    /// <summary>Runs <paramref name="decode"/> into a pooled RGB buffer, then normalises it into <paramref name="chw"/>.</summary>
-    private static void WithRgb<TState>(InputSpec spec, Span<float> chw, RgbAction<TState> decode, TState state)
+    /// <summary>Runs <paramref name="decode"/> into a pooled RGB buffer, then normalises it into <paramref name="chw"/> (channels-last values when asked).</summary>
+    private static void WithRgb<TState>(InputSpec spec, Span<float> chw, RgbAction<TState> decode, TState state, bool channelsLast = false)
     {
         var size = 3 * spec.Width * spec.Height;
         if (chw.Length != size)
@@ -296,7 +300,14 @@ public static class ImagePixels
         try
         {
             decode(rgb.AsSpan(0, size), state);
-            Normalize(rgb.AsSpan(0, size), spec, chw);
+            if (channelsLast)
+            {
+                NormalizeChannelsLast(rgb.AsSpan(0, size), spec, chw);
+            }
+            else
+            {
+                Normalize(rgb.AsSpan(0, size), spec, chw);
+            }
         }
         finally
         {

@@ -193,21 +193,13 @@ public sealed class ImageLoader : IDisposable
             return;
         }
 
-        if (!_options.ChannelsLast)
+        if (_options.ChannelsLast)
+        {
+            ImagePixels.DecodeFileChannelsLast(path, Spec, destination, _decodeOptions);
+        }
+        else
         {
             ImagePixels.DecodeFile(path, Spec, destination, _decodeOptions);
-            return;
-        }
-
-        var pooled = ArrayPool<byte>.Shared.Rent(size);
-        try
-        {
-            ImagePixels.DecodeFile(path, Spec, pooled.AsSpan(0, size), _decodeOptions);
-            ImagePixels.NormalizeChannelsLast(pooled.AsSpan(0, size), Spec, destination);
-        }
-        finally
-        {
-            ArrayPool<byte>.Shared.Return(pooled);
         }
     }
 
