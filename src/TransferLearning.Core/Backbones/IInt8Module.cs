@@ -43,7 +43,10 @@ internal interface IInt8Module
     /// <summary>The int8 parameters in use, or null while running in float.</summary>
     Int8Parameters? Int8Parameters { get; }
 
-    /// <summary>Observes activation ranges on calibration batches (in eval mode) and returns the parameters.</summary>
+    /// <summary>
+    /// Observes activation ranges on calibration batches (in eval mode) and returns the parameters. It may leave the
+    /// module running in int8 with exactly the returned parameters (then <see cref="EnableInt8"/> with them does nothing).
+    /// </summary>
     Int8Parameters Calibrate(IEnumerable<Tensor> batches, Func<Tensor, Tensor>? prepare = null);
 
     /// <summary>Switches to int8 with these parameters (the weights must stay frozen).</summary>

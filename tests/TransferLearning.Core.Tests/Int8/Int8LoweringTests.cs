@@ -90,6 +90,67 @@ public sealed class Int8LoweringTests
         Assert.All(clipped, kv => Assert.True(kv.Value.Scale * kv.Value.Levels <= 6.0001, $"{kv.Key}: range up to {kv.Value.Scale * kv.Value.Levels}"));
     }
 
+    /// <summary>
+    /// ML.NET's ResNet18 preprocessing in small (opset 9, 3×16×16 in 0..255): Split into channels → Concat as B, R, G (a
+    /// rotation, which unlike ML.NET's B, G, R is not its own inverse) → Sub a mean image → Conv 3×3 s2 + BN + Relu → Conv 3×3 + BN + Relu → GlobalAveragePool → Flatten: 8 features.
+    /// </summary>
+    private static ModelProto MeanImageModel()
+    {
+        var b = new OnnxModelBuilder(9, [1, 3, 16, 16], seed: 7);
+        var (r, g, bl) = b.NodeN("Split", ["x"], 3, I("axis", 1), Is("split", 1, 1, 1)) is [var x0, var x1, var x2] ? (x0, x1, x2) : default;
+        var brg = b.Node("Concat", [bl, r, g], I("axis", 1));
+        var mean = b.Floats([1, 3, 16, 16], [.. Enumerable.Range(0, 3 * 16 * 16).Select(i => 100f + (i / 256 * 10f) + (i % 16))]);
+        var shifted = b.Node("Sub", [brg, mean]);
+        string Bn(string x, long c) => b.Node("BatchNormalization", [x, b.Positive(c), b.Weight(c), b.Weight(c), b.Positive(c)], Fl("epsilon", 1e-5f));
+        var c1 = b.Node("Relu", [Bn(b.Node("Conv", [shifted, b.Weight(8, 3, 3, 3)], Is("kernel_shape", 3, 3), Is("strides", 2, 2), Is("pads", 1, 1, 1, 1)), 8)]);
+        var c2 = b.Node("Relu", [Bn(b.Node("Conv", [c1, b.Weight(8, 8, 3, 3)], Is("kernel_shape", 3, 3), Is("pads", 1, 1, 1, 1)), 8)]);
+        b.Output(b.Node("Flatten", [b.Node("GlobalAveragePool", [c2])], I("axis", 1)));
+        return b.Model;
+    }
+
+    /// <summary>The same network with an Identity between the Concat and the Sub, so int8 has to run the reordering as written.</summary>
+    private static ModelProto WithIdentityAfterConcat(ModelProto model)
+    {
+        var copy = model.Clone();
+        var concat = copy.Graph.Node.Single(n => n.OpType == "Concat");
+        copy.Graph.Node.Single(n => n.OpType == "Sub").Input[0] = "reordered_copy";
+        copy.Graph.Node.Insert(copy.Graph.Node.IndexOf(concat) + 1, new NodeProto { OpType = "Identity", Name = "copy", Input = { concat.Output[0] }, Output = { "reordered_copy" } });
+        return copy;
+    }
+
+    [Theory]
+    [InlineData(Int8Kernels.SevenBit, false)]
+    [InlineData(Int8Kernels.EightBit, false)]
+    [InlineData(Int8Kernels.EightBit, true)]
+    public void QuantizeInt8_ChannelReorderAndMeanImageBeforeFirstConv_SameFeaturesAsRunningTheReorder(int levels, bool meanIsConstant)
+    {
+        using var range = Int8Kernels.Force(levels);
+        var model = MeanImageModel();
+        IReadOnlySet<string>? constants = meanIsConstant ? new HashSet<string> { model.Graph.Node.Single(n => n.OpType == "Sub").Input[1] } : null;
+        using var stem = new Backbone("test:mean-image", new OnnxGraphModule(model, "mean-image.onnx", constantInitializers: constants) { FlattenOutput = true }, 8, new InputSpec(16, 16, 0f, 255f));
+        using var plain = new Backbone("test:mean-image-copied", new OnnxGraphModule(WithIdentityAfterConcat(model), "mean-image-copied.onnx", constantInitializers: constants) { FlattenOutput = true }, 8, new InputSpec(16, 16, 0f, 255f));
+        stem.Freeze();
+        stem.SetTrainingMode(false);
+        plain.Freeze();
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        using var generator = new Generator(3, CPU);
+        var images = rand([6, 3, 16, 16], generator: generator) * 255;
+        var reference = stem.Forward(images);
+
+        stem.QuantizeInt8([images]);
+        plain.EnableInt8(stem.Int8Parameters!);
+        var reordered = stem.Forward(images);
+        var asWritten = plain.Forward(images);
+
+        Assert.True(((OnnxGraphModule)stem.Module).Int8StemReordered);
+        Assert.False(((OnnxGraphModule)plain.Module).Int8StemReordered);
+        Assert.Equal(2, ((OnnxGraphModule)stem.Module).Int8ConvCount);
+        Assert.Equal(0, (reordered - asWritten).abs().max().item<float>()); // integer sums: the reordering changes nothing
+        var cosine = nn.functional.cosine_similarity(reordered, reference, 1).min().item<float>();
+        Assert.True(cosine >= 0.99f, $"cosine similarity {cosine}");
+    }
+
     [Fact]
     public void EnableInt8_ParametersOfAnotherNetwork_ThrowsSayingSo()
     {

@@ -38,6 +38,18 @@ internal sealed partial class OnnxGraphModule : IInt8Module
     /// <summary>An Add of two values that can run in int8, with a Relu after it fused when it alone reads the sum.</summary>
     private sealed record AddLowering(string Output, bool Relu);
 
+    /// <summary>
+    /// The graph's input reordered by channel (a Split on axis 1 into single channels, then a Concat of them in another
+    /// order), minus a constant (Sub), read only by one int8 Conv: ML.NET's ResNet18 preprocessing (RGB to BGR, minus a
+    /// mean image). In int8 the reordering is not run: the constant and the Conv's input channels are reordered once
+    /// instead, so the input is shifted and quantized in place of three copies.
+    /// </summary>
+    /// <param name="Split">Step of the Split (the Concat and the Sub follow it).</param>
+    /// <param name="Conv">Step of the Conv reading the Sub's output.</param>
+    /// <param name="Inverse">Concat channel read by each input channel: input channel j is the Sub's channel Inverse[j].</param>
+    /// <param name="Offset">Name of the value subtracted (a constant, or a weight: int8 runs on frozen weights).</param>
+    private sealed record InputStem(int Split, int Conv, long[] Inverse, string Offset);
+
     /// <summary>What of the graph can run in int8 (fixed by the graph; found once).</summary>
     private sealed class Int8Lowering
     {
@@ -47,6 +59,9 @@ internal sealed partial class OnnxGraphModule : IInt8Module
 
         /// <summary>Pad steps that pad H and W with zeros (run on quantized tensors): left, right, top, bottom.</summary>
         public Dictionary<int, long[]> ZeroPads { get; } = [];
+
+        /// <summary>The channel reordering and shift of the input before the first Conv, when the graph has one.</summary>
+        public InputStem? Stem { get; set; }
 
         /// <summary>The values whose scales int8 execution needs.</summary>
         public HashSet<string> Values { get; } = new(StringComparer.Ordinal);
@@ -77,9 +92,15 @@ internal sealed partial class OnnxGraphModule : IInt8Module
     /// <param name="ExplicitPad">Zero padding applied to the quantized input first (left, right, top, bottom), or null.</param>
     private sealed record PackedConv(long Index, long[] Kernel, long[] Strides, long[] Dilations, long[] Begin, long[] End, long[]? ExplicitPad);
 
-    private sealed class Int8State(jit.ScriptModule ops, Dictionary<int, PackedConv> packed, Int8Parameters parameters) : IDisposable
+    private sealed class Int8State(jit.ScriptModule ops, Dictionary<int, PackedConv> packed, Int8Parameters parameters, Int8Parameters source, Tensor? stemOffset) : IDisposable
     {
         public jit.ScriptModule Ops { get; } = ops;
+
+        /// <summary>The parameters this state was enabled with, as passed in (before moving them to this CPU's levels).</summary>
+        public Int8Parameters Source { get; } = source;
+
+        /// <summary>The <see cref="InputStem"/>'s constant in input channel order and channels-last, when the stem runs reordered.</summary>
+        public Tensor? StemOffset { get; } = stemOffset;
 
         /// <summary>Conv step index → its packed int8 weights in <see cref="Ops"/>.</summary>
         public Dictionary<int, PackedConv> Packed { get; } = packed;
@@ -88,7 +109,11 @@ internal sealed partial class OnnxGraphModule : IInt8Module
 
         public IReadOnlyDictionary<string, ActivationQuantization> Activations => Parameters.Activations;
 
-        public void Dispose() => Ops.Dispose();
+        public void Dispose()
+        {
+            Ops.Dispose();
+            StemOffset?.Dispose();
+        }
     }
 
     /// <summary>The int8 parameters in use, or null when the graph runs in float.</summary>
@@ -96,6 +121,9 @@ internal sealed partial class OnnxGraphModule : IInt8Module
 
     /// <summary>Number of Conv nodes that run in int8 (0 when int8 is off).</summary>
     internal int Int8ConvCount => _int8?.Packed.Count ?? 0;
+
+    /// <summary>Whether int8 runs the <see cref="InputStem"/> without its channel reordering (false when the graph has none, or int8 is off).</summary>
+    internal bool Int8StemReordered => _int8?.StemOffset is not null;
 
     /// <summary>Number of Conv nodes in the graph.</summary>
     internal int ConvCount => _steps.Count(s => s.Node.OpType == "Conv");
@@ -285,8 +313,75 @@ internal sealed partial class OnnxGraphModule : IInt8Module
             }
         }
 
+        lowering.Stem = FindInputStem(lowering, readers);
         return lowering;
     }
+
+    /// <summary>The <see cref="InputStem"/> at the graph's start, when its steps are exactly that pattern; else null.</summary>
+    private InputStem? FindInputStem(Int8Lowering lowering, Dictionary<string, int> readers)
+    {
+        var s = _steps.FindIndex(step => step.Node.Input.Contains(_input));
+        if (s < 0 || s + 3 >= _steps.Count || readers.GetValueOrDefault(_input) != 1)
+        {
+            return null;
+        }
+
+        var (split, concat, sub) = (_steps[s].Node, _steps[s + 1].Node, _steps[s + 2].Node);
+        static bool ChannelAxis(NodeProto node) => node.Int("axis", 0) is 1 or -3;
+        if (split.OpType != "Split" || !ChannelAxis(split) || split.Input[0] != _input || split.Output.Count != 3
+            || SplitSizes(split) is not [1, 1, 1] || split.Output.Any(o => readers.GetValueOrDefault(o) != 1)
+            || concat.OpType != "Concat" || !ChannelAxis(concat) || concat.Input.Count != 3 || concat.Output.Count != 1
+            || readers.GetValueOrDefault(concat.Output[0]) != 1
+            || sub.OpType != "Sub" || sub.Input.Count != 2 || sub.Input[0] != concat.Output[0] || sub.Output.Count != 1
+            || !(_constants.TryGetValue(sub.Input[1], out var offset) || _weights.TryGetValue(sub.Input[1], out offset)) || readers.GetValueOrDefault(sub.Output[0]) != 1
+            || !lowering.Convs.TryGetValue(s + 3, out var conv) || conv.Input != sub.Output[0] || conv.Group != 1)
+        {
+            return null;
+        }
+
+        // The Concat's k-th channel is input channel order[k]; the offset must hold one value set per channel.
+        var order = concat.Input.Select(name => (long)split.Output.IndexOf(name)).ToArray();
+        if (order.Any(o => o < 0) || order.Distinct().Count() != 3 || OffsetChannels(offset) != 3)
+        {
+            return null;
+        }
+
+        var inverse = new long[3];
+        for (var k = 0; k < 3; k++)
+        {
+            inverse[order[k]] = k;
+        }
+
+        return new InputStem(s, s + 3, inverse, sub.Input[1]);
+    }
+
+    /// <summary>The sizes a Split node cuts into when they are fixed (attribute or constant input), or [1, 1, 1] for an even split of a 3-channel input.</summary>
+    private long[]? SplitSizes(NodeProto split)
+    {
+        if (Opset < 13)
+        {
+            return split.Ints("split") ?? (InputChannels() == 3 ? [1, 1, 1] : null);
+        }
+
+        if (split.Input.Count < 2 || split.Input[1].Length == 0)
+        {
+            return InputChannels() == 3 ? [1, 1, 1] : null;
+        }
+
+        return _constants.TryGetValue(split.Input[1], out var sizes) ? Longs(sizes) : null;
+    }
+
+    /// <summary>The channel count of the graph's declared input (dimension 1 of 4), or -1 when not declared.</summary>
+    private long InputChannels() =>
+        _inputInfo?.Type?.TensorType?.Shape?.Dim is { Count: 4 } dims && dims[1].DimValue > 0 ? dims[1].DimValue : -1;
+
+    /// <summary>How many channels a constant subtracted from an [N, C, H, W] value varies over: C for [1, C, H, W] or [C, H, W] shapes, else -1.</summary>
+    private static long OffsetChannels(Tensor offset) => offset.dim() switch
+    {
+        4 when offset.shape[0] == 1 => offset.shape[1],
+        3 => offset.shape[0],
+        _ => -1,
+    };
 
     /// <summary>Relu, or Clip(0, max &gt; 0), at step <paramref name="next"/> reading <paramref name="value"/>, which nothing else reads.</summary>
     private Fused FusedActivation(int next, string value, Dictionary<string, int> readers)
@@ -468,6 +563,11 @@ internal sealed partial class OnnxGraphModule : IInt8Module
     public void EnableInt8(Int8Parameters parameters)
     {
         ArgumentNullException.ThrowIfNull(parameters);
+        if (ReferenceEquals(_int8?.Source, parameters))
+        {
+            return; // enabled with these already (the last check of KeepSensitiveConvsInFloat)
+        }
+
         DisableInt8();
         var activations = parameters.Activations;
         var lowering = Lowering;
@@ -529,6 +629,11 @@ internal sealed partial class OnnxGraphModule : IInt8Module
                     (w, b) = (w * factor.reshape(-1, 1, 1, 1), b * factor);
                 }
 
+                if (lowering.Stem is { } stem && stem.Conv == s)
+                {
+                    w = w.index_select(1, torch.tensor(stem.Inverse)); // input channels in the graph input's order
+                }
+
                 if (readerScales.TryGetValue(s, out var down) && down.Length == w.shape[1] * conv.Group)
                 {
                     var factor = torch.tensor(down).reshape(conv.Group, 1, -1, 1, 1);
@@ -552,7 +657,16 @@ internal sealed partial class OnnxGraphModule : IInt8Module
             throw;
         }
 
-        _int8 = new Int8State(ops, packed, new Int8Parameters(moved, parameters.ChannelScales, parameters.FloatConvs));
+        Tensor? stemOffset = null;
+        if (lowering.Stem is { } inputStem && packed.ContainsKey(inputStem.Conv))
+        {
+            using var scope = torch.NewDisposeScope();
+            var offset = values[inputStem.Offset].detach(); // a constant, or a frozen weight
+            var channels = offset.dim() == 3 ? offset.unsqueeze(0) : offset;
+            stemOffset = channels.index_select(1, torch.tensor(inputStem.Inverse)).permute(0, 2, 3, 1).contiguous().permute(0, 3, 1, 2).DetachFromDisposeScope();
+        }
+
+        _int8 = new Int8State(ops, packed, new Int8Parameters(moved, parameters.ChannelScales, parameters.FloatConvs), parameters, stemOffset);
     }
 
     /// <summary>Back to float forward passes.</summary>
@@ -689,6 +803,17 @@ internal sealed partial class OnnxGraphModule : IInt8Module
             var step = _steps[s];
             var node = step.Node;
             var first = s;
+            if (state.StemOffset is { } stemOffset && lowering.Stem is { } stem && s == stem.Split && input.dtype == ScalarType.Float32 && input.dim() == 4
+                && state.Activations.TryGetValue(lowering.Convs[stem.Conv].Input, out var sp))
+            {
+                // The channel reordering is in the first Conv's weights and the offset: shift, quantize, go on at the Conv.
+                using var shifted = input - stemOffset;
+                quantized[lowering.Convs[stem.Conv].Input] = Invoke<Tensor>(state.Ops, "quantize", shifted, sp.Scale, sp.ZeroPoint);
+                s = stem.Conv - 1;
+                Release(first, s);
+                continue;
+            }
+
             if (state.Packed.ContainsKey(s) && lowering.Convs[s] is var conv && Quantized(conv.Input) is { } qx)
             {
                 var y = RunPackedConv(state, s, qx);
@@ -811,6 +936,7 @@ internal sealed partial class OnnxGraphModule : IInt8Module
     private Int8Parameters KeepSensitiveConvsInFloat(Int8Parameters parameters, Tensor images)
     {
         EnableInt8(parameters);
+        var keepEnabled = false;
         try
         {
             var lowering = Lowering;
@@ -835,6 +961,7 @@ internal sealed partial class OnnxGraphModule : IInt8Module
 
             if (WorstFeatureError(reference, images) <= FeatureErrorBudget)
             {
+                keepEnabled = true; // enabling these again (the caller's next step) then costs nothing
                 return parameters;
             }
 
@@ -869,7 +996,10 @@ internal sealed partial class OnnxGraphModule : IInt8Module
         }
         finally
         {
-            DisableInt8();
+            if (!keepEnabled)
+            {
+                DisableInt8();
+            }
         }
     }
 
