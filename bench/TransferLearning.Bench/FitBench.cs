@@ -74,7 +74,7 @@ internal static class FitBench
             .WithLearningRate(rate).WithSeed(seed).WithResizeMode(resize);
         if (int8)
         {
-            learner.WithInt8Backbone(int.Parse(Arg("--int8-calibration", "64"), CultureInfo.InvariantCulture));
+            learner.WithInt8Backbone(int.Parse(Arg("--int8-calibration", TrainingOptions.DefaultInt8CalibrationImages.ToString(CultureInfo.InvariantCulture)), CultureInfo.InvariantCulture));
         }
 
         if (args.Contains("--gc-after-load"))

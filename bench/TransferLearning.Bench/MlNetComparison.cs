@@ -152,7 +152,7 @@ internal static class MlNetComparison
         Console.WriteLine();
         Console.WriteLine($"ML.NET: LoadImages → ResizeImages(224) → ExtractPixels → DnnFeaturizeImage(ResNet18) → LbfgsMaximumEntropy");
         Console.WriteLine($"ours:   TransferLearner.From(\"resnet18\").Freeze().AddHead(classes).Fit(split, {options.Epochs})");
-        Console.WriteLine($"int8:   the same with .WithInt8Backbone() (calibrated on 64 training images spread over the classes)");
+        Console.WriteLine($"int8:   the same with .WithInt8Backbone() (calibrated on {TrainingOptions.DefaultInt8CalibrationImages} training images spread over the classes)");
         PrintRows(rows);
         if (ours.FineTuneSeconds is { } seconds)
         {

@@ -4,6 +4,7 @@ using TransferLearning.Backbones;
 using TransferLearning.Datasets;
 using TransferLearning.Hub;
 using TransferLearning.Native;
+using TransferLearning.Training;
 using static TorchSharp.torch;
 
 namespace TransferLearning.Bench;
@@ -36,10 +37,11 @@ internal static class PrecisionBench
         // One backbone per precision, measured in turn batch by batch, so that the machine's load hits them alike.
         using var floatBackbone = Load(source);
         var spec = Arg("--size", string.Empty) is { Length: > 0 } size ? floatBackbone.InputSpec.WithSize(int.Parse(size, inv), int.Parse(size, inv)) : floatBackbone.InputSpec;
-        var step = Math.Max(1, folder.Samples.Count / (batch + 64));
+        var calibrationCount = TrainingOptions.DefaultInt8CalibrationImages;
+        var step = Math.Max(1, folder.Samples.Count / (batch + calibrationCount));
         var spread = folder.Samples.Where((_, i) => i % step == 0).ToList();
         using var photos = stack(spread.Take(batch).Select(s => ImageTensor.FromFile(s.Path, spec)).ToArray());
-        using var calibration = stack(spread.Skip(batch).Take(64).Select(s => ImageTensor.FromFile(s.Path, spec)).ToArray());
+        using var calibration = stack(spread.Skip(batch).Take(calibrationCount).Select(s => ImageTensor.FromFile(s.Path, spec)).ToArray());
         Console.WriteLine($"model {source}, input {spec.Width}×{spec.Height}, batch {batch} photos, {iterations} rounds");
 
         using var noGrad = no_grad();

@@ -37,7 +37,7 @@ internal static class Cli
         {
             Description = "Run the frozen backbone in int8 (8-bit weights and activations, any backbone family): trades a little accuracy for speed " +
                 "on compute-heavy networks (resnet18 on flowers: featurizing 2.7x faster, validation accuracy 0.002 lower); thin MobileNets gain " +
-                "little or nothing. Calibration on 64 training images takes seconds to a minute. Fine-tuning (--fine-tune-epochs) trains in float.",
+                "little or nothing. Calibration on 32 training images takes seconds to a minute. Fine-tuning (--fine-tune-epochs) trains in float.",
         };
         var multiStage = new Option<bool>("--multi-stage")
         {

@@ -308,7 +308,7 @@ public sealed class TransferLearner : IDisposable
     /// percent off the float ones. Activation ranges come from training images spread evenly over every class. Works for
     /// every backbone family (ONNX graphs, torchvision checkpoints, TF.js layers models).
     /// </summary>
-    /// <param name="calibrationImages">Training images that set the activation ranges (default 64).</param>
+    /// <param name="calibrationImages">Training images that set the activation ranges (default 32).</param>
     /// <exception cref="NotSupportedException">The backbone cannot run in int8 (a module wrapped by hand).</exception>
     public TransferLearner WithInt8Backbone(int calibrationImages = TrainingOptions.DefaultInt8CalibrationImages)
     {

@@ -337,8 +337,12 @@ internal sealed class TrainingOptions
     /// <summary>Default seed.</summary>
     public const int DefaultSeed = 42;
 
-    /// <summary>Default number of calibration images for int8.</summary>
-    public const int DefaultInt8CalibrationImages = 64;
+    /// <summary>
+    /// Default number of calibration images for int8: 32. Measured on flowers (frozen, 6 epochs, 8-bit activations):
+    /// validation accuracy with 32 / 64 images 0.9017 / 0.8987 on <c>resnet18</c>, 0.8937 / 0.8907 on the Teachable Machine
+    /// MobileNetV2 (float 0.8907), and calibrating takes about half as long.
+    /// </summary>
+    public const int DefaultInt8CalibrationImages = 32;
 
     private int _batchSize = DefaultBatchSize;
     private double _learningRate = DefaultLearningRate;
@@ -578,7 +582,7 @@ internal sealed class TrainingOptions
     /// </summary>
     public bool Bf16Backbone { get; set; }
 
-    /// <summary>Training images whose activation ranges set the int8 scales (see <see cref="Int8Backbone"/>). Default 64.</summary>
+    /// <summary>Training images whose activation ranges set the int8 scales (see <see cref="Int8Backbone"/>). Default 32.</summary>
     public int Int8CalibrationImages
     {
         get => _int8CalibrationImages;
