@@ -331,12 +331,14 @@ public sealed class Backbone : IDisposable
     /// In inference (evaluation mode, no gradients recorded) a large batch runs in slices of
     /// <see cref="InferenceSliceSize"/> images, each in its own dispose scope: the features are the same, and every
     /// activation stays small enough for the native heap to reuse its memory from slice to slice (see
-    /// <see cref="InferenceSliceSize"/>).
+    /// <see cref="InferenceSliceSize"/>). The first call sets the native heap's parameters for such activations
+    /// (once per process, glibc only; see <c>NativeHeap.ConfigureAllocator</c>).
     /// </remarks>
     public Tensor Forward(Tensor images)
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
         ArgumentNullException.ThrowIfNull(images);
+        Training.NativeHeap.ConfigureAllocator();
         if (images.dim() != 4)
         {
             return Module.forward(images);

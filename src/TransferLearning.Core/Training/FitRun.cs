@@ -16,6 +16,7 @@ internal static class FitRun
 {
     public static FitResult Execute(FitPlan plan, IProgress<TrainingProgress>? progress, CancellationToken cancellationToken)
     {
+        NativeHeap.ConfigureAllocator(); // before int8 calibration's float passes too
         var backbone = plan.Backbone;
         var options = plan.Options;
         plan.Trainability?.ApplyTo(backbone);

@@ -49,6 +49,15 @@ internal static class NativeHeap
     /// </summary>
     public const int TrimThreshold = 1 << 30;
 
+    /// <summary>
+    /// glibc's top pad as this library sets it: 64 MB, the size of one heap of a thread's arena. Threads other than the
+    /// main one allocate from arenas made of 64 MB heaps, and glibc unmaps such a heap as soon as it is entirely free
+    /// unless the pad covers it, whatever the trim threshold: a float featurizing pass (activations of about 25 MB
+    /// each) then faulted up to 8 million pages in anew and spent up to 59 s in the kernel (README, "Allocator settings
+    /// for threads' arenas"). It also makes the main heap grow in steps of at least this much (address space only).
+    /// </summary>
+    public const int TopPad = 64 << 20;
+
     private static int _configured;
 
     /// <summary>
@@ -66,9 +75,11 @@ internal static class NativeHeap
     }
 
     /// <summary>
-    /// Once per process, on glibc: fixes the mmap threshold at <see cref="MmapThreshold"/> and the trim threshold at
-    /// <see cref="TrimThreshold"/> (<c>mallopt</c>: <c>M_MMAP_THRESHOLD</c>, <c>M_TRIM_THRESHOLD</c>), unless
-    /// <c>GLIBC_TUNABLES</c> sets malloc parameters itself. Returns whether this call set them.
+    /// Once per process, on glibc: fixes the mmap threshold at <see cref="MmapThreshold"/>, the trim threshold at
+    /// <see cref="TrimThreshold"/> and the top pad at <see cref="TopPad"/> (<c>mallopt</c>: <c>M_MMAP_THRESHOLD</c>,
+    /// <c>M_TRIM_THRESHOLD</c>, <c>M_TOP_PAD</c>), unless <c>GLIBC_TUNABLES</c> sets malloc parameters itself. Returns
+    /// whether this call set them. Called before the first batch of a fit, before int8 calibration and by
+    /// <see cref="Backbones.Backbone.Forward"/>.
     /// </summary>
     internal static bool ConfigureAllocator()
     {
@@ -81,7 +92,8 @@ internal static class NativeHeap
         try
         {
             return NativeMethods.mallopt(NativeMethods.MmapThresholdParameter, MmapThreshold) == 1
-                & NativeMethods.mallopt(NativeMethods.TrimThresholdParameter, TrimThreshold) == 1;
+                & NativeMethods.mallopt(NativeMethods.TrimThresholdParameter, TrimThreshold) == 1
+                & NativeMethods.mallopt(NativeMethods.TopPadParameter, TopPad) == 1;
         }
         catch (Exception ex) when (ex is DllNotFoundException or EntryPointNotFoundException)
         {
@@ -133,6 +145,7 @@ internal static class NativeHeap
         public static extern int malloc_trim(nuint pad);
 
         public const int TrimThresholdParameter = -1; // glibc's M_TRIM_THRESHOLD
+        public const int TopPadParameter = -2; // M_TOP_PAD
         public const int MmapThresholdParameter = -3; // M_MMAP_THRESHOLD
 
         [DllImport("libc", ExactSpelling = true)]
