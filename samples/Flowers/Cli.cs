@@ -36,7 +36,7 @@ internal static class Cli
         var int8 = new Option<bool>("--int8")
         {
             Description = "Run the frozen backbone in int8 (8-bit weights and activations, any backbone family): trades a little accuracy for speed " +
-                "on compute-heavy networks (resnet18 on flowers: featurizing 2.7x faster, validation accuracy 0.002 lower); thin MobileNets gain " +
+                "on compute-heavy networks (resnet18 on flowers: featurizing 3.9x faster, validation accuracy 0.9017 against 0.8987 in float); thin MobileNets gain " +
                 "little or nothing. Calibration on 32 training images takes seconds to a minute. Fine-tuning (--fine-tune-epochs) trains in float.",
         };
         var multiStage = new Option<bool>("--multi-stage")
