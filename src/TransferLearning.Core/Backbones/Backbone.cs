@@ -332,7 +332,8 @@ public sealed class Backbone : IDisposable
     /// <see cref="InferenceSliceSize"/> images, each in its own dispose scope: the features are the same, and every
     /// activation stays small enough for the native heap to reuse its memory from slice to slice (see
     /// <see cref="InferenceSliceSize"/>). The first call sets the native heap's parameters for such activations
-    /// (once per process, glibc only; see <c>NativeHeap.ConfigureAllocator</c>).
+    /// (once per process, glibc only, unless <c>GLIBC_TUNABLES</c> sets malloc parameters; see
+    /// <c>NativeHeap.ConfigureAllocator</c>): memory freed by inference then stays with the process up to 1 GB.
     /// </remarks>
     public Tensor Forward(Tensor images)
     {
