@@ -372,8 +372,7 @@ internal sealed partial class OnnxGraphModule : IInt8Module
     }
 
     /// <summary>The channel count of the graph's declared input (dimension 1 of 4), or -1 when not declared.</summary>
-    private long InputChannels() =>
-        _inputInfo?.Type?.TensorType?.Shape?.Dim is { Count: 4 } dims && dims[1].DimValue > 0 ? dims[1].DimValue : -1;
+    private long InputChannels() => InputShape is [_, > 0 and var channels, _, _] ? channels : -1;
 
     /// <summary>How many channels a constant subtracted from an [N, C, H, W] value varies over: C for [1, C, H, W] or [C, H, W] shapes, else -1.</summary>
     private static long OffsetChannels(Tensor offset) => offset.dim() switch
