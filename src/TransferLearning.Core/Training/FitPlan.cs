@@ -136,10 +136,11 @@ internal sealed class FitPlan
                 throw new InvalidOperationException("Int8Backbone and Bf16Backbone both ask for a faster backbone; choose one.");
             }
 
-            if (!frozen)
+            if (!frozen && !Bf16Training.Supports(backbone))
             {
-                throw new InvalidOperationException(
-                    "Bf16Backbone needs a frozen backbone: call Freeze() before Fit (fine-tuning trains unfrozen layers in float).");
+                throw new NotSupportedException(
+                    $"Bf16Backbone trains a backbone in bf16 only for torchvision checkpoints and ONNX models; '{backbone.Source}' is a {backbone.Module.GetType().Name}, which trains in float. " +
+                    "Remove WithBf16Backbone() to fine-tune it, or Freeze() it to featurize in bf16.");
             }
 
             if (Bf16Kernels.Unavailable is { } reason)

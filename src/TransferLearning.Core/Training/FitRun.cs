@@ -63,7 +63,7 @@ internal static class FitRun
                 calibrationSkipped = Quantize(plan, cancellationToken);
             }
 
-            if (options.Bf16Backbone && !backbone.IsBf16)
+            if (options.Bf16Backbone && backbone.IsFrozen && !backbone.IsBf16)
             {
                 backbone.EnableBf16();
             }

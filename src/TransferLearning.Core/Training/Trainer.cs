@@ -18,6 +18,9 @@ internal sealed class Trainer
     private readonly Tensor? _classWeights;
     private readonly InputSpec _spec;
 
+    // While a fit trains the backbone in bf16 (TrainingOptions.Bf16Backbone on an unfrozen backbone): its float masters.
+    private Bf16Training? _mixed;
+
     public Trainer(Backbone backbone, nn.Module<Tensor, Tensor> head, Device device, TrainingOptions options, Tensor? classWeights, InputSpec? spec = null)
     {
         _backbone = backbone;
@@ -34,9 +37,42 @@ internal sealed class Trainer
     /// </summary>
     /// <returns>
     /// The validation pass of the weights the head and backbone hold on return: the last epoch's, or the best epoch's
-    /// when early stopping restored them; null without validation data.
+    /// when early stopping restored them (after a fit that trained the backbone in bf16, a pass of the float weights
+    /// returned); null without validation data.
     /// </returns>
     public ValidationPass? Fit(
+        IBatchSource train,
+        IBatchSource? validation,
+        bool inputsAreFeatures,
+        int epochs,
+        History history,
+        IProgress<TrainingProgress>? progress,
+        CancellationToken cancellationToken)
+    {
+        if (!_options.Bf16Backbone || inputsAreFeatures || _backbone.IsFrozen)
+        {
+            return FitEpochs(train, validation, inputsAreFeatures, epochs, history, progress, cancellationToken);
+        }
+
+        ValidationPass? pass;
+        using (var mixed = new Bf16Training(_backbone))
+        {
+            _mixed = mixed;
+            try
+            {
+                pass = FitEpochs(train, validation, inputsAreFeatures, epochs, history, progress, cancellationToken);
+            }
+            finally
+            {
+                _mixed = null;
+            }
+        }
+
+        // The epochs' validation passes ran in bf16; the pass returned describes the float model the fit hands back.
+        return pass is null || validation is null ? pass : MeasurePass(validation, inputsAreFeatures, history.Count, progress, cancellationToken);
+    }
+
+    private ValidationPass? FitEpochs(
         IBatchSource train,
         IBatchSource? validation,
         bool inputsAreFeatures,
@@ -159,6 +195,7 @@ internal sealed class Trainer
                 ? WholeBatchStep(inputs, labels, inputsAreFeatures, backboneFrozen)
                 : SlicedStep(inputs, labels);
             optimizer.step();
+            _mixed?.CopyMastersToModule();
 
             var n = (int)labels.shape[0];
             lossSum += loss.item<float>() * n;
@@ -190,12 +227,13 @@ internal sealed class Trainer
         }
         else
         {
-            features = _backbone.Forward(inputs);
+            features = BackboneForward(inputs);
         }
 
         var logits = _head.forward(features);
         var loss = Loss(logits, labels);
         loss.backward();
+        _mixed?.AccumulateGradients();
         return (logits, loss);
     }
 
@@ -220,9 +258,10 @@ internal sealed class Trainer
             {
                 using var scope = NewDisposeScope();
                 var length = Math.Min(slice, count - start);
-                var sliceLogits = _head.forward(_backbone.Forward(inputs.narrow(0, start, length)));
+                var sliceLogits = _head.forward(BackboneForward(inputs.narrow(0, start, length)));
                 var sliceLoss = Loss(sliceLogits, labels.narrow(0, start, length), nn.Reduction.Sum).div(normaliser);
                 sliceLoss.backward();
+                _mixed?.AccumulateGradients(); // into float: the slices' gradients add up in float
                 logits.Add(sliceLogits.detach().MoveToOuterDisposeScope());
                 loss.add_(sliceLoss.detach(), KeptScalars.One);
             }
@@ -234,6 +273,9 @@ internal sealed class Trainer
             DisposeAll(logits);
         }
     }
+
+    /// <summary>The backbone's features of float images: in bf16 while it trains so (see <see cref="Bf16Training"/>), else as it runs.</summary>
+    private Tensor BackboneForward(Tensor images) => _mixed?.Forward(images) ?? _backbone.Forward(images);
 
     /// <summary>The error of a fit whose every training image was skipped as unreadable.</summary>
     public static InvalidDataException NoTrainingImages(int count, IReadOnlyList<SkippedImage> skipped)
@@ -256,7 +298,7 @@ internal sealed class Trainer
         {
             var inputs = batch.Inputs.to(_device);
             var labels = batch.Labels.to(_device);
-            var logits = _head.forward(inputsAreFeatures ? inputs : _backbone.Forward(inputs));
+            var logits = _head.forward(inputsAreFeatures ? inputs : BackboneForward(inputs));
             lossSum += nn.functional.cross_entropy(logits, labels, reduction: nn.Reduction.Sum).item<float>();
             var classes = (int)logits.shape[1];
             confusion ??= new int[classes, classes];
@@ -361,7 +403,8 @@ internal sealed class Trainer
             groups.Add((rest, 1.0));
         }
 
-        return groups;
+        // Training in bf16: the optimizer updates the float masters (the head has none and stays as it is).
+        return _mixed is { } mixed ? groups.Select(g => (g.Item1.Select(mixed.MasterOf).ToList(), g.Item2)).ToList() : groups;
     }
 
     /// <summary>The training loss: cross-entropy with the class weights and label smoothing in force (mean over the batch, or summed).</summary>
@@ -432,9 +475,10 @@ internal sealed class Trainer
 
         if (!headOnly && !_backbone.IsFrozen)
         {
-            foreach (var (name, value) in _backbone.Module.state_dict())
+            var backbone = _mixed?.FloatStateDict() ?? _backbone.Module.state_dict().ToDictionary(kv => kv.Key, kv => kv.Value.detach().clone());
+            foreach (var (name, value) in backbone)
             {
-                snapshot["backbone." + name] = value.detach().clone().MoveToOuterDisposeScope();
+                snapshot["backbone." + name] = value.MoveToOuterDisposeScope();
             }
         }
 
@@ -451,6 +495,12 @@ internal sealed class Trainer
 
         if (!headOnly && snapshot.Keys.Any(k => k.StartsWith("backbone.", StringComparison.Ordinal)))
         {
+            if (_mixed is { } mixed)
+            {
+                mixed.LoadFloatStateDict(_backbone.Module.state_dict().Keys.ToDictionary(name => name, name => snapshot["backbone." + name], StringComparer.Ordinal));
+                return;
+            }
+
             foreach (var (name, value) in _backbone.Module.state_dict())
             {
                 value.copy_(snapshot["backbone." + name]);

@@ -94,7 +94,7 @@ public sealed class Int8LoweringTests
     /// ML.NET's ResNet18 preprocessing in small (opset 9, 3×16×16 in 0..255): Split into channels → Concat as B, R, G (a
     /// rotation, which unlike ML.NET's B, G, R is not its own inverse) → Sub a mean image → Conv 3×3 s2 + BN + Relu → Conv 3×3 + BN + Relu → GlobalAveragePool → Flatten: 8 features.
     /// </summary>
-    private static ModelProto MeanImageModel()
+    internal static ModelProto MeanImageModel()
     {
         var b = new OnnxModelBuilder(9, [1, 3, 16, 16], seed: 7);
         var (r, g, bl) = b.NodeN("Split", ["x"], 3, I("axis", 1), Is("split", 1, 1, 1)) is [var x0, var x1, var x2] ? (x0, x1, x2) : default;

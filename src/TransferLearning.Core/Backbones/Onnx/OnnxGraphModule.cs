@@ -36,6 +36,28 @@ internal sealed class OnnxNodeModule : nn.Module
         Weights[onnxName] = value;
     }
 
+    /// <summary>Converts the weights, then points <see cref="Weights"/> at the converted ones and drops the folded cache.</summary>
+    protected override nn.Module _to(ScalarType dtype, bool non_blocking)
+    {
+        var result = base._to(dtype, non_blocking);
+        var parameters = named_parameters(recurse: false).ToDictionary(p => p.name, p => (Tensor)p.parameter, StringComparer.Ordinal);
+        var buffers = named_buffers(recurse: false).ToDictionary(b => b.name, b => b.buffer, StringComparer.Ordinal);
+        foreach (var onnxName in Weights.Keys.ToList())
+        {
+            var local = OnnxGraphModule.Sanitize(onnxName);
+            Weights[onnxName] = parameters.TryGetValue(local, out var p) ? p : buffers[local];
+        }
+
+        if (Folded is { } stale)
+        {
+            stale.Weight.Dispose();
+            stale.Bias.Dispose();
+            Folded = null;
+        }
+
+        return result;
+    }
+
     protected override void Dispose(bool disposing)
     {
         if (disposing && Folded is { } f)
@@ -58,6 +80,9 @@ internal sealed partial class OnnxGraphModule : nn.Module<Tensor, Tensor>, IOnnx
 {
     private readonly List<Step> _steps = [];
     private readonly Dictionary<string, Tensor> _constants = [];
+
+    // Float constants as read, kept once the module is converted to another float type (see _to).
+    private readonly Dictionary<string, Tensor> _constantsAsRead = new(StringComparer.Ordinal);
 
     // The initializers that stay constants, as read (their exact element types are written back on export and kept in saved models).
     private readonly Dictionary<string, TensorProto> _constantProtos = [];
@@ -546,17 +571,57 @@ internal sealed partial class OnnxGraphModule : nn.Module<Tensor, Tensor>, IOnnx
         }
     }
 
+    /// <summary>
+    /// Converts the weights (each node module re-points its <see cref="OnnxNodeModule.Weights"/>), then the float constants
+    /// (a mean image, say) from their values as read, so converting to bf16 and back leaves them as they were.
+    /// </summary>
+    protected override nn.Module _to(ScalarType dtype, bool non_blocking)
+    {
+        var result = base._to(dtype, non_blocking);
+        _weights.Clear();
+        foreach (var step in _steps)
+        {
+            foreach (var (name, weight) in step.Module?.Weights ?? [])
+            {
+                _weights[name] = weight;
+            }
+        }
+
+        foreach (var name in _constants.Keys.ToList())
+        {
+            var current = _constants[name];
+            if (!current.is_floating_point())
+            {
+                continue;
+            }
+
+            if (!_constantsAsRead.TryGetValue(name, out var read))
+            {
+                _constantsAsRead[name] = read = current;
+            }
+            else if (!ReferenceEquals(current, read))
+            {
+                current.Dispose();
+            }
+
+            _constants[name] = read.dtype == dtype ? read : read.to(dtype).DetachFromDisposeScope();
+        }
+
+        return result;
+    }
+
     /// <inheritdoc />
     protected override void Dispose(bool disposing)
     {
         if (disposing)
         {
-            foreach (var t in _constants.Values)
+            foreach (var t in _constants.Values.Concat(_constantsAsRead.Values))
             {
                 t.Dispose();
             }
 
             _constants.Clear();
+            _constantsAsRead.Clear();
             foreach (var t in _nodeConstants)
             {
                 t.Dispose();
