@@ -20,6 +20,7 @@ namespace TransferLearning.Bench;
 ///        [--no-trim (no native heap trimming between steps)] [--trim-ab (also ours with the other trim setting)]
 ///        [--cl-weights (also ours with conv weights stored channels-last)]
 ///        [--slices 16,32 (also ours with these training slice sizes; the default is Backbone.InferenceSliceSize)]
+///        [--bf16 (also ours training the backbone in bf16 with float master weights: TrainingOptions.Bf16Backbone)]
 /// </summary>
 internal static class FineTuneStepBench
 {
@@ -48,30 +49,35 @@ internal static class FineTuneStepBench
         {
             foreach (var from in froms)
             {
-                var variants = new List<(string Suffix, bool Fold, bool ChannelsLast, bool Trim, int? Slice)> { (string.Empty, true, false, NativeHeap.Enabled, null) };
+                var variants = new List<(string Suffix, bool Fold, bool ChannelsLast, bool Trim, int? Slice, bool Bf16)> { (string.Empty, true, false, NativeHeap.Enabled, null, false) };
                 foreach (var size in BenchSupport.Arg(args, "--slices", string.Empty).Split(',', StringSplitOptions.RemoveEmptyEntries))
                 {
-                    variants.Add(($", slices of {size}", true, false, NativeHeap.Enabled, int.Parse(size, System.Globalization.CultureInfo.InvariantCulture)));
+                    variants.Add(($", slices of {size}", true, false, NativeHeap.Enabled, int.Parse(size, System.Globalization.CultureInfo.InvariantCulture), false));
                 }
 
                 if (args.Contains("--unfolded"))
                 {
-                    variants.Add((", BN unfolded", false, false, NativeHeap.Enabled, null));
+                    variants.Add((", BN unfolded", false, false, NativeHeap.Enabled, null, false));
                 }
 
                 if (args.Contains("--cl-weights"))
                 {
-                    variants.Add((", cl weights", true, true, NativeHeap.Enabled, null));
+                    variants.Add((", cl weights", true, true, NativeHeap.Enabled, null, false));
                 }
 
                 if (args.Contains("--trim-ab"))
                 {
-                    variants.Add((", heap trim " + (NativeHeap.Enabled ? "off" : "on"), true, false, !NativeHeap.Enabled, null));
+                    variants.Add((", heap trim " + (NativeHeap.Enabled ? "off" : "on"), true, false, !NativeHeap.Enabled, null, false));
                 }
 
-                foreach (var (suffix, fold, channelsLast, trim, slice) in variants)
+                if (args.Contains("--bf16"))
                 {
-                    var ours = new TrainerRunner(arch, from, batch, threads, steps, 1 + reps, fold, channelsLast, trim, slice);
+                    variants.Add((", bf16", true, false, NativeHeap.Enabled, null, true));
+                }
+
+                foreach (var (suffix, fold, channelsLast, trim, slice, bf16) in variants)
+                {
+                    var ours = new TrainerRunner(arch, from, batch, threads, steps, 1 + reps, fold, channelsLast, trim, slice, bf16);
                     disposables.Add(ours);
                     var name = $"ours, from {from}{suffix}";
                     Console.WriteLine($"  {name}: {ours.TrainableParameters:N0} trainable parameters");
@@ -158,7 +164,7 @@ internal static class FineTuneStepBench
         private Exception? _error;
         private bool _finished;
 
-        public TrainerRunner(string arch, string from, int batch, int threads, int steps, int repetitions, bool fold, bool channelsLastWeights, bool trim, int? slice)
+        public TrainerRunner(string arch, string from, int batch, int threads, int steps, int repetitions, bool fold, bool channelsLastWeights, bool trim, int? slice, bool bf16)
         {
             _steps = steps;
             _trim = trim;
@@ -181,7 +187,7 @@ internal static class FineTuneStepBench
             var head = HeadFactory.Create(backbone.FeatureSize, Classes, new HeadOptions(), 42);
             TrainableParameters = backbone.Module.parameters().Where(p => p.requires_grad).Sum(p => p.numel())
                 + head.parameters().Sum(p => p.numel());
-            var options = new TrainingOptions { LearningRate = 1e-5, BatchSize = batch, TrainingSliceSize = slice };
+            var options = new TrainingOptions { LearningRate = 1e-5, BatchSize = batch, TrainingSliceSize = slice, Bf16Backbone = bf16 };
             var source = new RepeatedBatch(batch, steps * repetitions);
             _thread = new Thread(() =>
             {
