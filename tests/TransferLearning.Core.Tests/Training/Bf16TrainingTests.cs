@@ -104,6 +104,37 @@ public sealed class Bf16TrainingTests
     }
 
     [Fact]
+    public void FloatStateDict_SnapshotThenStepThenLoad_RestoresTheFloatWeightsExactly()
+    {
+        using var scope = NewDisposeScope();
+        using var backbone = ResNet18();
+        backbone.Unfreeze("layer4");
+        using var generator = new Generator(10, CPU);
+        var images = rand([2, 3, 64, 64], generator: generator);
+        var mixed = new Bf16Training(backbone);
+        var snapshot = mixed.FloatStateDict(); // what early stopping keeps of the best epoch
+        var trained = backbone.Module.named_parameters().Where(p => p.parameter.requires_grad).Select(p => (p.name, Master: mixed.MasterOf(p.parameter))).ToList();
+
+        mixed.Forward(images).square().sum().backward();
+        mixed.AccumulateGradients();
+        using (var sgd = optim.SGD(trained.Select(p => p.Master), 0.01))
+        {
+            sgd.step();
+        }
+
+        mixed.CopyMastersToModule();
+        Assert.Contains(trained, p => !p.Master.eq(snapshot[p.name]).all().item<bool>()); // the step moved the masters
+        mixed.LoadFloatStateDict(snapshot); // what early stopping's restore does
+        mixed.Dispose();
+
+        Assert.All(snapshot.Values.Where(v => v.is_floating_point()), v => Assert.Equal(ScalarType.Float32, v.dtype));
+        foreach (var (name, value) in backbone.Module.state_dict())
+        {
+            Assert.True(value.eq(snapshot[name]).all().item<bool>(), $"{name}: not the snapshot's float value after the restore");
+        }
+    }
+
+    [Fact]
     public void Bf16Training_OnnxGraphWithAMeanImageConstant_ComputesInBf16AndComesBackExactly()
     {
         var model = Int8.Int8LoweringTests.MeanImageModel();
