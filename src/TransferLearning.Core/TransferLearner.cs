@@ -300,9 +300,9 @@ public sealed class TransferLearner : IDisposable
     /// Runs the backbone in bfloat16 on CPUs with native bf16 kernels (AVX-512 BF16 or AMX): a frozen backbone while
     /// featurizing and in the trained model; a backbone that trains (after <see cref="Unfreeze()"/>, or the second phase
     /// of <see cref="FineTune(DatasetSplit, int, int)"/>) in its forward and backward passes, with float master weights
-    /// (torchvision checkpoints and ONNX models; a TF.js backbone fine-tunes in float in the recipe and is refused by a
-    /// plain Fit). Checked when Fit starts: on other CPUs Fit throws a <see cref="NotSupportedException"/> naming the
-    /// missing CPU feature (bf16 would be emulated there, slower than float).
+    /// (every family the library loads; a module wrapped by hand is refused). Checked when Fit starts: on other CPUs Fit
+    /// throws a <see cref="NotSupportedException"/> naming the missing CPU feature (bf16 would be emulated there, slower
+    /// than float).
     /// </summary>
     public TransferLearner WithBf16Backbone() => Set(o => o.Bf16Backbone = true);
 
@@ -459,7 +459,7 @@ public sealed class TransferLearner : IDisposable
         ArgumentOutOfRangeException.ThrowIfNegative(freezeEpochs);
         var head = freezeEpochs == 0 ? null : FitPlan.Create(_backbone, _continued, _classes, _headOptions, Trainability.Frozen, FineTuneRecipe.HeadPhase(_options), data, freezeEpochs);
         var tune = FitPlan.Create(_backbone, _continued, _classes, _headOptions, _trainability is { IsFrozen: false } t ? t : Trainability.FromBlock(0),
-            FineTuneRecipe.BackbonePhase(_options, _explicit, Bf16Training.Supports(_backbone)), data, epochs);
+            FineTuneRecipe.BackbonePhase(_options, _explicit), data, epochs);
         return (head, tune);
     }
 

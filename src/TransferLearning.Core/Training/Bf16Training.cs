@@ -65,10 +65,11 @@ internal sealed class Bf16Training : IDisposable
     }
 
     /// <summary>
-    /// Whether a backbone can train in bf16 this way: torchvision checkpoints and ONNX graphs (which re-point their weights
-    /// and constants when converted), not TF.js layers models.
+    /// Whether a backbone can train in bf16 this way: every family the library loads (torchvision checkpoints and TF.js
+    /// layers models read their weights through their layers; ONNX graphs re-point their weights and constants when
+    /// converted), not a module wrapped by hand, which may keep references to its weights elsewhere.
     /// </summary>
-    public static bool Supports(Backbone backbone) => backbone.Module is TorchVisionFeatureModule or Backbones.Onnx.OnnxGraphModule;
+    public static bool Supports(Backbone backbone) => backbone.Module is TorchVisionFeatureModule or Backbones.Onnx.OnnxGraphModule or Backbones.Tfjs.TfjsNetwork;
 
     /// <summary>The float master of a module parameter, or the parameter itself when it has none (the head's, in float).</summary>
     public Parameter MasterOf(Parameter parameter) => _masterOf.GetValueOrDefault(parameter, parameter);

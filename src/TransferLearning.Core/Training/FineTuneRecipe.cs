@@ -43,13 +43,11 @@ public static class FineTuneRecipe
     /// <summary>The backbone phase's options: the recipe's values for every setting the learner was not given.</summary>
     /// <param name="learner">The learner's options.</param>
     /// <param name="explicitSettings">Names of the learner methods that were called.</param>
-    /// <param name="bf16Training">Whether the backbone can train in bf16 (see <see cref="Bf16Training.Supports"/>): else a bf16 head phase is followed by a float backbone phase.</param>
-    internal static TrainingOptions BackbonePhase(TrainingOptions learner, IReadOnlySet<string> explicitSettings, bool bf16Training)
+    internal static TrainingOptions BackbonePhase(TrainingOptions learner, IReadOnlySet<string> explicitSettings)
     {
         var options = learner.Clone();
         options.Int8Backbone = false; // trained weights run in float
         options.StandardizeFeatures = false; // the head phase folded it into the head
-        options.Bf16Backbone = learner.Bf16Backbone && bf16Training;
         if (!explicitSettings.Contains(nameof(TransferLearner.WithOptimizer)))
         {
             options.Optimizer = OptimizerKind.AdamW;

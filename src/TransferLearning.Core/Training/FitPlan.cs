@@ -139,8 +139,8 @@ internal sealed class FitPlan
             if (!frozen && !Bf16Training.Supports(backbone))
             {
                 throw new NotSupportedException(
-                    $"Bf16Backbone trains a backbone in bf16 only for torchvision checkpoints and ONNX models; '{backbone.Source}' is a {backbone.Module.GetType().Name}, which trains in float. " +
-                    "Remove WithBf16Backbone() to fine-tune it, or Freeze() it to featurize in bf16.");
+                    $"Bf16Backbone trains a backbone in bf16 when it was loaded from ONNX, a torchvision checkpoint or a TF.js layers model; '{backbone.Source}' is a {backbone.Module.GetType().Name} wrapped by hand. " +
+                    "Remove WithBf16Backbone() to train it in float.");
             }
 
             if (Bf16Kernels.Unavailable is { } reason)

@@ -580,9 +580,9 @@ internal sealed class TrainingOptions
     /// bf16 while featurizing and in the trained model's predictions. A backbone that trains (fine-tuning) computes its
     /// forward and backward passes in bf16 while the optimizer updates float copies of its weights (mixed precision);
     /// the trained model holds the float weights and predicts in float (the epochs' validation passes run in bf16; the
-    /// fit's final evaluation runs the float model). Training in bf16 is available for torchvision checkpoints and ONNX models, not TF.js layers models. Fit
-    /// refuses (a <see cref="NotSupportedException"/> naming the missing CPU feature) where bf16 would be emulated,
-    /// slower than float. Default false.
+    /// fit's final evaluation runs the float model). Training in bf16 works for every backbone family the library loads,
+    /// not for a module wrapped by hand. Fit refuses (a <see cref="NotSupportedException"/> naming the missing CPU
+    /// feature) where bf16 would be emulated, slower than float. Default false.
     /// </summary>
     public bool Bf16Backbone { get; set; }
 

@@ -103,6 +103,48 @@ public sealed class Bf16TrainingTests
         }
     }
 
+    [Theory]
+    [Trait("Category", "RealData")]
+    [InlineData("tfjs-mobilenetv2")]
+    [InlineData("onnx-resnet18")]
+    [InlineData("torchvision-mobilenet_v2")]
+    public void Bf16Training_EachFamilyOnPhotos_FeaturesCloseToFloatAndTheSameNetworkAfter(string family)
+    {
+        using var backbone = Int8.Int8FamilyTests.Family(family);
+        backbone.Unfreeze();
+        backbone.SetTrainingMode(false);
+        var spec = backbone.FixedInputSize ? backbone.InputSpec : backbone.InputSpec.WithSize(96, 96);
+        using var scope = NewDisposeScope();
+        var photos = Int8.Int8FamilyTests.Photos(spec, offset: 1, count: 2);
+        Tensor reference;
+        using (no_grad())
+        {
+            reference = backbone.Forward(photos);
+        }
+
+        var before = State(backbone);
+        var mixed = new Bf16Training(backbone);
+        var features = mixed.Forward(photos);
+        features.square().sum().backward();
+        mixed.AccumulateGradients();
+        var gradients = backbone.Module.parameters().Count(p => mixed.MasterOf(p).grad is not null);
+        mixed.Dispose();
+        Tensor again;
+        using (no_grad())
+        {
+            again = backbone.Forward(photos);
+        }
+
+        Assert.True(Bf16Training.Supports(backbone));
+        Assert.Equal(backbone.Module.parameters().Count(), gradients);
+        var cosine = nn.functional.cosine_similarity(features.detach(), reference, 1).min().item<float>();
+        Assert.True(cosine >= 0.95f, $"{family}: bf16 features at cosine {cosine:F4} to float");
+        var rounded = ((features.detach() - reference).norm() / reference.norm()).item<float>();
+        Assert.True(rounded > 1e-4f, $"{family}: bf16 features differ from float by only {rounded}: not computed in bf16");
+        Assert.All(backbone.Module.state_dict(), kv => Assert.True(kv.Value.eq(before[kv.Key]).all().item<bool>(), $"{family}: {kv.Key} changed"));
+        Assert.True(again.eq(reference).all().item<bool>(), $"{family}: float features changed after the bf16 pass");
+    }
+
     [Fact]
     public void FloatStateDict_SnapshotThenStepThenLoad_RestoresTheFloatWeightsExactly()
     {
@@ -174,7 +216,7 @@ public sealed class Bf16TrainingTests
     }
 
     [Fact]
-    public void Fit_Bf16OnTrainingBackboneOfAnotherFamily_SaysItTrainsInFloat()
+    public void Fit_Bf16OnTrainingBackboneWrappedByHand_SaysToTrainItInFloat()
     {
         var images = new Datasets.ImageDataset(["a", "b"], [new Datasets.ImageSample("a.jpg", 0), new Datasets.ImageSample("b.jpg", 1)]);
         var data = new Datasets.DatasetSplit(images, images);
@@ -183,30 +225,29 @@ public sealed class Bf16TrainingTests
         var e = Assert.Throws<NotSupportedException>(() => learner.Fit(data, 1));
 
         Assert.Equal(
-            "Bf16Backbone trains a backbone in bf16 only for torchvision checkpoints and ONNX models; 'test:tiny' is a Sequential, which trains in float. " +
-            "Remove WithBf16Backbone() to fine-tune it, or Freeze() it to featurize in bf16.",
+            "Bf16Backbone trains a backbone in bf16 when it was loaded from ONNX, a torchvision checkpoint or a TF.js layers model; 'test:tiny' is a Sequential wrapped by hand. " +
+            "Remove WithBf16Backbone() to train it in float.",
             e.Message);
     }
 
     [Theory]
     [InlineData(true)]
     [InlineData(false)]
-    public void BackbonePhase_Bf16Backbone_KeptOnlyWhereTheBackboneCanTrainInBf16(bool supported)
+    public void BackbonePhase_Bf16Backbone_KeptForTheTrainedBackbone(bool bf16)
     {
-        var learner = new TrainingOptions { Bf16Backbone = true };
+        var learner = new TrainingOptions { Bf16Backbone = bf16 };
 
-        var phase = FineTuneRecipe.BackbonePhase(learner, new HashSet<string>(), bf16Training: supported);
+        var phase = FineTuneRecipe.BackbonePhase(learner, new HashSet<string>());
 
-        Assert.Equal(supported, phase.Bf16Backbone);
+        Assert.Equal(bf16, phase.Bf16Backbone);
     }
 
     [Fact]
-    public void Supports_TorchVisionOnnxAndHandWrappedBackbones_NotTheHandWrappedOne()
+    public void Supports_LoadedFamiliesAndAModuleWrappedByHand_NotTheWrappedOne()
     {
         using var torchVision = ResNet18();
-        using var wrapped = TestBackbones.Tiny();
-
         using var onnx = Int8.Int8LoweringTests.MobileNetLike();
+        using var wrapped = TestBackbones.Tiny();
 
         Assert.True(Bf16Training.Supports(torchVision));
         Assert.True(Bf16Training.Supports(onnx));

@@ -216,7 +216,7 @@ public sealed class FineTuningTests : IClassFixture<GeneratedImages>
     public void BackbonePhase_ExplicitSettings_WinOverTheRecipe()
     {
         var learner = new TrainingOptions { LearningRate = 0.02, LabelSmoothing = 0 };
-        var recipe = FineTuneRecipe.BackbonePhase(learner, new HashSet<string> { nameof(TransferLearner.WithLearningRate), nameof(TransferLearner.WithLabelSmoothing) }, bf16Training: false);
+        var recipe = FineTuneRecipe.BackbonePhase(learner, new HashSet<string> { nameof(TransferLearner.WithLearningRate), nameof(TransferLearner.WithLabelSmoothing) });
         Assert.Equal(0.02, recipe.LearningRate);
         Assert.Equal(0, recipe.LabelSmoothing);
         Assert.Equal(OptimizerKind.AdamW, recipe.Optimizer);
@@ -224,7 +224,7 @@ public sealed class FineTuningTests : IClassFixture<GeneratedImages>
         Assert.Equal(FineTuneRecipe.LowestBlockRateFactor, recipe.LowestBlockRateFactor);
         Assert.True(recipe.Augmentation.RandomResizedCrop);
 
-        var defaults = FineTuneRecipe.BackbonePhase(learner, new HashSet<string>(), bf16Training: false);
+        var defaults = FineTuneRecipe.BackbonePhase(learner, new HashSet<string>());
         Assert.Equal(FineTuneRecipe.LearningRate, defaults.LearningRate);
         Assert.Equal(FineTuneRecipe.LabelSmoothing, defaults.LabelSmoothing);
     }
