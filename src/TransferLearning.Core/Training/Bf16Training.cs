@@ -187,8 +187,7 @@ internal sealed class Bf16Training : IDisposable
         BatchNormFolding.Invalidate(module);
         foreach (var master in _masters.Values)
         {
-            master.grad?.Dispose();
-            master.Dispose();
+            master.Dispose(); // and its float gradient with it
         }
 
         foreach (var t in _floatState.Values)
