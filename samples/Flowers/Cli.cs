@@ -39,6 +39,13 @@ internal static class Cli
                 "on compute-heavy networks (resnet18 on flowers: featurizing 3.9x faster, validation accuracy 0.9017 against 0.8987 in float); thin MobileNets gain " +
                 "little or nothing. Calibration on 32 training images takes seconds to a minute. Fine-tuning (--fine-tune-epochs) trains in float.",
         };
+        var bf16 = new Option<bool>("--bf16")
+        {
+            Description = "Run the backbone in bfloat16, where the CPU has native bf16 kernels (AVX-512 BF16 or AMX; elsewhere train stops with a message " +
+                "naming the missing feature): the frozen featurizing and, with --fine-tune-epochs, the fine-tuning steps (float master weights; the saved " +
+                "model predicts in float). Trades rounding to 8 significant bits for speed: resnet18's fine-tuning recipe on flowers ran 1.73x faster at " +
+                "validation accuracy 0.9448 against 0.9458 in float; the small Teachable Machine MobileNetV2 gained 1.1-1.2x. Not with --int8.",
+        };
         var multiStage = new Option<bool>("--multi-stage")
         {
             Description = "Give the head average- and max-pooled features of the backbone's last two stages (1,536 for resnet18 instead of 512), " +
@@ -70,7 +77,7 @@ internal static class Cli
 
         var train = new Command("train", "Train a classifier on a folder of class folders.")
         {
-            data, model, architecture, epochs, fineTune, augment, tta, int8, multiStage, mirror, centerCrop, cropMin, validationSplit, seed, batchSize, output, json,
+            data, model, architecture, epochs, fineTune, augment, tta, int8, bf16, multiStage, mirror, centerCrop, cropMin, validationSplit, seed, batchSize, output, json,
         };
         train.SetAction((r, _) => TrainCommand.RunAsync(
             new TrainSettings(
@@ -89,6 +96,7 @@ internal static class Cli
                 Augment = r.GetValue(augment),
                 Tta = r.GetValue(tta),
                 Int8 = r.GetValue(int8),
+                Bf16 = r.GetValue(bf16),
                 MultiStage = r.GetValue(multiStage),
                 Mirror = r.GetValue(mirror),
                 CenterCrop = r.GetValue(centerCrop),

@@ -57,6 +57,7 @@ internal static class JsonReports
             ["augment"] = new JsonObject { ["frozen"] = settings.AugmentHead, ["fine_tune"] = settings.FineTuneEpochs > 0 && settings.AugmentFineTuning },
             ["tta"] = settings.Tta,
             ["int8"] = settings.Int8,
+            ["bf16"] = settings.Bf16,
             ["multi_stage"] = settings.MultiStage,
             ["mirror"] = settings.Mirror,
             ["center_crop"] = settings.CenterCrop,

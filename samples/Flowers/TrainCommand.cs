@@ -54,6 +54,9 @@ internal sealed record TrainSettings(
     /// <summary>--int8: the frozen backbone runs in int8.</summary>
     public bool Int8 { get; init; }
 
+    /// <summary>--bf16: the backbone runs in bf16, frozen and while it fine-tunes (float master weights).</summary>
+    public bool Bf16 { get; init; }
+
     /// <summary>--multi-stage: multi-stage features (ONNX backbones), standardized for the head.</summary>
     public bool MultiStage { get; init; }
 
@@ -231,7 +234,7 @@ internal static class TrainCommand
         var table = Report.NewEpochTable();
         using (learner)
         {
-            console.MarkupLineInterpolated($"Backbone [bold]{learner.Backbone.Source}[/] ({learner.Backbone.FeatureSize} features), frozen{(settings.Int8 ? ", int8" : string.Empty)}; head: dense → {split.Classes.Count} classes.");
+            console.MarkupLineInterpolated($"Backbone [bold]{learner.Backbone.Source}[/] ({learner.Backbone.FeatureSize} features), frozen{(settings.Int8 ? ", int8" : settings.Bf16 ? ", bf16" : string.Empty)}; head: dense → {split.Classes.Count} classes.");
             learner.Freeze().AddHead(split.Classes).WithBatchSize(settings.BatchSize).WithSeed(settings.Seed)
                 .WithBadImages(BadImagePolicy.Skip);
             if (settings.AugmentHead)
@@ -250,6 +253,11 @@ internal static class TrainCommand
             if (settings.Int8)
             {
                 learner.WithInt8Backbone();
+            }
+
+            if (settings.Bf16)
+            {
+                learner.WithBf16Backbone();
             }
 
             if (settings.MultiStage)
@@ -286,7 +294,7 @@ internal static class TrainCommand
             if (settings.FineTuneEpochs > 0)
             {
                 console.MarkupLineInterpolated(
-                    $"Fine-tuning: whole backbone trainable, {settings.FineTuneEpochs} epoch(s), AdamW peaking at {FineTuneRecipe.LearningRate} (one cycle), augmentation {(settings.AugmentFineTuning ? "on" : "off")}.");
+                    $"Fine-tuning: whole backbone trainable{(settings.Bf16 ? " (in bf16)" : string.Empty)}, {settings.FineTuneEpochs} epoch(s), AdamW peaking at {FineTuneRecipe.LearningRate} (one cycle), augmentation {(settings.AugmentFineTuning ? "on" : "off")}.");
                 var fineTuner = TransferLearner.From(model).Unfreeze().WithBatchSize(settings.BatchSize).WithSeed(settings.Seed)
                     .WithBadImages(BadImagePolicy.Skip);
                 if (!settings.AugmentFineTuning)
@@ -296,6 +304,11 @@ internal static class TrainCommand
                 else if (settings.CropMin is not null)
                 {
                     fineTuner.WithAugmentation(settings.Augmentation());
+                }
+
+                if (settings.Bf16)
+                {
+                    fineTuner.WithBf16Backbone(); // forward and backward in bf16, float master weights
                 }
 
                 var monitor = new FitMonitor(split.Train.Count, split.Validation.Count);

@@ -3,7 +3,7 @@ using Flowers.Tests.Support;
 
 namespace Flowers.Tests;
 
-/// <summary>train --fine-tune-epochs/--augment/--tta/--int8/--multi-stage/--mirror/--center-crop/--crop-min and evaluate --tta: what they run and what the JSON says.</summary>
+/// <summary>train --fine-tune-epochs/--augment/--tta/--int8/--bf16/--multi-stage/--mirror/--center-crop/--crop-min and evaluate --tta: what they run and what the JSON says.</summary>
 public sealed class RecipeOptionTests : IDisposable
 {
     private readonly GeneratedImages _images = new();
@@ -43,6 +43,38 @@ public sealed class RecipeOptionTests : IDisposable
         Assert.Null(summary["val_accuracy_tta"]);
         Assert.False((bool)summary["tta"]!);
         Assert.False((bool)summary["int8"]!);
+        Assert.False((bool)summary["bf16"]!);
+    }
+
+    [Fact]
+    public async Task Train_Bf16WithFineTuning_TrainsInBf16WhereTheCpuHasItElseNamesTheMissingFeature()
+    {
+        var run = await FlowersCli.RunAsync(TestData.Train(_images.Root, Model, "--bf16", "--fine-tune-epochs", "1", "--json", Json));
+
+        if (run.ExitCode == 0)
+        {
+            var summary = JsonNode.Parse(File.ReadAllText(Json))!;
+            Assert.True((bool)summary["bf16"]!);
+            Assert.Equal(["frozen", "fine-tune"], summary["history"]!.AsArray().Select(e => (string)e!["stage"]!));
+            Assert.Contains("whole backbone trainable (in bf16)", run.Output, StringComparison.Ordinal);
+            return;
+        }
+
+        // A CPU without native bf16 kernels: one line naming the feature, nothing saved.
+        Assert.Equal(1, run.ExitCode);
+        Assert.Contains("flowers: error: Bf16Backbone cannot speed up this machine: ", run.Error, StringComparison.Ordinal);
+        Assert.Contains("avx512_bf16", run.Error, StringComparison.Ordinal);
+        Assert.False(File.Exists(Model));
+    }
+
+    [Fact]
+    public async Task Train_Int8AndBf16_FailsSayingChooseOneAndSavesNothing()
+    {
+        var run = await FlowersCli.RunAsync(TestData.Train(_images.Root, Model, "--int8", "--bf16"));
+
+        Assert.Equal(1, run.ExitCode);
+        Assert.Contains("flowers: error: Int8Backbone and Bf16Backbone both ask for a faster backbone; choose one.", run.Error, StringComparison.Ordinal);
+        Assert.False(File.Exists(Model));
     }
 
     [Fact]
@@ -188,12 +220,14 @@ public sealed class RecipeOptionTests : IDisposable
     }
 
     [Fact]
-    public async Task TrainHelp_Int8AndAugment_SayWhatTheyTrade()
+    public async Task TrainHelp_Int8Bf16AndAugment_SayWhatTheyTrade()
     {
         var run = await FlowersCli.RunAsync("train", "--help");
 
         Assert.Contains("--int8", run.Output, StringComparison.Ordinal);
         Assert.Contains("trades a little accuracy for speed", run.Output, StringComparison.Ordinal);
+        Assert.Contains("--bf16", run.Output, StringComparison.Ordinal);
+        Assert.Contains("Trades rounding to 8 significant bits for speed", run.Output, StringComparison.Ordinal);
         Assert.Contains("Default: on for fine-tuning", run.Output, StringComparison.Ordinal);
     }
 }
