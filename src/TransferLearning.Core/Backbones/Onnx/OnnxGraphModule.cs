@@ -21,6 +21,17 @@ internal sealed class OnnxNodeModule : nn.Module
     /// <summary>For a Conv followed by a BatchNormalization: the folded weight/bias used in frozen eval mode.</summary>
     public (Tensor Weight, Tensor Bias)? Folded { get; set; }
 
+    /// <summary>Disposes and forgets <see cref="Folded"/> (the weights it was folded from changed, or went away).</summary>
+    public void DropFolded()
+    {
+        if (Folded is { } f)
+        {
+            f.Weight.Dispose();
+            f.Bias.Dispose();
+            Folded = null;
+        }
+    }
+
     public void AddParameter(string onnxName, Tensor value, bool trainable)
     {
         var local = OnnxGraphModule.Sanitize(onnxName);
@@ -48,23 +59,15 @@ internal sealed class OnnxNodeModule : nn.Module
             Weights[onnxName] = parameters.TryGetValue(local, out var p) ? p : buffers[local];
         }
 
-        if (Folded is { } stale)
-        {
-            stale.Weight.Dispose();
-            stale.Bias.Dispose();
-            Folded = null;
-        }
-
+        DropFolded();
         return result;
     }
 
     protected override void Dispose(bool disposing)
     {
-        if (disposing && Folded is { } f)
+        if (disposing)
         {
-            f.Weight.Dispose();
-            f.Bias.Dispose();
-            Folded = null;
+            DropFolded();
         }
 
         base.Dispose(disposing);
@@ -531,13 +534,7 @@ internal sealed partial class OnnxGraphModule : nn.Module<Tensor, Tensor>, IOnnx
         if (step.Module!.training || next.Module!.training
             || step.Module.parameters().Any(p => p.requires_grad) || next.Module.parameters().Any(p => p.requires_grad))
         {
-            if (step.Module?.Folded is { } stale)
-            {
-                stale.Weight.Dispose();
-                stale.Bias.Dispose();
-                step.Module.Folded = null;
-            }
-
+            step.Module.DropFolded();
             return false;
         }
 
@@ -562,12 +559,7 @@ internal sealed partial class OnnxGraphModule : nn.Module<Tensor, Tensor>, IOnnx
     {
         foreach (var step in _steps)
         {
-            if (step.Module?.Folded is { } f)
-            {
-                f.Weight.Dispose();
-                f.Bias.Dispose();
-                step.Module.Folded = null;
-            }
+            step.Module?.DropFolded();
         }
     }
 
