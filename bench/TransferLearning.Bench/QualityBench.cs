@@ -139,6 +139,7 @@ internal static class QualityBench
             MirrorAveraged = settings.ContainsKey("mirror"),
         };
         using var learner = TransferLearner.From(Arg("--model", "resnet18"), load).AddHead(data.Classes, head);
+        var loaded = clock.Elapsed;
         var blocks = learner.Backbone.Blocks.Count;
         Apply(learner, settings);
         if (settings.ContainsKey("int8"))
@@ -170,13 +171,14 @@ internal static class QualityBench
         }
 
         using var model = result.Model;
-        Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"fit start to first featurized batch (int8 calibration included): {(passStart - fitStart).TotalSeconds:F1} s"));
         if (model.Backbone.Int8Parameters is { } int8)
         {
             Console.WriteLine($"int8: {int8.Activations.Count} activations ({int8.Activations.Values.Count(a => a.Levels == Backbones.Int8Kernels.EightBit)} 8-bit), {int8.ChannelScales.Count} equalised, {int8.FloatConvs.Count} convolutions kept in float");
         }
 
         var trainSeconds = clock.Elapsed.TotalSeconds;
+        Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+            $"phases: load {loaded.TotalSeconds:F2} s, fit start to first featurized batch {(passStart - fitStart).TotalSeconds:F2} s, featurizing {(passEnd - passStart).TotalSeconds:F2} s, after featurizing {trainSeconds - passEnd.TotalSeconds:F2} s, total {trainSeconds:F2} s"));
         var tta = double.NaN;
         if (settings.ContainsKey("tta"))
         {
