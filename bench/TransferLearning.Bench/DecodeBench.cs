@@ -70,19 +70,22 @@ internal static class DecodeBench
         var loaderN = Measure(data, spec, dop);
         Console.WriteLine($"  ImageLoader, {dop} workers (one thread per decode)                : {loaderN,8:F1} images/s");
         Console.WriteLine($"  ratio parallel loader / single-thread loop: {loaderN / single:F2}x; / 1-worker loader: {loaderN / loader1:F2}x");
+        var last1 = Measure(data, spec, 1, channelsLast: true);
+        var lastN = Measure(data, spec, dop, channelsLast: true);
+        Console.WriteLine($"  channels-last batches (as a fit reads them), 1 / {dop} workers          : {last1,8:F1} / {lastN:F1} images/s");
         return Task.FromResult(0);
     }
 
-    private static double Measure(ImageDataset data, InputSpec spec, int dop)
+    private static double Measure(ImageDataset data, InputSpec spec, int dop, bool channelsLast = false)
     {
         var sw = Stopwatch.StartNew();
-        var n = RunLoader(data, spec, dop);
+        var n = RunLoader(data, spec, dop, channelsLast);
         return n / sw.Elapsed.TotalSeconds;
     }
 
-    private static int RunLoader(ImageDataset data, InputSpec spec, int dop)
+    private static int RunLoader(ImageDataset data, InputSpec spec, int dop, bool channelsLast = false)
     {
-        using var loader = new ImageLoader(data, spec, new ImageLoaderOptions { BatchSize = 32, Shuffle = true, Seed = 1, DegreeOfParallelism = dop });
+        using var loader = new ImageLoader(data, spec, new ImageLoaderOptions { BatchSize = 32, Shuffle = true, Seed = 1, DegreeOfParallelism = dop, ChannelsLast = channelsLast });
         var n = 0;
         foreach (var batch in loader.Batches())
         {

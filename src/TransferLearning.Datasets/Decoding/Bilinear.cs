@@ -1,5 +1,8 @@
 using System.Buffers;
 using System.Numerics;
+using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 
 namespace TransferLearning.Datasets.Decoding;
 
@@ -21,19 +24,20 @@ internal static class Bilinear
     public static void Resize(ReadOnlySpan<byte> src, int srcW, int x0, int y0, int cropW, int cropH, Span<byte> dst, int dstW, int dstH)
     {
         var width = dstW * 3;
-        var pool = ArrayPool<float>.Shared.Rent(3 * width);
-        var indices = ArrayPool<int>.Shared.Rent(2 * dstW);
-        var fractions = ArrayPool<float>.Shared.Rent(dstW);
+        var stride = srcW * 3;
+        var pool = ArrayPool<float>.Shared.Rent((4 * width) + stride);
+        var indices = ArrayPool<int>.Shared.Rent(2 * width);
         try
         {
-            var xl = indices.AsSpan(0, dstW);
-            var xu = indices.AsSpan(dstW, dstW);
-            var xf = fractions.AsSpan(0, dstW);
-            Weights(cropW, dstW, x0, xl, xu, xf);
-            var stride = srcW * 3;
+            // Per output value (pixel x, channel c): the source values on its left and right and the weight of the right one.
+            var left = indices.AsSpan(0, width);
+            var right = indices.AsSpan(width, width);
+            var weights = pool.AsSpan(3 * width, width);
+            Weights(cropW, dstW, x0, left, right, weights);
             var upper = pool.AsSpan(0, width);
             var lower = pool.AsSpan(width, width);
             var mixed = pool.AsSpan(2 * width, width);
+            var wide = pool.AsSpan(4 * width, stride);
             int upperRow = -1, lowerRow = -1;
             var sy = (double)cropH / dstH;
             for (var y = 0; y < dstH; y++)
@@ -54,45 +58,95 @@ internal static class Bilinear
                     }
                     else
                     {
-                        Across(src.Slice(top * stride, stride), xl, xu, xf, upper);
+                        Across(src.Slice(top * stride, stride), wide, left, right, weights, upper);
                         upperRow = top;
                     }
                 }
 
                 if (bottom != lowerRow)
                 {
-                    Across(src.Slice(bottom * stride, stride), xl, xu, xf, lower);
+                    Across(src.Slice(bottom * stride, stride), wide, left, right, weights, lower);
                     lowerRow = bottom;
                 }
 
                 Between(upper, lower, ly, mixed);
-                var outRow = dst.Slice(y * width, width);
-                for (var i = 0; i < width; i++)
-                {
-                    outRow[i] = (byte)(mixed[i] + 0.5f);
-                }
+                Round(mixed, dst.Slice(y * width, width));
             }
         }
         finally
         {
             ArrayPool<float>.Shared.Return(pool);
             ArrayPool<int>.Shared.Return(indices);
-            ArrayPool<float>.Shared.Return(fractions);
         }
     }
 
-    /// <summary>One source row interpolated at the output columns: <c>a + (b - a) · fx</c> per channel.</summary>
-    private static void Across(ReadOnlySpan<byte> row, ReadOnlySpan<int> xl, ReadOnlySpan<int> xu, ReadOnlySpan<float> xf, Span<float> result)
+    /// <summary>
+    /// One source row interpolated at the output columns: <c>a + (b - a) · fx</c> per value. With AVX2 the row is
+    /// widened to floats once and eight values at a time are gathered from it; the arithmetic is the same.
+    /// </summary>
+    private static unsafe void Across(ReadOnlySpan<byte> row, Span<float> wide, ReadOnlySpan<int> left, ReadOnlySpan<int> right, ReadOnlySpan<float> weights, Span<float> result)
     {
-        for (var x = 0; x < xf.Length; x++)
+        var i = 0;
+        if (Avx2.IsSupported && result.Length >= Vector256<float>.Count)
         {
-            int l = xl[x] * 3, u = xu[x] * 3, o = x * 3;
-            var lx = xf[x];
-            for (var c = 0; c < 3; c++)
+            var j = 0;
+            fixed (byte* bytes = row)
             {
-                float a = row[l + c], b = row[u + c];
-                result[o + c] = a + ((b - a) * lx);
+                for (; j <= row.Length - Vector256<int>.Count; j += Vector256<int>.Count)
+                {
+                    var values = Avx.ConvertToVector256Single(Avx2.ConvertToVector256Int32(bytes + j));
+                    values.StoreUnsafe(ref wide[j]);
+                }
             }
+
+            for (; j < row.Length; j++)
+            {
+                wide[j] = row[j];
+            }
+
+            fixed (float* w = wide)
+            fixed (int* l = left, r = right)
+            {
+                for (; i <= result.Length - Vector256<float>.Count; i += Vector256<float>.Count)
+                {
+                    var a = Avx2.GatherVector256(w, Avx.LoadVector256(l + i), sizeof(float));
+                    var b = Avx2.GatherVector256(w, Avx.LoadVector256(r + i), sizeof(float));
+                    var f = Vector256.LoadUnsafe(ref Unsafe.AsRef(in weights[i]));
+                    (a + ((b - a) * f)).StoreUnsafe(ref result[i]);
+                }
+            }
+        }
+
+        for (; i < result.Length; i++)
+        {
+            float a = row[left[i]], b = row[right[i]];
+            result[i] = a + ((b - a) * weights[i]);
+        }
+    }
+
+    /// <summary>Rounds interpolated values (0 to 255) to the nearest byte, halves up: <c>(byte)(v + 0.5f)</c>.</summary>
+    private static void Round(ReadOnlySpan<float> values, Span<byte> result)
+    {
+        var i = 0;
+        if (Vector256.IsHardwareAccelerated)
+        {
+            var half = Vector256.Create(0.5f);
+            const int Step = 4 * 8;
+            for (; i <= values.Length - Step; i += Step)
+            {
+                var v0 = Vector256.ConvertToInt32(Vector256.LoadUnsafe(ref Unsafe.AsRef(in values[i])) + half);
+                var v1 = Vector256.ConvertToInt32(Vector256.LoadUnsafe(ref Unsafe.AsRef(in values[i + 8])) + half);
+                var v2 = Vector256.ConvertToInt32(Vector256.LoadUnsafe(ref Unsafe.AsRef(in values[i + 16])) + half);
+                var v3 = Vector256.ConvertToInt32(Vector256.LoadUnsafe(ref Unsafe.AsRef(in values[i + 24])) + half);
+                var shorts0 = Vector256.Narrow(v0, v1);
+                var shorts1 = Vector256.Narrow(v2, v3);
+                Vector256.Narrow(shorts0.AsUInt16(), shorts1.AsUInt16()).StoreUnsafe(ref result[i]);
+            }
+        }
+
+        for (; i < values.Length; i++)
+        {
+            result[i] = (byte)(values[i] + 0.5f);
         }
     }
 
@@ -117,16 +171,22 @@ internal static class Bilinear
         }
     }
 
-    private static void Weights(int inSize, int outSize, int offset, Span<int> lower, Span<int> upper, Span<float> frac)
+    /// <summary>For output value i (pixel i / 3, channel i % 3): the indices of its left and right source values in a packed row, and the right one's weight.</summary>
+    private static void Weights(int inSize, int outSize, int offset, Span<int> left, Span<int> right, Span<float> frac)
     {
         var scale = (double)inSize / outSize;
         for (var i = 0; i < outSize; i++)
         {
             var pos = ((i + 0.5) * scale) - 0.5;
             var f = Math.Floor(pos);
-            lower[i] = offset + Math.Max((int)f, 0);
-            upper[i] = offset + Math.Min((int)Math.Ceiling(pos), inSize - 1);
-            frac[i] = (float)(pos - f);
+            var lower = offset + Math.Max((int)f, 0);
+            var upper = offset + Math.Min((int)Math.Ceiling(pos), inSize - 1);
+            for (var c = 0; c < 3; c++)
+            {
+                left[(3 * i) + c] = (3 * lower) + c;
+                right[(3 * i) + c] = (3 * upper) + c;
+                frac[(3 * i) + c] = (float)(pos - f);
+            }
         }
     }
 }

@@ -1,4 +1,6 @@
 using System.Buffers;
+using System.Runtime.Intrinsics;
+using System.Runtime.Intrinsics.X86;
 using SixLabors.ImageSharp;
 using SixLabors.ImageSharp.PixelFormats;
 using SixLabors.ImageSharp.Processing;
@@ -247,18 +249,62 @@ public static class ImagePixels
         var plane = NormalizedPlane(spec, rgb.Length, destination.Length);
         Span<float> lut = stackalloc float[3 * 256];
         FillLookup(spec, lut);
-        var l0 = lut[..256];
-        var l1 = lut.Slice(256, 256);
-        var l2 = lut.Slice(512, 256);
-        var bgr = spec.ChannelOrder == ChannelOrder.Bgr;
         var d = destination[..(plane * 3)];
-        for (var j = 0; j < d.Length; j += 3)
+        if (spec.ChannelOrder == ChannelOrder.Bgr)
         {
-            byte r = rgb[j], g = rgb[j + 1], b = rgb[j + 2];
-            d[j] = l0[bgr ? b : r];
-            d[j + 1] = l1[g];
-            d[j + 2] = l2[bgr ? r : b];
+            var l0 = lut[..256];
+            var l1 = lut.Slice(256, 256);
+            var l2 = lut.Slice(512, 256);
+            for (var j = 0; j < d.Length; j += 3)
+            {
+                byte r = rgb[j], g = rgb[j + 1], b = rgb[j + 2];
+                d[j] = l0[b];
+                d[j + 1] = l1[g];
+                d[j + 2] = l2[r];
+            }
+
+            return;
         }
+
+        // Value j is channel j % 3: its table starts at 256 · (j % 3).
+        var done = GatherChannelsLast(rgb, lut, d);
+        for (var j = done; j < d.Length; j++)
+        {
+            d[j] = lut[(256 * (j % 3)) + rgb[j]];
+        }
+    }
+
+    /// <summary>
+    /// <c>d[j] = lut[256 · (j % 3) + rgb[j]]</c> with AVX2, 24 values (8 pixels) at a time; returns how many values it
+    /// wrote (0 without AVX2).
+    /// </summary>
+    private static unsafe int GatherChannelsLast(ReadOnlySpan<byte> rgb, ReadOnlySpan<float> lut, Span<float> d)
+    {
+        if (!Avx2.IsSupported)
+        {
+            return 0;
+        }
+
+        var channel0 = Vector256.Create(0, 256, 512, 0, 256, 512, 0, 256);
+        var channel1 = Vector256.Create(512, 0, 256, 512, 0, 256, 512, 0);
+        var channel2 = Vector256.Create(256, 512, 0, 256, 512, 0, 256, 512);
+        var j = 0;
+        fixed (byte* bytes = rgb)
+        fixed (float* table = lut)
+        fixed (float* output = d)
+        {
+            for (; j <= d.Length - 24; j += 24)
+            {
+                var i0 = Avx2.Add(Avx2.ConvertToVector256Int32(bytes + j), channel0);
+                var i1 = Avx2.Add(Avx2.ConvertToVector256Int32(bytes + j + 8), channel1);
+                var i2 = Avx2.Add(Avx2.ConvertToVector256Int32(bytes + j + 16), channel2);
+                Avx.Store(output + j, Avx2.GatherVector256(table, i0, sizeof(float)));
+                Avx.Store(output + j + 8, Avx2.GatherVector256(table, i1, sizeof(float)));
+                Avx.Store(output + j + 16, Avx2.GatherVector256(table, i2, sizeof(float)));
+            }
+        }
+
+        return j;
     }
 
     /// <summary>Pixels per image; throws unless <paramref name="rgb"/> bytes and room for <paramref name="room"/> floats fit the spec.</summary>

@@ -26,6 +26,31 @@ public sealed class ImagePixelsTests : IDisposable
         Assert.Equal(((128f / 255f) - 0.406f) / 0.225f, TestImages.At(v, 2, 3, 3, 4, 4), 4);
     }
 
+    [Theory]
+    [InlineData(224, 224, ChannelOrder.Rgb)]
+    [InlineData(7, 5, ChannelOrder.Rgb)]
+    [InlineData(9, 3, ChannelOrder.Bgr)]
+    public void NormalizeChannelsLast_RandomPixels_EqualsPlanarValuesInterleaved(int width, int height, ChannelOrder order)
+    {
+        var spec = new InputSpec(width, height, -1f, 1f, order, [0.1f, -0.2f, 0.3f], [0.5f, 0.25f, 2f]);
+        var rgb = new byte[3 * width * height];
+        new Random(width + height).NextBytes(rgb);
+        var planar = new float[rgb.Length];
+        var interleaved = new float[rgb.Length];
+
+        ImagePixels.Normalize(rgb, spec, planar);
+        ImagePixels.NormalizeChannelsLast(rgb, spec, interleaved);
+
+        var plane = width * height;
+        for (var i = 0; i < plane; i++)
+        {
+            for (var c = 0; c < 3; c++)
+            {
+                Assert.Equal(planar[(c * plane) + i], interleaved[(i * 3) + c]);
+            }
+        }
+    }
+
     [Fact]
     public void ToChw_MinusOneToOneSpec_MapsZeroAndFullScale()
     {
