@@ -11,7 +11,9 @@ namespace TransferLearning.Bench;
 /// Imported ONNX ResNet18 (+ preprocess) forward, batch 32, 224×224, eval, no grad, in images/s, next to ONNX Runtime on
 /// the same two ONNX files in the same run (ORT: batch 1 per call, the model's batch is fixed at 1).
 /// Variants: unfrozen (BatchNorm as its own op), frozen (BatchNorm folded into the convolutions), channels_last, threads, int8.
-/// Usage: forward [--batches N] [--threads T]
+/// With <c>--ort-int8 FILE</c> (written by <c>tools/onnx/qdq_resnet18.py</c>), ONNX Runtime's int8 kernels on the same
+/// network in QDQ form, batch 32, timed in the same run.
+/// Usage: forward [--batches N] [--threads T] [--ort-int8 r18_qdq.onnx]
 /// </summary>
 internal static class ForwardBench
 {
@@ -73,6 +75,23 @@ internal static class ForwardBench
         backbone.QuantizeInt8([x]);
         var int8 = Measure(() => Forward(backbone, x), batches, Batch);
         Console.WriteLine($"  torchsharp {"frozen, int8",-28} threads {threads}  {int8,8:F1} img/s  {int8 / ort:F2}x");
+
+        var qdqIndex = Array.IndexOf(args, "--ort-int8");
+        if (qdqIndex >= 0 && qdqIndex + 1 < args.Length)
+        {
+            using var qdq = new InferenceSession(args[qdqIndex + 1], ortOptions);
+            var batch = new DenseTensor<float>(data, [Batch, 3, 224, 224]);
+            var inputName = qdq.InputMetadata.Keys.First();
+            void QdqBatch()
+            {
+                using var r = qdq.Run([NamedOnnxValue.CreateFromTensor(inputName, batch)]);
+                _ = r[0].AsTensor<float>()[0, 0, 0, 0];
+            }
+
+            var ortInt8 = Measure(QdqBatch, batches, Batch);
+            Console.WriteLine($"  onnxruntime int8 (QDQ, batch {Batch}, threads {threads})    {ortInt8,8:F1} img/s  {ortInt8 / ort:F2}x; torchsharp int8 / this {int8 / ortInt8:F2}x");
+        }
+
         return Task.FromResult(0);
     }
 
