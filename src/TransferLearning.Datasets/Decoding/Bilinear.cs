@@ -21,8 +21,19 @@ internal static class Bilinear
     /// goes through the same float operations as interpolating the four neighbours directly — top and bottom across,
     /// then between them — so the bytes are the same.
     /// </remarks>
+    /// <exception cref="ArgumentOutOfRangeException">The window is not inside the source, or a size does not fit its buffer (the AVX2 path reads by index without bounds checks, so this is checked first).</exception>
     public static void Resize(ReadOnlySpan<byte> src, int srcW, int x0, int y0, int cropW, int cropH, Span<byte> dst, int dstW, int dstH)
     {
+        if (srcW < 1 || x0 < 0 || y0 < 0 || cropW < 1 || cropH < 1 || x0 + cropW > srcW || (long)(y0 + cropH) * srcW * 3 > src.Length)
+        {
+            throw new ArgumentOutOfRangeException(nameof(src), $"The window {cropW}×{cropH} at ({x0}, {y0}) is not inside a source of {srcW} pixels per row and {src.Length} bytes.");
+        }
+
+        if (dstW < 1 || dstH < 1 || (long)dstW * dstH * 3 > dst.Length)
+        {
+            throw new ArgumentOutOfRangeException(nameof(dst), $"{dstW}×{dstH} RGB pixels do not fit {dst.Length} bytes.");
+        }
+
         var width = dstW * 3;
         var stride = srcW * 3;
         var pool = ArrayPool<float>.Shared.Rent((4 * width) + stride);

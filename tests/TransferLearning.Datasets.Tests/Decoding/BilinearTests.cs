@@ -36,6 +36,20 @@ public sealed class BilinearTests
     }
 
     [Theory]
+    [InlineData(1, 0, 4, 1)] // one column past the right edge
+    [InlineData(0, 1, 4, 2)] // one row past the bottom
+    [InlineData(-1, 0, 2, 1)]
+    public void Resize_WindowOutsideTheSource_Throws(int x0, int y0, int cropW, int cropH)
+    {
+        var src = new byte[4 * 2 * 3]; // 4 × 2 pixels
+        var dst = new byte[8 * 8 * 3];
+
+        var ex = Assert.Throws<ArgumentOutOfRangeException>(() => Bilinear.Resize(src, 4, x0, y0, cropW, cropH, dst, 8, 8));
+
+        Assert.StartsWith($"The window {cropW}×{cropH} at ({x0}, {y0}) is not inside a source of 4 pixels per row and 24 bytes.", ex.Message, StringComparison.Ordinal);
+    }
+
+    [Theory]
     [InlineData(320, 240, 0, 0, 320, 240, 224, 224)]
     [InlineData(300, 200, 50, 0, 200, 200, 224, 224)]
     [InlineData(97, 61, 3, 5, 90, 50, 31, 47)]
